@@ -1,0 +1,59 @@
+"""The records every Q&A generator produces, and the interface they share."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Protocol
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One line of documents/<doc_id>/chunks.jsonl."""
+
+    chunk_id: str  # "<doc_id>:<index, 4 digits>"
+    doc_id: str
+    index: int
+    page_start: int  # 1-based, inclusive
+    page_end: int
+    char_start: int  # span in the document text (pages joined with "\n\n")
+    char_end: int
+    heading: str  # nearest section heading before the chunk, "" when none
+    text: str
+
+    @classmethod
+    def from_dict(cls, row: dict) -> "Chunk":
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Document:
+    """What a generator needs to know of a document (from source.json)."""
+
+    doc_id: str
+    title: str  # the document's own title, e.g. "DISTRIBUTOR AGREEMENT"
+    file_name: str
+
+
+@dataclass
+class QAPair:
+    """One phrasing of one fact. All phrasings of a fact share fact_id (the split unit)."""
+
+    question: str
+    answer: str
+    fact_id: str
+    doc_id: str
+    source_chunk_ids: list[str]
+    generator: str
+    field: str = ""  # e.g. governing_law, agreement_date, defined_term, section
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class QAGenerator(Protocol):
+    """A pluggable Q&A generator: chunks of some documents in, Q&A pairs out."""
+
+    name: str
+
+    def generate(self, documents: list[Document], chunks: list[Chunk]) -> Iterable[QAPair]: ...
