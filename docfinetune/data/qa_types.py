@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field as dataclass_field
 from typing import Iterable, Protocol
 
 
@@ -45,7 +45,7 @@ class QAPair:
     source_chunk_ids: list[str]
     generator: str
     field: str = ""  # e.g. governing_law, agreement_date, defined_term, section
-    meta: dict = field(default_factory=dict)
+    meta: dict = dataclass_field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

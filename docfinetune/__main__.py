@@ -1,0 +1,3 @@
+from docfinetune.cli import main
+
+main()

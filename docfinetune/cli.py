@@ -1,0 +1,197 @@
+"""The command line: parses, dispatches to each stage's function, and prints. Nothing else.
+
+Library code raises typed errors; here they become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from docfinetune import __version__
+from docfinetune.config import (
+    DEFAULT_WORKSPACE,
+    WORKSPACE_ENV,
+    IngestConfig,
+    load_pipeline,
+    section_fields,
+)
+from docfinetune.errors import DocfinetuneError, IngestFailed
+from docfinetune.workspace import Workspace
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+EXIT_BAD_INPUT = 2
+
+
+class _Group(click.Group):
+    """Turns DocfinetuneError into a one-line message and exit code 2 (never a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IngestFailed as failure:
+            for bad in failure.failures:
+                err.print(f"[red]error:[/] {bad}", soft_wrap=True)
+            if ctx.meta.get("inputs", 0) > 1:
+                err.print(f"{len(failure.failures)} input(s) failed; nothing was ingested and the "
+                          "workspace is unchanged (--keep-going ingests the good ones)", soft_wrap=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except DocfinetuneError as error:
+            for line in str(error).splitlines() or [type(error).__name__]:
+                err.print(f"[red]error:[/] {line}", soft_wrap=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            err.print("interrupted; nothing half-written was kept")
+            sys.exit(130)
+
+
+def config_options(section: str, section_type: type) -> Callable:
+    """Add one `--flag` per config field of a section; the help text comes from the field.
+    Defaults stay None so that the pipeline YAML decides unless the flag is given."""
+
+    def decorate(command: Callable) -> Callable:
+        for f in reversed(section_fields(section_type)):
+            kind = f.metadata.get("choices")
+            command = click.option(
+                f"--{f.name.replace('_', '-')}",
+                f"{section}__{f.name}",
+                type=click.Choice(kind) if kind else f.type,
+                default=None,
+                help=f"{f.metadata.get('help', '')} [default: {f.default}]",
+            )(command)
+        return command
+
+    return decorate
+
+
+def _overrides(kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Pop `section__key` flags out of a command's kwargs into {section: {key: value}}."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for name in [k for k in kwargs if "__" in k]:
+        section, key = name.split("__", 1)
+        value = kwargs.pop(name)
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    return overrides
+
+
+pipeline_option = click.option(
+    "--pipeline", "pipeline_name", default="default", show_default=True,
+    help="A recipe name from pipelines/ or a path to a YAML file.",
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--workspace", type=click.Path(file_okay=False, path_type=Path), envvar=WORKSPACE_ENV,
+    default=DEFAULT_WORKSPACE, show_default=True, show_envvar=True,
+    help="Folder that holds every stage's files.",
+)
+@click.option("-v", "--verbose", count=True, help="More detail (-vv for debug logs).")
+@click.version_option(__version__, prog_name="docfinetune")
+@click.pass_context
+def main(ctx: click.Context, workspace: Path, verbose: int) -> None:
+    """Turn your own documents into a language model that has learned them, privately."""
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"workspace": Workspace(workspace), "verbose": verbose}
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--password", default=None, help="Password of encrypted PDFs.")
+@click.option("--keep-going", is_flag=True,
+              help="Ingest the good inputs even if some are bad (exit code 2 all the same).")
+@pipeline_option
+@config_options("ingest", IngestConfig)
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[Path, ...], password: str | None, keep_going: bool,
+           pipeline_name: str, **flags: Any) -> None:
+    """Extract, clean and chunk PDF, text and Markdown files (directories recursively).
+
+    Nothing is written unless every input is usable; a re-ingested unchanged file is skipped.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from docfinetune.ingest import ingest as run_ingest
+
+    config = load_pipeline(pipeline_name, _overrides(flags)).ingest
+    workspace: Workspace = ctx.obj["workspace"]
+    ctx.meta["inputs"] = len(paths)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("pages"), TimeRemainingColumn(), console=err, transient=True)
+    tasks: dict[Path, Any] = {}
+
+    def on_progress(path: Path, done: int, total: int) -> None:
+        if path not in tasks:
+            tasks[path] = progress.add_task(path.name[:40], total=total)
+        progress.update(tasks[path], completed=done, total=total)
+
+    with progress:
+        results = run_ingest(paths, workspace, config, password=password,
+                             keep_going=keep_going, on_progress=on_progress)
+
+    table = Table(title=f"ingested into {workspace.root}")
+    for column in ("file", "status", "pages", "chunks", "characters", "seconds"):
+        table.add_column(column, justify="left" if column in ("file", "status") else "right")
+    for r in results:
+        table.add_row(r.path.name, r.status, str(r.pages), str(r.chunks), f"{r.chars:,}",
+                      f"{r.seconds:.2f}" if r.status in ("new", "replaced") else "-")
+    out.print(table)
+    for r in results:
+        for warning in r.warnings:
+            err.print(f"[yellow]warning:[/] {r.path}: {warning}", soft_wrap=True)
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        err.print(f"[red]error:[/] {r.path}: {r.error}", soft_wrap=True)
+    if failed:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show what the workspace holds."""
+    workspace: Workspace = ctx.obj["workspace"]
+    summary = workspace.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    if not workspace.root.exists():
+        out.print(f"{workspace.root}: no workspace yet; run `docfinetune ingest FILE...`")
+        return
+    docs = summary["documents"]
+    table = Table(title=f"workspace {workspace.root}: {len(docs)} document(s)")
+    for column in ("document", "title", "pages", "chunks", "characters", "extractor", "ingested"):
+        table.add_column(column, justify="right" if column in ("pages", "chunks", "characters") else "left")
+    for d in docs:
+        table.add_row(d["file_name"], d["title"][:40], str(d["pages"]), str(d["chunks"]),
+                      f"{d['chars']:,}", d["extractor"], d["ingested_at"])
+    totals = summary["totals"]
+    table.add_section()
+    table.add_row("total", "", str(totals["pages"]), str(totals["chunks"]), f"{totals['chars']:,}", "", "")
+    out.print(table)
+
+
+@main.command(name="config")
+@pipeline_option
+def show_config(pipeline_name: str) -> None:
+    """Print a pipeline's resolved settings as YAML."""
+    import yaml
+
+    config = load_pipeline(pipeline_name)
+    click.echo(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Typed errors. Library code raises these; only the CLI turns them into a message and exit 2."""
+
+from __future__ import annotations
+
+
+class DocfinetuneError(Exception):
+    """A problem the user can fix: the message names the path or setting and what to do."""
+
+
+class ConfigError(DocfinetuneError):
+    """A pipeline file or flag has a bad key or value."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(problems))
+
+
+class BadInputError(DocfinetuneError):
+    """An input file cannot be used: encrypted, scanned, corrupt, empty, missing, ..."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class IngestFailed(DocfinetuneError):
+    """One or more inputs of an ingest call were bad; nothing was written."""
+
+    def __init__(self, failures: list[BadInputError]) -> None:
+        self.failures = failures
+        super().__init__("\n".join(str(f) for f in failures))
+
+
+class WorkspaceError(DocfinetuneError):
+    """The workspace is missing something a stage needs, or cannot be written."""

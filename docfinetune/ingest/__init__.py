@@ -1,0 +1,231 @@
+"""`docfinetune ingest`: documents -> clean page text -> chunks, in the workspace.
+
+All or nothing by default: every input is extracted, cleaned and chunked into a hidden staging
+folder first; only when all of them succeed are they swapped into `documents/`. If any input is
+bad, every problem is reported and the workspace is left exactly as it was. With
+`keep_going=True` the good inputs are committed and the bad ones reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from docfinetune import __version__
+from docfinetune.config import IngestConfig
+from docfinetune.errors import BadInputError, IngestFailed
+from docfinetune.ingest.chunk import chunk_document, document_title
+from docfinetune.ingest.clean import clean_pages
+from docfinetune.ingest.extract import PDF_SUFFIXES, collect_inputs, extract_pdf, read_text_pages
+from docfinetune.workspace import Workspace, write_json, write_jsonl
+
+# Bump when cleaning or chunking changes what the same settings produce.
+INGEST_FORMAT = 1
+ProgressFn = Callable[[Path, int, int], None]
+
+
+@dataclass
+class IngestResult:
+    path: Path
+    doc_id: str
+    status: str  # new | replaced | unchanged | failed
+    pages: int = 0
+    chunks: int = 0
+    chars: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def doc_id_for(path: Path) -> str:
+    """A document's id is its file name, made safe: re-ingesting a changed file with the same
+    name replaces the old version."""
+    slug = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")[:80].strip("-")
+    return slug or "document"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def settings_fingerprint(config: IngestConfig) -> dict:
+    """What, besides the file's bytes, decides the output: a change means re-ingest."""
+    return {
+        "format": INGEST_FORMAT,
+        "extractor": config.extractor,
+        "chunk_chars": config.chunk_chars,
+        "chunk_overlap_chars": config.chunk_overlap_chars,
+        "repeat_min_share": config.repeat_min_share,
+    }
+
+
+class _Pool:
+    """Worker processes for long PDFs, started on first need and shared by every file."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.executor: ProcessPoolExecutor | None = None
+
+    def get(self) -> ProcessPoolExecutor | None:
+        if self.workers <= 1:
+            return None
+        if self.executor is None:
+            # forkserver: children start clean, so a progress-bar thread here cannot deadlock them.
+            context = multiprocessing.get_context("forkserver")
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self.executor
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+
+
+def _raw_pages(path: Path, config: IngestConfig, password: str | None, pool: _Pool,
+               on_progress: ProgressFn | None) -> list[str]:
+    report = (lambda done, total: on_progress(path, done, total)) if on_progress else None
+    if path.suffix.lower() in PDF_SUFFIXES:
+        return extract_pdf(path, config.extractor, password, get_pool=pool.get,
+                           parallel_min_pages=config.parallel_min_pages,
+                           workers=config.resolved_workers(), on_pages=report)
+    pages = read_text_pages(path)
+    if report:
+        report(len(pages), len(pages))
+    return pages
+
+
+def _stage_document(path: Path, doc_id: str, sha256: str, workspace: Workspace,
+                    config: IngestConfig, password: str | None, pool: _Pool,
+                    on_progress: ProgressFn | None) -> tuple[Path, IngestResult]:
+    """Extract, clean and chunk one file into a staging folder; raise BadInputError if unusable."""
+    started = time.perf_counter()
+    raw = _raw_pages(path, config, password, pool, on_progress)
+    if sum(len("".join(p.split())) for p in raw) < config.min_text_chars:
+        if path.suffix.lower() in PDF_SUFFIXES:
+            raise BadInputError(path, f"no extractable text in {len(raw)} page(s): it looks "
+                                "scanned (images only) and OCR is not done; run OCR first "
+                                "(e.g. ocrmypdf) and ingest the result")
+        raise BadInputError(path, "no text: the file holds only whitespace")
+    cleaned = clean_pages(raw, config.repeat_min_share)
+    pages = cleaned.pages
+    chunks = chunk_document(doc_id, pages, config.chunk_chars, config.chunk_overlap_chars)
+    empty = [i + 1 for i, p in enumerate(pages) if not p.strip()]
+    warnings = []
+    if empty and path.suffix.lower() in PDF_SUFFIXES:
+        warnings.append(f"{len(empty)} of {len(pages)} pages have no text (scanned? OCR is not "
+                        f"done): {', '.join(map(str, empty[:10]))}{' ...' if len(empty) > 10 else ''}")
+    chars = sum(len(p) for p in pages)
+    seconds = time.perf_counter() - started
+    staged = workspace.staging_dir(doc_id)
+    try:
+        offsets, offset = [], 0
+        for p in pages:
+            offsets.append(offset)
+            offset += len(p) + 2
+        write_jsonl(staged / "pages.jsonl",
+                    ({"page": i + 1, "char_start": o, "text": p}
+                     for i, (o, p) in enumerate(zip(offsets, pages))))
+        write_jsonl(staged / "chunks.jsonl", chunks)
+        # source.json last: its presence marks the folder complete.
+        write_json(staged / "source.json", {
+            "doc_id": doc_id,
+            "title": document_title(pages, fallback=path.stem),
+            "file_name": path.name,
+            "source_path": str(path),
+            "sha256": sha256,
+            "size_bytes": path.stat().st_size,
+            "pages": len(pages),
+            "empty_pages": empty,
+            # What cleanup removed as running headers/footers, so a user can check it.
+            "dropped_lines": len(cleaned.dropped_lines),
+            "dropped_examples": sorted(set(cleaned.dropped_lines))[:10],
+            "chunks": len(chunks),
+            "chars": chars,
+            "extractor": config.extractor if path.suffix.lower() in PDF_SUFFIXES else "text",
+            "settings": settings_fingerprint(config),
+            "seconds": round(seconds, 3),
+            "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "docfinetune_version": __version__,
+        })
+    except BaseException:
+        workspace.discard(staged)
+        raise
+    return staged, IngestResult(path, doc_id, "new", len(pages), len(chunks), chars,
+                                seconds, warnings)
+
+
+def ingest(
+    paths: Sequence[Path | str],
+    workspace: Workspace,
+    config: IngestConfig,
+    password: str | None = None,
+    keep_going: bool = False,
+    on_progress: ProgressFn | None = None,
+) -> list[IngestResult]:
+    """Ingest files and directories into `workspace`. Raises IngestFailed (nothing written)
+    when any input is bad, unless `keep_going`."""
+    files, failures = collect_inputs([Path(p) for p in paths])
+    by_id: dict[str, Path] = {}
+    for path in files:
+        other = by_id.setdefault(doc_id_for(path), path)
+        if other != path:
+            failures.append(BadInputError(path, f"same document id '{doc_id_for(path)}' as "
+                                          f"{other}; rename one of them"))
+    if failures and not keep_going:
+        raise IngestFailed(failures)
+    # Folders this call creates are removed again if it fails: the workspace stays as it was.
+    created = [p for p in (workspace.documents_dir, workspace.root) if not p.exists()]
+    workspace.check_writable()
+    workspace.recover()
+    fingerprint = settings_fingerprint(config)
+    results: list[IngestResult] = [
+        IngestResult(Path(f.path), "", "failed", error=f.problem) for f in failures
+    ]
+    staged: list[tuple[Path, IngestResult]] = []
+    pool = _Pool(config.resolved_workers())
+    try:
+        for doc_id, path in by_id.items():
+            sha256 = file_sha256(path) if path.stat().st_size else ""
+            previous = workspace.read_source(doc_id)
+            if previous and previous.get("sha256") == sha256 and previous.get("settings") == fingerprint:
+                results.append(IngestResult(path, doc_id, "unchanged", previous["pages"],
+                                            previous["chunks"], previous["chars"]))
+                continue
+            try:
+                folder, result = _stage_document(path, doc_id, sha256, workspace, config,
+                                                 password, pool, on_progress)
+            except BadInputError as err:
+                failures.append(err)
+                results.append(IngestResult(path, doc_id, "failed", error=err.problem))
+                continue
+            result.status = "replaced" if previous else "new"
+            staged.append((folder, result))
+            results.append(result)
+        if failures and not keep_going:
+            raise IngestFailed(failures)
+    except BaseException:
+        for folder, _ in staged:
+            workspace.discard(folder)
+        for folder in created:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    finally:
+        pool.close()
+    for folder, result in staged:
+        workspace.commit_document(folder, result.doc_id)
+    return results
+
+
+def result_rows(results: list[IngestResult]) -> list[dict]:
+    return [{**asdict(r), "path": str(r.path)} for r in results]

@@ -1,0 +1,174 @@
+"""Cleanup that keeps the meaning of the text.
+
+Per page: Unicode NFKC (ligatures, no-break spaces), straight quotes, no control characters;
+running headers/footers and bare page numbers dropped; words hyphenated across line breaks
+rejoined; wrapped lines rejoined into paragraphs (a blank line between paragraphs, so the chunker
+can prefer paragraph boundaries); whitespace runs collapsed. Pages stay separate: the page
+number is provenance.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+
+_CHAR_MAP = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+        "\u2010": "-", "\u2011": "-", "\u2212": "-",
+        "\u00ad": None,  # soft hyphen: only a hint where a word may break
+        "\ufeff": None,
+    }
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_SPACES = re.compile(r"[ \t]+")
+_DIGITS = re.compile(r"\d+")
+_BARE_PAGE_NUMBER = re.compile(
+    r"^(?:page\s*)?[-\u2013\u2014]?\s*\d{1,4}\s*[-\u2013\u2014]?(?:\s*(?:of|/)\s*\d{1,4})?$"
+    r"|^[-\u2013\u2014]?\s*[ivxlc]{1,6}\s*[-\u2013\u2014]?$",
+    re.IGNORECASE,
+)
+_HYPHEN_BREAK = re.compile(r"([A-Za-z]+)-\n([a-z][A-Za-z]*)")
+_WORD = re.compile(r"(?<![-\w])[A-Za-z]+(?![-\w])")  # whole words, not halves of "a-b"
+# A line that starts a new block: list items "(a) ", "(iv) ", "a. ", numbered sections "12. ",
+# "5.2 ", and the words that open articles, sections, schedules and recitals.
+_BLOCK_START = re.compile(
+    r"^(?:\((?:[a-zA-Z]|[ivxIVX]{1,4}|\d{1,2})\)\s"
+    r"|(?:[a-z]|\d{1,2}(?:\.\d{1,2})*)\.\s"
+    r"|\d{1,2}(?:\.\d{1,2})+\s"
+    r"|(?:ARTICLE|Article|SECTION|Section|SCHEDULE|Schedule|EXHIBIT|Exhibit|ANNEX|Annex)\s+[\dIVXLCA-Z]"
+    r"|WHEREAS\b|NOW,? THEREFORE|IN WITNESS WHEREOF"
+    r"|[-*\u2022#>]\s)"
+)
+_ARTICLE_LINE = re.compile(r"^(?:ARTICLE|Article)\s+(?:[IVXLC]+|\d+)\b")
+_BARE_ARTICLE = re.compile(r"^(?:ARTICLE|Article)\s+(?:[IVXLC]+|\d+)\.?$")
+_SENTENCE_END = re.compile(r"[.:;?!][\"')\]]?$")
+HEADING_MAX_CHARS = 100
+
+
+def normalize_chars(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # PDFium marks a hyphen it found at a line end as \x02 (and may drop the break).
+    text = re.sub("\x02\n?", "-\n", text)
+    text = unicodedata.normalize("NFKC", text).translate(_CHAR_MAP)
+    return _CONTROL.sub("", text)
+
+
+def is_heading_line(line: str) -> bool:
+    """Short lines that title a part: "ARTICLE V", "12. GOVERNING LAW", "# Fees", all caps."""
+    if not line or len(line) > HEADING_MAX_CHARS:
+        return False
+    if _ARTICLE_LINE.match(line) or line.startswith("#"):
+        return True
+    letters = [c for c in line if c.isalpha()]
+    if len(letters) < 4 or line.endswith(","):
+        return False
+    return sum(c.isupper() for c in letters) / len(letters) >= 0.85
+
+
+def _page_lines(text: str) -> list[str]:
+    return [_SPACES.sub(" ", line).strip() for line in normalize_chars(text).split("\n")]
+
+
+def _edge_positions(lines: list[str], per_edge: int = 3) -> list[int]:
+    """Indices of the first and last few non-empty lines: where headers and footers sit."""
+    filled = [i for i, line in enumerate(lines) if line]
+    return sorted(set(filled[:per_edge] + filled[-per_edge:]))
+
+
+def drop_headers_footers(
+    pages: list[list[str]], repeat_min_share: float
+) -> tuple[list[list[str]], list[str]]:
+    """Remove bare page numbers and lines that repeat at a page edge (digits ignored, so
+    "Page 3 of 20" and "Confidential - 7" count as one line) on enough pages.
+
+    Returns the pages and the removed lines, in order."""
+    keys_per_page = [
+        {_DIGITS.sub("#", lines[i].lower()) for i in _edge_positions(lines)} for lines in pages
+    ]
+    counts = Counter(key for keys in keys_per_page for key in keys)
+    needed = max(2, math.ceil(repeat_min_share * len(pages)))
+    running = {key for key, n in counts.items() if n >= needed}
+    cleaned, dropped = [], []
+    for lines in pages:
+        edges = set(_edge_positions(lines))
+        kept = []
+        for i, line in enumerate(lines):
+            if i in edges and (_BARE_PAGE_NUMBER.match(line) or _DIGITS.sub("#", line.lower()) in running):
+                dropped.append(line)
+                line = ""
+            kept.append(line)
+        cleaned.append(kept)
+    return cleaned, dropped
+
+
+def rejoin_hyphenated(text: str, known_words: set[str]) -> str:
+    """Undo a word split across a line break: "termi-\nnation" -> "termination" when the
+    document spells "termination" elsewhere. Otherwise the hyphen is real and stays
+    ("decision-\nmaking" -> "decision-making"): contracts are rarely hyphenated by layout."""
+
+    def join(m: re.Match) -> str:
+        whole = m.group(1) + m.group(2)
+        return whole if whole.lower() in known_words else f"{m.group(1)}-{m.group(2)}"
+
+    return _HYPHEN_BREAK.sub(join, text)
+
+
+def unwrap_paragraphs(lines: list[str], full_line_chars: int) -> str:
+    """Join wrapped lines into paragraphs separated by a blank line.
+
+    A paragraph ends at a blank line, a heading, a line that opens a new block (list item,
+    numbered section), or a line well short of a full one that ends a sentence.
+    """
+    paragraphs: list[str] = []
+    current: list[str] = []
+
+    def flush() -> None:
+        if current:
+            paragraphs.append(" ".join(current))
+            current.clear()
+
+    for line in lines:
+        if not line:
+            flush()
+            continue
+        heading = is_heading_line(line)
+        if current and len(current) == 1 and _BARE_ARTICLE.match(current[0]) and heading:
+            current.append(line)  # "ARTICLE V" + "TERM AND RENEWAL" -> one heading
+            flush()
+            continue
+        if current and (heading or _BLOCK_START.match(line)):
+            flush()
+        current.append(line)
+        short = len(line) < 0.7 * full_line_chars
+        if _BARE_ARTICLE.match(line):
+            continue  # wait: the article's title may follow on the next line
+        if heading or (short and _SENTENCE_END.search(line)) or len(line) < 0.35 * full_line_chars:
+            flush()
+    flush()
+    return "\n\n".join(paragraphs)
+
+
+@dataclass
+class CleanedText:
+    pages: list[str]  # one cleaned text per input page
+    dropped_lines: list[str]  # running headers/footers and page numbers that were removed
+
+
+def clean_pages(raw_pages: list[str], repeat_min_share: float = 0.5) -> CleanedText:
+    """Raw page texts in, cleaned page texts out (same count, same order)."""
+    pages, dropped = drop_headers_footers([_page_lines(p) for p in raw_pages], repeat_min_share)
+    texts = ["\n".join(lines) for lines in pages]
+    known_words = {w.lower() for t in texts for w in _WORD.findall(t)}
+    texts = [rejoin_hyphenated(t, known_words) for t in texts]
+    lengths = sorted(len(line) for t in texts for line in t.split("\n") if line)
+    # The 90th-percentile line length stands for "a full line" of this document's layout.
+    full_line_chars = lengths[int(0.9 * (len(lengths) - 1))] if lengths else 80
+    return CleanedText(
+        [unwrap_paragraphs([line.strip() for line in t.split("\n")], full_line_chars) for t in texts],
+        dropped,
+    )

@@ -1,0 +1,155 @@
+"""The workspace directory: where each stage's files live, and how they are written safely.
+
+    documents/<doc-id>/source.json    file name, sha256, pages, extractor, settings, time
+    documents/<doc-id>/pages.jsonl    page number, cleaned text
+    documents/<doc-id>/chunks.jsonl   chunk id, doc id, page span, char span, heading, text
+
+Every file is written to a temporary name and renamed into place, and a document's folder is
+swapped in whole, so a crash never leaves a half-written file that a later stage trusts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from docfinetune.errors import WorkspaceError
+
+STAGING_PREFIX = ".staging-"
+RETIRED_PREFIX = ".retired-"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.root / "documents"
+
+    def document_dir(self, doc_id: str) -> Path:
+        return self.documents_dir / doc_id
+
+    def doc_ids(self) -> list[str]:
+        """Ingested documents: folders with a source.json (written last, so it marks complete)."""
+        if not self.documents_dir.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.documents_dir.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / "source.json").is_file()
+        )
+
+    def read_source(self, doc_id: str) -> dict | None:
+        path = self.document_dir(doc_id) / "source.json"
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def staging_dir(self, doc_id: str) -> Path:
+        """A fresh hidden folder beside the documents, for building one document's files."""
+        self.documents_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=self.documents_dir, prefix=f"{STAGING_PREFIX}{doc_id}-"))
+
+    def commit_document(self, staged: Path, doc_id: str) -> None:
+        """Swap a fully written staging folder in as documents/<doc_id>.
+
+        The old version is renamed aside first and deleted only after the new one is in place;
+        `recover()` finishes or undoes a swap that a crash interrupted.
+        """
+        target = self.document_dir(doc_id)
+        retired = None
+        if target.exists():
+            retired = self.documents_dir / f"{RETIRED_PREFIX}{doc_id}"
+            if retired.exists():
+                shutil.rmtree(retired)
+            os.replace(target, retired)
+        os.replace(staged, target)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+
+    def discard(self, staged: Path) -> None:
+        shutil.rmtree(staged, ignore_errors=True)
+
+    def recover(self) -> None:
+        """Clean up after a crash: drop staging folders, restore a retired version that lost
+        its replacement, and drop one whose replacement is complete."""
+        if not self.documents_dir.is_dir():
+            return
+        for p in self.documents_dir.iterdir():
+            if p.name.startswith(STAGING_PREFIX):
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.name.startswith(RETIRED_PREFIX):
+                target = self.document_dir(p.name[len(RETIRED_PREFIX) :])
+                if (target / "source.json").is_file():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    if target.exists():
+                        shutil.rmtree(target)
+                    os.replace(p, target)
+
+    def check_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WorkspaceError(f"{self.root}: cannot create the workspace ({err.strerror})") from None
+        if not os.access(self.root, os.W_OK):
+            raise WorkspaceError(f"{self.root}: the workspace is not writable")
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for `docfinetune status`."""
+        docs = []
+        for doc_id in self.doc_ids():
+            source = self.read_source(doc_id) or {}
+            docs.append(
+                {
+                    "doc_id": doc_id,
+                    "file_name": source.get("file_name", ""),
+                    "title": source.get("title", ""),
+                    "pages": source.get("pages", 0),
+                    "chunks": source.get("chunks", 0),
+                    "chars": source.get("chars", 0),
+                    "extractor": source.get("extractor", ""),
+                    "ingested_at": source.get("ingested_at", ""),
+                }
+            )
+        return {
+            "workspace": str(self.root),
+            "documents": docs,
+            "totals": {k: sum(d[k] for d in docs) for k in ("pages", "chunks", "chars")},
+        }
