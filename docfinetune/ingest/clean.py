@@ -19,7 +19,7 @@ _CHAR_MAP = str.maketrans(
     {
         "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
-        "\u2010": "-", "\u2011": "-", "\u2212": "-",
+        "\u2010": "-", "\u2011": "-", "\u2212": "-", "\u2013": "-",
         "\u00ad": None,  # soft hyphen: only a hint where a word may break
         "\ufeff": None,
     }
@@ -33,7 +33,7 @@ _BARE_PAGE_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _HYPHEN_BREAK = re.compile(r"([A-Za-z]+)-\n([a-z][A-Za-z]*)")
-_WORD = re.compile(r"(?<![-\w])[A-Za-z]+(?![-\w])")  # whole words, not halves of "a-b"
+_WORD = re.compile(r"(?<![-\w])[A-Za-z]+(?:-[A-Za-z]+)?(?![-\w])")  # "word" or "a-b", not halves
 # A line that starts a new block: list items "(a) ", "(iv) ", "a. ", numbered sections "12. ",
 # "5.2 ", and the words that open articles, sections, schedules and recitals.
 _BLOCK_START = re.compile(
@@ -136,7 +136,8 @@ def unwrap_paragraphs(lines: list[str], full_line_chars: int) -> str:
         if not line:
             flush()
             continue
-        heading = is_heading_line(line)
+        # A full-width line in capitals belongs to a shouted paragraph (a liability cap), not a title.
+        heading = is_heading_line(line) and len(line) < 0.8 * full_line_chars
         if current and len(current) == 1 and _BARE_ARTICLE.match(current[0]) and heading:
             current.append(line)  # "ARTICLE V" + "TERM AND RENEWAL" -> one heading
             flush()

@@ -1,0 +1,149 @@
+"""How many of the lawyers' answers in cuad-dev the offline `rules` Q&A generator finds.
+
+    .venv/bin/python benchmarks/qa_coverage.py [--source ingest|txt] [--write-results] [-v]
+
+For each contract of ../shared/cuad-dev/pdf the chunks come from `docfinetune ingest` (run
+into a temporary workspace), or with `--source txt` from CUAD's reference text split by
+langchain's RecursiveCharacterTextSplitter (512/64). For every field of questions.jsonl it
+reports the share of the lawyers' answers that match (docfinetune.evaluate.score.answer_matches)
+at least one generated answer OF THAT FIELD for that contract, then facts, Q&A pairs and
+seconds per contract. Exits 0 with a message when cuad-dev is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from docfinetune.data.qa_rules import RulesQAGenerator  # noqa: E402
+from docfinetune.data.qa_types import Chunk, Document  # noqa: E402
+from docfinetune.evaluate.score import answer_matches  # noqa: E402
+
+CUAD = ROOT.parent / "shared" / "cuad-dev"
+FIELDS = ["governing_law", "agreement_date", "effective_date", "expiration_date",
+          "renewal_term", "renewal_notice", "parties"]
+
+
+def load_ingested(pdf_dir: Path, workspace: Path) -> dict[str, tuple[Document, list[Chunk]]]:
+    """Run the real ingest stage; key the documents by their PDF file name."""
+    command = [sys.executable, "-m", "docfinetune", "--workspace", str(workspace), "ingest",
+               *sorted(str(p) for p in pdf_dir.iterdir())]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+    out = {}
+    for doc_dir in sorted((workspace / "documents").iterdir()):
+        source = json.loads((doc_dir / "source.json").read_text())
+        doc = Document(source["doc_id"], source.get("title", ""), source["file_name"])
+        with open(doc_dir / "chunks.jsonl") as f:
+            chunks = [Chunk.from_dict(json.loads(line)) for line in f if line.strip()]
+        out[doc.file_name] = (doc, chunks)
+    return out
+
+
+def load_txt(txt_dir: Path, titles: dict[str, str]) -> dict[str, tuple[Document, list[Chunk]]]:
+    """CUAD's reference text, chunked as ingest would (development fallback)."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=512, chunk_overlap=64, add_start_index=True)
+    out = {}
+    for pdf_name, title in sorted(titles.items()):
+        text = (txt_dir / (Path(pdf_name).stem + ".txt")).read_text()
+        doc_id = re.sub(r"[^a-z0-9]+", "-", Path(pdf_name).stem.lower()).strip("-")[:60]
+        chunks = []
+        for i, piece in enumerate(splitter.create_documents([text])):
+            start = piece.metadata["start_index"]
+            chunks.append(Chunk(f"{doc_id}:{i:04d}", doc_id, i, 1, 1, start,
+                                start + len(piece.page_content), "", piece.page_content))
+        out[pdf_name] = (Document(doc_id, title, pdf_name), chunks)
+    return out
+
+
+def run(source: str, verbose: bool) -> tuple[str, dict]:
+    questions = [json.loads(line) for line in open(CUAD / "questions.jsonl") if line.strip()]
+    titles = {q["document"]: q["title"] for q in questions}
+    with tempfile.TemporaryDirectory() as tmp:
+        docs = load_ingested(CUAD / "pdf", Path(tmp) / "ws") if source == "ingest" else load_txt(CUAD / "txt", titles)
+    generator = RulesQAGenerator()
+    per_doc, pairs_by_doc = [], {}
+    for name, (doc, chunks) in sorted(docs.items()):
+        t0 = time.perf_counter()
+        pairs = list(generator.generate([doc], chunks))
+        seconds = time.perf_counter() - t0
+        pairs_by_doc[name] = pairs
+        pages = max((c.page_end for c in chunks), default=0)
+        per_doc.append((name, pages, len(chunks), len({p.fact_id for p in pairs}), len(pairs), seconds))
+
+    hits = {f: [0, 0] for f in FIELDS}
+    misses = []
+    for q in questions:
+        pairs = [p for p in pairs_by_doc.get(q["document"], []) if p.field == q["field"]]
+        answers = sorted({p.answer for p in pairs})
+        ok = any(answer_matches(a, q["answer"], q["field"]) for a in answers)
+        hits[q["field"]][0] += ok
+        hits[q["field"]][1] += 1
+        if not ok:
+            misses.append((q["document"][:40], q["field"], q["answer"], answers[:3]))
+
+    lines = [f"Coverage of cuad-dev lawyers' answers by the `rules` generator (chunks from {source})", ""]
+    lines += ["| field | found | of | coverage |", "|---|---:|---:|---:|"]
+    for f in FIELDS:
+        found, total = hits[f]
+        lines.append(f"| {f} | {found} | {total} | {100 * found / total:.0f}% |")
+    found = sum(h[0] for h in hits.values())
+    total = sum(h[1] for h in hits.values())
+    lines.append(f"| **all** | {found} | {total} | {100 * found / total:.0f}% |")
+    lines += ["", "| contract | pages | chunks | facts | Q&A | seconds |", "|---|---:|---:|---:|---:|---:|"]
+    for name, pages, n_chunks, facts, n_pairs, seconds in per_doc:
+        lines.append(f"| {name[:45]} | {pages} | {n_chunks} | {facts} | {n_pairs} | {seconds:.2f} |")
+    if verbose:
+        lines += ["", "Misses (contract, field, lawyers' answer, first generated answers of that field):"]
+        lines += [f"- {d} | {f} | {a!r} | {g}" for d, f, a, g in misses]
+    return "\n".join(lines), hits
+
+
+def write_results(table: str, argv: list[str]) -> None:
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    heading = "## qa_coverage"
+    section = (
+        f"{heading} ({dt.date.today().isoformat()})\n\n"
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs. "
+        f"Command: `.venv/bin/python benchmarks/qa_coverage.py {' '.join(argv)}`\n\n{table}\n"
+    )
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(heading)}.*?(?=^## |\Z)", re.S | re.M)
+    new = pattern.sub(lambda _: section + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + section
+    path.write_text(new)
+    print(f"updated {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", choices=["ingest", "txt"], default="ingest",
+                        help="chunks from `docfinetune ingest` of pdf/ (default) or from CUAD's txt/")
+    parser.add_argument("--write-results", action="store_true", help="update benchmarks/RESULTS.md")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list the misses")
+    args = parser.parse_args(argv)
+    if not CUAD.is_dir():
+        print(f"{CUAD} is absent: nothing to measure.")
+        return 0
+    table, _ = run(args.source, args.verbose)
+    print(table)
+    if args.write_results:
+        write_results(table, [a for a in argv if a != "--write-results"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
