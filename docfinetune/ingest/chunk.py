@@ -21,6 +21,7 @@ SEPARATORS = ["\n\n", "\n", ". ", "; ", ", ", " ", ""]
 _INLINE_HEADING = re.compile(
     r"^((?:Section\s+)?\d{1,2}(?:\.\d{1,2})*\.?)\s+([A-Z][A-Za-z'&/,\- ]{1,60}?)[.:]\s"
 )
+_NUMBERED = re.compile(r"^(?:\d+(?:\.\d+)*|[IVXLC]+|[A-Z])[.)]\s|^(?:ARTICLE|Article|Section|SECTION)\s")
 _TITLE_WORDS = re.compile(
     r"\b(AGREEMENT|CONTRACT|LEASE|LICENSE|LICENCE|POLICY|DEED|CHARTER|MEMORANDUM|TERMS)\b", re.I
 )
@@ -52,16 +53,15 @@ def document_title(pages: list[str], fallback: str) -> str:
     """The document's own title: the first short paragraph on its first pages that names a
     kind of document ("DISTRIBUTOR AGREEMENT"), else the first heading, else `fallback`."""
     paragraphs = [p for page in pages[:2] for p in page.split("\n\n") if p.strip()][:40]
-    for p in paragraphs:
-        if len(p) <= 120 and _TITLE_WORDS.search(p) and is_heading_line(p[:100]):
-            return p.strip()
-    for p in paragraphs:
-        if len(p) <= 120 and _TITLE_WORDS.search(p):
-            return p.strip()
-    for p in paragraphs:
-        if is_heading_line(p):
-            return p.lstrip("# ").strip()
-    return fallback
+    # Numbered paragraphs are sections (or a table of contents), not the title.
+    short = [p.lstrip("# ").strip() for p in paragraphs
+             if len(p) <= 120 and not _NUMBERED.match(p)]
+    return (
+        next((p for p in short if _TITLE_WORDS.search(p) and is_heading_line(p)), None)
+        or next((p for p in short if _TITLE_WORDS.search(p)), None)
+        or next((p for p in short if is_heading_line(p)), None)
+        or fallback
+    )
 
 
 def make_splitter(chunk_chars: int, overlap_chars: int):

@@ -44,6 +44,14 @@ _BLOCK_START = re.compile(
     r"|WHEREAS\b|NOW,? THEREFORE|IN WITNESS WHEREOF"
     r"|[-*\u2022#>]\s)"
 )
+# A section number glued to its text at a line start ("10.1Except", "11.CONFIDENTIALITY",
+# "(i)information"): the PDF placed the text at a tab stop, and the extractor lost the gap.
+_GLUED_NUMBER = re.compile(
+    r"^(\d{1,2}(?:\.\d{1,2})*\.(?=[A-Z])|\d{1,2}(?:\.\d{1,2})+(?=[A-Z][a-z])"
+    r"|\((?:[a-z]|[ivx]{1,4}|\d{1,2})\)(?=[A-Za-z]))"
+)
+_CONTINUES = re.compile(r"(?:,|\b(?:AND|OR|OF|THE|TO|IN|A|AN|FOR|BY|WITH|SUCH|ANY|ON|AT|FROM|AS))$")
+_TITLE_CASE_REFERENCE = re.compile(r"^(?:Article|Section|Schedule|Exhibit|Annex)\s")
 _ARTICLE_LINE = re.compile(r"^(?:ARTICLE|Article)\s+(?:[IVXLC]+|\d+)\b")
 _BARE_ARTICLE = re.compile(r"^(?:ARTICLE|Article)\s+(?:[IVXLC]+|\d+)\.?$")
 _SENTENCE_END = re.compile(r"[.:;?!][\"')\]]?$")
@@ -71,7 +79,8 @@ def is_heading_line(line: str) -> bool:
 
 
 def _page_lines(text: str) -> list[str]:
-    return [_SPACES.sub(" ", line).strip() for line in normalize_chars(text).split("\n")]
+    lines = (_SPACES.sub(" ", line).strip() for line in normalize_chars(text).split("\n"))
+    return [_GLUED_NUMBER.sub(r"\1 ", line) for line in lines]
 
 
 def _edge_positions(lines: list[str], per_edge: int = 3) -> list[int]:
@@ -118,6 +127,21 @@ def rejoin_hyphenated(text: str, known_words: set[str]) -> str:
     return _HYPHEN_BREAK.sub(join, text)
 
 
+def _shouted_lines(lines: list[str]) -> list[bool]:
+    """Lines of a paragraph set in capitals (disclaimers, liability caps): three or more capital
+    lines in a row, or one that ends mid-phrase ("...OR", "...,"). They are text, not headings."""
+    caps = [is_heading_line(line) and not _ARTICLE_LINE.match(line) and not line.startswith("#")
+            for line in lines]
+    shouted = [bool(c and _CONTINUES.search(line)) for c, line in zip(caps, lines)]
+    start = 0
+    for i in range(len(lines) + 1):
+        if i == len(lines) or not caps[i]:
+            if i - start >= 3:
+                shouted[start:i] = [True] * (i - start)
+            start = i + 1
+    return shouted
+
+
 def unwrap_paragraphs(lines: list[str], full_line_chars: int) -> str:
     """Join wrapped lines into paragraphs separated by a blank line.
 
@@ -126,18 +150,26 @@ def unwrap_paragraphs(lines: list[str], full_line_chars: int) -> str:
     """
     paragraphs: list[str] = []
     current: list[str] = []
+    shouted = _shouted_lines(lines)
 
     def flush() -> None:
         if current:
             paragraphs.append(" ".join(current))
             current.clear()
 
-    for line in lines:
+    for i, line in enumerate(lines):
         if not line:
             flush()
             continue
-        # A full-width line in capitals belongs to a shouted paragraph (a liability cap), not a title.
-        heading = is_heading_line(line) and len(line) < 0.8 * full_line_chars
+        # After a line that ends mid-sentence, "Article V." is a wrapped cross-reference and a
+        # line in capitals is the end of a shouted sentence: both continue the paragraph.
+        mid_sentence = bool(current) and not _SENTENCE_END.search(current[-1]) and (
+            bool(_TITLE_CASE_REFERENCE.match(line))
+            or (is_heading_line(line) and not _ARTICLE_LINE.match(current[-1])))
+        if mid_sentence:
+            current.append(line)
+            continue
+        heading = is_heading_line(line) and len(line) < 0.8 * full_line_chars and not shouted[i]
         if current and len(current) == 1 and _BARE_ARTICLE.match(current[0]) and heading:
             current.append(line)  # "ARTICLE V" + "TERM AND RENEWAL" -> one heading
             flush()

@@ -113,11 +113,21 @@ class Pypdfium2Extractor:
         try:
             return pdfium.PdfDocument(str(path), password=password)
         except pdfium.PdfiumError as err:
-            message = str(err).lower()
-            if "password" in message:
-                hint = "wrong password" if password else "encrypted PDF: give its password with --password"
-                raise BadInputError(path, hint) from None
-            raise BadInputError(path, f"corrupt PDF that cannot be parsed ({err})") from None
+            raise self._diagnose(path, password, err) from None
+
+    @staticmethod
+    def _diagnose(path: Path, password: str | None, err: Exception) -> BadInputError:
+        """PDFium refuses encrypted, zero-page and damaged files alike, and its error code is a
+        thread-global that can be stale; ask pypdf which of these the file is."""
+        try:
+            pages = PypdfExtractor().page_count(path, password)
+        except BadInputError as diagnosis:
+            return diagnosis
+        except DocfinetuneError:  # pypdf is not installed
+            return BadInputError(path, f"corrupt PDF that cannot be parsed ({err})")
+        if pages == 0:
+            return BadInputError(path, "the PDF has no pages")
+        return BadInputError(path, f"corrupt PDF that PDFium cannot parse ({err}); try --extractor pypdf")
 
     def page_count(self, path: Path, password: str | None) -> int:
         doc = self._open(path, password)

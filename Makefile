@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make demo` (the main job on the sample contract)
+# and `make test`. Both create .venv and install the project into it first.
+PYTHON ?= python3
+VENV ?= .venv
+# This CPU-only machine has torch 2.13.0's CPU wheel locally; elsewhere set TORCH_SPEC, e.g.
+# TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu" or a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+WORKSPACE ?= docfinetune-workspace
+BIN = $(VENV)/bin
+
+.PHONY: install demo test benchmarks clean
+
+$(BIN)/docfinetune: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/docfinetune
+
+demo: install
+	$(BIN)/docfinetune --workspace $(WORKSPACE) ingest sample_docs/quillmere_msa.pdf
+	$(BIN)/docfinetune --workspace $(WORKSPACE) status
+
+test: install
+	$(BIN)/python -m pytest
+
+benchmarks: install
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/qa_coverage.py
+
+clean:
+	rm -rf $(VENV) $(WORKSPACE)

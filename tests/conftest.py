@@ -1,0 +1,133 @@
+"""Fixture files generated in the tests: real PDFs (reportlab), and broken ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from docfinetune.cli import main
+
+# A short contract: three pages with a running header, "Page N of 3" footers, numbered
+# headings, and a word hyphenated across a line break ("termi-" / "nation").
+CONTRACT_PAGES = [
+    [
+        "SERVICES AGREEMENT",
+        "",
+        "This Services Agreement is made on the 4th day of March, 2024 between Orrin Vale",
+        "Holdings LLC (the \u201cClient\u201d) and Tamsk Logistics, Inc. (the \u201cProvider\u201d).",
+        "",
+        "ARTICLE I",
+        "DEFINITIONS",
+        "1.1 Services. \u201cServices\u201d means the freight brokerage described in Schedule A.",
+        "",
+        "2. TERM",
+        "The initial term is three (3) years from the Effective Date. Either party may give",
+        "notice of termi-",
+        "nation with sixty (60) days written notice. The termination of this Agreement",
+        "does not end accrued payment duties.",
+    ],
+    [
+        "3. FEES",
+        "The Client shall pay the Provider a monthly fee of $12,500 within thirty (30) days",
+        "of each invoice. Late payments bear interest at one percent (1%) per month.",
+        "",
+        "4. CONFIDENTIALITY",
+        "Each party shall keep the other party's confidential information secret for five",
+        "(5) years after the end of this Agreement.",
+    ],
+    [
+        "12. GOVERNING LAW",
+        "This Agreement is governed by the laws of the State of Vermont, and the courts of",
+        "Windham County have exclusive jurisdiction over any dispute.",
+        "",
+        "IN WITNESS WHEREOF the parties have signed this Agreement.",
+    ],
+]
+
+
+def write_pdf(path: Path, pages: list[list[str]], header: str | None = "Services Agreement - Confidential",
+              footer: bool = True) -> Path:
+    """Render pages of lines as a real text PDF (Letter, Helvetica 10pt)."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(path), pagesize=letter, invariant=1)
+    for number, lines in enumerate(pages, start=1):
+        c.setFont("Helvetica", 10)
+        if header:
+            c.drawString(72, 750, header)
+        y = 720
+        for line in lines:
+            c.drawString(72, y, line)
+            y -= 14
+        if footer:
+            c.drawString(280, 40, f"Page {number} of {len(pages)}")
+        c.showPage()
+    c.save()
+    return path
+
+
+def write_scanned_pdf(path: Path) -> Path:
+    """Two pages with only drawn shapes, as a scan without OCR has only images."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(path), pagesize=letter, invariant=1)
+    for _ in range(2):
+        for i in range(30):
+            c.rect(72, 700 - i * 20, 400, 8, fill=1)
+        c.showPage()
+    c.save()
+    return path
+
+
+def write_encrypted_pdf(source: Path, path: Path, password: str) -> Path:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(str(source)))
+    writer.encrypt(user_password=password, owner_password=password + "-owner", algorithm="RC4-128")
+    with path.open("wb") as f:
+        writer.write(f)
+    return path
+
+
+def write_zero_page_pdf(path: Path) -> Path:
+    from pypdf import PdfWriter
+
+    with path.open("wb") as f:
+        PdfWriter().write(f)
+    return path
+
+
+@pytest.fixture
+def contract_pdf(tmp_path: Path) -> Path:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    return write_pdf(inputs / "services_agreement.pdf", CONTRACT_PAGES)
+
+
+@pytest.fixture
+def workspace_dir(tmp_path: Path) -> Path:
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def run_cli(workspace_dir: Path):
+    """Invoke the CLI in-process; returns click's Result (stdout, stderr, exit_code)."""
+
+    def run(*args: str, workspace: Path | None = None):
+        runner = CliRunner()
+        return runner.invoke(main, ["--workspace", str(workspace or workspace_dir), *map(str, args)])
+
+    return run
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root (hidden ones too) with its bytes: 'unchanged' means equal."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} | {
+        str(p.relative_to(root)) + "/": b"" for p in sorted(root.rglob("*")) if p.is_dir()
+    }

@@ -1,0 +1,102 @@
+"""The command line's global options, `status`, config overrides, and every pipeline YAML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from docfinetune import __version__
+from docfinetune.cli import main
+from docfinetune.config import PIPELINES_DIR, IngestConfig, load_pipeline
+from docfinetune.errors import ConfigError
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_status_before_and_after_ingest(run_cli, contract_pdf: Path, workspace_dir: Path):
+    result = run_cli("status")
+    assert result.exit_code == 0 and "no workspace yet" in result.output
+    assert not workspace_dir.exists()
+    assert run_cli("ingest", contract_pdf).exit_code == 0
+    result = run_cli("status", "--json")
+    summary = json.loads(result.output)
+    [doc] = summary["documents"]
+    assert doc["doc_id"] == "services-agreement" and doc["pages"] == 3
+    assert summary["totals"]["chunks"] == doc["chunks"] > 0
+    wide = CliRunner(env={"COLUMNS": "160"}).invoke(main, ["--workspace", str(workspace_dir), "status"])
+    assert "services-agreement" in wide.output and "1 document" in wide.output
+
+
+def test_ingest_prints_summary_and_reports_unchanged(run_cli, contract_pdf: Path):
+    first = run_cli("ingest", contract_pdf)
+    assert first.exit_code == 0 and "new" in first.output and "services_agreement.pdf" in first.output
+    second = run_cli("ingest", contract_pdf)
+    assert second.exit_code == 0 and "unchanged" in second.output
+
+
+def test_workspace_from_environment(contract_pdf: Path, tmp_path: Path):
+    ws = tmp_path / "from-env"
+    result = CliRunner(env={"DOCFINETUNE_WORKSPACE": str(ws)}).invoke(main, ["ingest", str(contract_pdf)])
+    assert result.exit_code == 0, result.output
+    assert (ws / "documents" / "services-agreement" / "chunks.jsonl").is_file()
+
+
+def test_flags_override_the_pipeline(run_cli, contract_pdf: Path, workspace_dir: Path):
+    assert run_cli("ingest", "--chunk-chars", "128", "--chunk-overlap-chars", "0", contract_pdf).exit_code == 0
+    rows = (workspace_dir / "documents" / "services-agreement" / "chunks.jsonl").read_text().splitlines()
+    assert max(len(json.loads(r)["text"]) for r in rows) <= 128
+    source = json.loads((workspace_dir / "documents" / "services-agreement" / "source.json").read_text())
+    assert source["settings"]["chunk_chars"] == 128
+
+
+def test_bad_flag_value_is_one_line_exit_2(run_cli, contract_pdf: Path, workspace_dir: Path):
+    result = run_cli("ingest", "--chunk-overlap-chars", "400", contract_pdf)
+    assert result.exit_code == 2
+    assert "ingest.chunk_overlap_chars: 400" in result.stderr and "Traceback" not in result.stderr
+    assert not workspace_dir.exists()
+    result = run_cli("ingest", "--extractor", "ocr", contract_pdf)
+    assert result.exit_code == 2 and "'ocr' is not one of" in result.stderr
+
+
+def test_help_texts_come_from_the_config():
+    result = CliRunner().invoke(main, ["ingest", "--help"])
+    assert "Maximum characters per chunk" in result.output and "--keep-going" in result.output
+
+
+@pytest.mark.parametrize("path", sorted(PIPELINES_DIR.rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_pipeline_yaml_loads_and_is_headed_by_its_command(path: Path):
+    config = load_pipeline(str(path))
+    assert config.name == path.stem
+    assert path.read_text().startswith("# docfinetune")
+    assert yaml.safe_load(path.read_text())["name"] == config.name
+
+
+def test_pipelines_found_recursively():
+    assert len(list(PIPELINES_DIR.rglob("*.yaml"))) >= 1
+
+
+def test_config_errors_are_all_reported_at_once(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ningest:\n  chunk_chars: 'big'\n  colour: blue\n  chunk_overlap_chars: -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(str(bad))
+    problems = info.value.problems
+    assert any("ingest.chunk_chars: expected int" in p for p in problems)
+    assert any("ingest.colour: unknown key" in p for p in problems)
+    assert any("chunk_overlap_chars: -1" in p for p in problems)
+    with pytest.raises(ConfigError, match="no such pipeline"):
+        load_pipeline("does-not-exist")
+
+
+def test_overrides_and_validation():
+    config = load_pipeline("default", {"ingest": {"chunk_chars": 300, "extractor": None}})
+    assert config.ingest.chunk_chars == 300 and config.ingest.extractor == "pypdfium2"
+    with pytest.raises(ConfigError):
+        IngestConfig(chunk_chars=10)
