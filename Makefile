@@ -21,6 +21,7 @@ install: $(BIN)/docfinetune
 
 demo: install
 	$(BIN)/docfinetune --workspace $(WORKSPACE) ingest sample_docs/quillmere_msa.pdf
+	$(BIN)/docfinetune --workspace $(WORKSPACE) build
 	$(BIN)/docfinetune --workspace $(WORKSPACE) status
 
 test: install

@@ -20,7 +20,10 @@ from docfinetune import __version__
 from docfinetune.config import (
     DEFAULT_WORKSPACE,
     WORKSPACE_ENV,
+    BuildConfig,
     IngestConfig,
+    LLMQAConfig,
+    ModelConfig,
     load_pipeline,
     section_fields,
 )
@@ -67,33 +70,42 @@ class _Group(click.Group):
             sys.exit(130)
 
 
-def config_options(section: str, section_type: type) -> Callable:
-    """Add one `--flag` per config field of a section; the help text comes from the field.
-    Defaults stay None so that the pipeline YAML decides unless the flag is given."""
+def config_options(section: str, section_type: type, flag_prefix: str = "") -> Callable:
+    """Add one `--flag` per plain field of a config section (nested sections are skipped);
+    the help text comes from the field. Defaults stay None so that the pipeline YAML decides
+    unless the flag is given. `section` may be dotted ("build.llm")."""
 
     def decorate(command: Callable) -> Callable:
         for f in reversed(section_fields(section_type)):
+            if dataclasses.is_dataclass(f.type):
+                continue
+            flag = f"--{flag_prefix}{f.name.replace('_', '-')}"
+            key = f"{section.replace('.', '__')}__{f.name}"
+            help_text = f"{f.metadata.get('help', '')} [default: {f.default}]"
+            if f.type is bool:
+                flag = f"{flag}/--no-{flag[2:]}"
+                command = click.option(flag, key, default=None, help=help_text)(command)
+                continue
             kind = f.metadata.get("choices")
-            command = click.option(
-                f"--{f.name.replace('_', '-')}",
-                f"{section}__{f.name}",
-                type=click.Choice(kind) if kind else f.type,
-                default=None,
-                help=f"{f.metadata.get('help', '')} [default: {f.default}]",
-            )(command)
+            command = click.option(flag, key, type=click.Choice(kind) if kind else f.type,
+                                   default=None, help=help_text)(command)
         return command
 
     return decorate
 
 
-def _overrides(kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Pop `section__key` flags out of a command's kwargs into {section: {key: value}}."""
-    overrides: dict[str, dict[str, Any]] = {}
+def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop `section__key` (or `section__sub__key`) flags out of a command's kwargs into a nested
+    {section: {key: value}} mapping for `load_pipeline`."""
+    overrides: dict[str, Any] = {}
     for name in [k for k in kwargs if "__" in k]:
-        section, key = name.split("__", 1)
+        *path, key = name.split("__")
         value = kwargs.pop(name)
         if value is not None:
-            overrides.setdefault(section, {})[key] = value
+            target = overrides
+            for part in path:
+                target = target.setdefault(part, {})
+            target[key] = value
     return overrides
 
 
@@ -173,6 +185,68 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], password: str | None, ke
 
 
 @main.command()
+@click.option("--qa-file", "qa_files", multiple=True, type=click.Path(path_type=Path),
+              help="Your own Q&A (JSONL: question/answer, or instruction/input/output); repeatable.")
+@click.option("--force", is_flag=True, help="Rebuild even when the datasets are up to date.")
+@pipeline_option
+@config_options("model", ModelConfig)
+@config_options("build", BuildConfig)
+@config_options("build.llm", LLMQAConfig, flag_prefix="generator-")
+@click.pass_context
+def build(ctx: click.Context, qa_files: tuple[Path, ...], force: bool, pipeline_name: str,
+          **flags: Any) -> None:
+    """Turn the ingested chunks into continued-pretraining text and Q&A, split by fact.
+
+    The `llm` generator is configured with the --generator-* flags (a local model with
+    --generator-model, or an OpenAI-compatible endpoint with --generator-url).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from docfinetune.build import build as run_build
+    from docfinetune.build import datasets_stale
+
+    config = load_pipeline(pipeline_name, _overrides(flags))
+    workspace: Workspace = ctx.obj["workspace"]
+    reason = datasets_stale(workspace, config, list(qa_files))
+    if reason is None and not force:
+        _consoles.out.print("datasets are up to date (use --force to rebuild)")
+        _print_datasets(workspace)
+        return
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=_consoles.err, transient=True)
+    tasks: dict[str, Any] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress:
+        run_build(workspace, config, list(qa_files), on_progress=on_progress)
+    _consoles.err.print(f"built the datasets ({reason or 'forced'})", soft_wrap=True)
+    _print_datasets(workspace)
+
+
+def _print_datasets(workspace: Workspace) -> None:
+    from docfinetune.build import read_stats
+
+    stats = read_stats(workspace)
+    if not stats:
+        return
+    table = Table(title=f"datasets ({stats['qa']['generator']} Q&A, built {stats['built_at']})")
+    for column in ("set", "facts", "rows", "tokens"):
+        table.add_column(column, justify="left" if column == "set" else "right")
+    table.add_row("continued pretraining", "", str(stats["cpt"]["records"]), f"{stats['cpt']['tokens']:,}")
+    for name, split in stats["splits"].items():
+        table.add_row(f"Q&A {name}", str(split["facts"]), str(split["pairs"]), f"{split['tokens']:,}")
+    qa = stats["qa"]
+    dropped = ", ".join(f"{k} {v}" for k, v in qa["dropped"].items()) or "none"
+    table.caption = (f"Q&A generated {qa['generated']}, yours {qa['user_rows']}, kept {qa['kept']}; "
+                     f"dropped: {dropped}")
+    _consoles.out.print(table)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -197,6 +271,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     table.add_section()
     table.add_row("total", "", str(totals["pages"]), str(totals["chunks"]), f"{totals['chars']:,}")
     _consoles.out.print(table)
+    _print_datasets(workspace)
 
 
 @main.command(name="config")

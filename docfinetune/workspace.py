@@ -10,6 +10,7 @@ swapped in whole, so a crash never leaves a half-written file that a later stage
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,14 @@ from docfinetune.errors import WorkspaceError
 
 STAGING_PREFIX = ".staging-"
 RETIRED_PREFIX = ".retired-"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -54,6 +63,37 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
+def swap_in(staged: Path, target: Path) -> None:
+    """Put a fully written staging folder in place of `target`.
+
+    The old version is renamed aside first and deleted only after the new one is in place;
+    `Workspace.recover()` finishes or undoes a swap that a crash interrupted.
+    """
+    retired = None
+    if target.exists():
+        retired = target.parent / f"{RETIRED_PREFIX}{target.name}"
+        if retired.exists():
+            shutil.rmtree(retired)
+        os.replace(target, retired)
+    os.replace(staged, target)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _recover(parent: Path) -> None:
+    for p in parent.iterdir():
+        if p.name.startswith(STAGING_PREFIX):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(RETIRED_PREFIX):
+            target = parent / p.name[len(RETIRED_PREFIX):]
+            if target.exists() and any(target.iterdir()):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(p, target)
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -81,27 +121,18 @@ class Workspace:
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
-    def staging_dir(self, doc_id: str) -> Path:
-        """A fresh hidden folder beside the documents, for building one document's files."""
-        self.documents_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=self.documents_dir, prefix=f"{STAGING_PREFIX}{doc_id}-"))
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    def staging_dir(self, name: str, parent: Path | None = None) -> Path:
+        """A fresh hidden folder beside its final place, for building that folder's files."""
+        parent = parent or self.documents_dir
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f"{STAGING_PREFIX}{name}-"))
 
     def commit_document(self, staged: Path, doc_id: str) -> None:
-        """Swap a fully written staging folder in as documents/<doc_id>.
-
-        The old version is renamed aside first and deleted only after the new one is in place;
-        `recover()` finishes or undoes a swap that a crash interrupted.
-        """
-        target = self.document_dir(doc_id)
-        retired = None
-        if target.exists():
-            retired = self.documents_dir / f"{RETIRED_PREFIX}{doc_id}"
-            if retired.exists():
-                shutil.rmtree(retired)
-            os.replace(target, retired)
-        os.replace(staged, target)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+        swap_in(staged, self.document_dir(doc_id))
 
     def discard(self, staged: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)
@@ -109,19 +140,9 @@ class Workspace:
     def recover(self) -> None:
         """Clean up after a crash: drop staging folders, restore a retired version that lost
         its replacement, and drop one whose replacement is complete."""
-        if not self.documents_dir.is_dir():
-            return
-        for p in self.documents_dir.iterdir():
-            if p.name.startswith(STAGING_PREFIX):
-                shutil.rmtree(p, ignore_errors=True)
-            elif p.name.startswith(RETIRED_PREFIX):
-                target = self.document_dir(p.name[len(RETIRED_PREFIX) :])
-                if (target / "source.json").is_file():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    if target.exists():
-                        shutil.rmtree(target)
-                    os.replace(p, target)
+        for parent in (self.documents_dir, self.root):
+            if parent.is_dir():
+                _recover(parent)
 
     def check_writable(self) -> None:
         try:
@@ -148,8 +169,11 @@ class Workspace:
                     "ingested_at": source.get("ingested_at", ""),
                 }
             )
+        stats_path = self.datasets_dir / "stats.json"
+        datasets = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else None
         return {
             "workspace": str(self.root),
             "documents": docs,
             "totals": {k: sum(d[k] for d in docs) for k in ("pages", "chunks", "chars")},
+            "datasets": datasets,
         }

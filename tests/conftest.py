@@ -9,6 +9,8 @@ from click.testing import CliRunner
 
 from docfinetune.cli import main
 
+pytest_plugins = ["tests.fixtures_models"]
+
 # A short contract: three pages with a running header, "Page N of 3" footers, numbered
 # headings, and a word hyphenated across a line break ("termi-" / "nation").
 CONTRACT_PAGES = [

@@ -8,7 +8,6 @@ bad, every problem is reported and the workspace is left exactly as it was. With
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import re
 import time
@@ -24,7 +23,7 @@ from docfinetune.errors import BadInputError, IngestFailed
 from docfinetune.ingest.chunk import chunk_document, document_title
 from docfinetune.ingest.clean import clean_pages
 from docfinetune.ingest.extract import PDF_SUFFIXES, collect_inputs, extract_pdf, read_text_pages
-from docfinetune.workspace import Workspace, write_json, write_jsonl
+from docfinetune.workspace import Workspace, file_sha256, write_json, write_jsonl
 
 # Bump when cleaning or chunking changes what the same settings produce.
 INGEST_FORMAT = 1
@@ -49,14 +48,6 @@ def doc_id_for(path: Path) -> str:
     name replaces the old version."""
     slug = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")[:80].strip("-")
     return slug or "document"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def settings_fingerprint(config: IngestConfig) -> dict:

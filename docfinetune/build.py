@@ -1,0 +1,178 @@
+"""`docfinetune build`: ingested chunks -> the data that teaches a model the documents.
+
+    datasets/cpt.jsonl                  one record per chunk, headed by document title and section
+    datasets/qa_{train,val,test}.jsonl  question, answer, fact id, source chunk ids, doc id, generator
+    datasets/stats.json                 counts, tokens, kept/dropped by reason, the inputs' fingerprint
+
+Prompt templates are applied at training time, not stored. The folder is built aside and
+swapped in whole. `train` calls `build` when `datasets_stale()` says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from docfinetune.config import PipelineConfig
+from docfinetune.data.cpt import cpt_records
+from docfinetune.data.curate import curate
+from docfinetune.data.qa_types import Chunk, Document, QAGenerator, QAPair
+from docfinetune.data.split import SPLITS, split_by_fact
+from docfinetune.data.user_qa import read_qa_file
+from docfinetune.errors import WorkspaceError
+from docfinetune.workspace import Workspace, file_sha256, read_jsonl, swap_in, write_json, write_jsonl
+
+QA_FIELDS = ("question", "answer", "fact_id", "source_chunk_ids", "doc_id", "generator", "field")
+ProgressFn = Callable[[str, int, int], None]
+
+
+def load_corpus(workspace: Workspace) -> tuple[list[Document], list[Chunk]]:
+    doc_ids = workspace.doc_ids()
+    if not doc_ids:
+        raise WorkspaceError(f"{workspace.root}: no documents ingested yet; run `docfinetune ingest FILE...`")
+    documents, chunks = [], []
+    for doc_id in doc_ids:
+        source = workspace.read_source(doc_id) or {}
+        documents.append(Document(doc_id, source.get("title") or doc_id, source.get("file_name", "")))
+        chunks.extend(Chunk.from_dict(row) for row in read_jsonl(workspace.document_dir(doc_id) / "chunks.jsonl"))
+    return documents, chunks
+
+
+def inputs_fingerprint(workspace: Workspace, config: PipelineConfig, qa_files: list[Path]) -> str:
+    """What decides the datasets: each document's bytes and ingest settings, the build and
+    model settings, and the user's Q&A files."""
+    parts = {
+        "documents": [(d, (workspace.read_source(d) or {}).get("sha256"), (workspace.read_source(d) or {}).get("settings"))
+                      for d in workspace.doc_ids()],
+        "build": dataclasses.asdict(config.build),
+        "tokenizer": config.model.base_model,
+        "qa_files": [(str(p), file_sha256(p)) for p in qa_files if p.is_file()],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def datasets_stale(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = ()) -> str | None:
+    """Why the datasets must be (re)built, or None when they are up to date."""
+    stats_path = workspace.datasets_dir / "stats.json"
+    if not stats_path.is_file():
+        return "no datasets yet"
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    if stats.get("inputs_fingerprint") != inputs_fingerprint(workspace, config, list(qa_files)):
+        return "the documents, settings or Q&A files changed"
+    return None
+
+
+def make_generator(config: PipelineConfig, workspace: Workspace,
+                   on_progress: ProgressFn | None = None) -> QAGenerator:
+    if config.build.generator == "llm":
+        from docfinetune.data.qa_llm import LLMQAGenerator
+
+        return LLMQAGenerator(
+            config.build.llm,
+            cache_dir=workspace.root / "cache" / "qa_llm",
+            allow_download=config.model.allow_download,
+            on_progress=(lambda done, total: on_progress("writing Q&A", done, total)) if on_progress else None,
+        )
+    from docfinetune.data.qa_rules import RulesQAGenerator
+
+    return RulesQAGenerator(config.build.rules)
+
+
+def count_tokens(tokenizer, texts: list[str]) -> int:
+    total = 0
+    for start in range(0, len(texts), 512):
+        batch = tokenizer(texts[start:start + 512], add_special_tokens=False)["input_ids"]
+        total += sum(len(ids) for ids in batch)
+    return total
+
+
+def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (),
+          on_progress: ProgressFn | None = None) -> dict:
+    """Write datasets/ for the ingested documents; returns the stats written to stats.json."""
+    from docfinetune.models import load_tokenizer
+
+    started = time.perf_counter()
+    qa_files = [Path(p) for p in qa_files]
+    user_pairs = [pair for path in qa_files for pair in read_qa_file(path)]  # bad rows fail first
+    documents, chunks = load_corpus(workspace)
+    fingerprint = inputs_fingerprint(workspace, config, qa_files)
+    tokenizer = load_tokenizer(config.model)
+
+    cpt = cpt_records(documents, chunks, config.build.cpt_context)
+    generator = make_generator(config, workspace, on_progress)
+    generated = list(generator.generate(documents, chunks))
+    build_config = config.build
+    kept, dropped = curate(generated + user_pairs, chunks, build_config.curate_max_question_chars,
+                           build_config.curate_max_answer_chars, build_config.curate_duplicate_similarity)
+    splits = split_by_fact(kept, build_config.split_val_fraction, build_config.split_test_fraction,
+                           build_config.split_seed)
+
+    stats = {
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs_fingerprint": fingerprint,
+        "pipeline": config.name,
+        "tokenizer": config.model.base_model,
+        "documents": len(documents),
+        "chunks": len(chunks),
+        "cpt": {"records": len(cpt), "chars": sum(len(r["text"]) for r in cpt),
+                "tokens": count_tokens(tokenizer, [r["text"] for r in cpt])},
+        "qa": {
+            "generator": generator.name,
+            "generated": len(generated),
+            "user_rows": len(user_pairs),
+            "kept": len(kept),
+            "dropped": dict(sorted(dropped.items())),
+            "generator_stats": getattr(generator, "stats", {}),
+        },
+        "splits": {
+            name: {
+                "facts": len({p.fact_id for p in pairs}),
+                "pairs": len(pairs),
+                "tokens": count_tokens(tokenizer, [f"{p.question}\n{p.answer}" for p in pairs]),
+            }
+            for name, pairs in splits.items()
+        },
+        "facts_by_field": _facts_by_field(kept),
+        "per_document": {
+            d.doc_id: {"title": d.title, "chunks": sum(c.doc_id == d.doc_id for c in chunks),
+                       "facts": len({p.fact_id for p in kept if p.doc_id == d.doc_id}),
+                       "pairs": sum(p.doc_id == d.doc_id for p in kept)}
+            for d in documents
+        },
+        "qa_files": [str(p) for p in qa_files],
+        "settings": dataclasses.asdict(config.build),
+    }
+    stats["seconds"] = round(time.perf_counter() - started, 2)
+    _write(workspace, cpt, splits, stats)
+    return stats
+
+
+def _facts_by_field(pairs: list[QAPair]) -> dict[str, int]:
+    facts: dict[str, set[str]] = {}
+    for p in pairs:
+        facts.setdefault(p.field or "other", set()).add(p.fact_id)
+    return {field: len(ids) for field, ids in sorted(facts.items())}
+
+
+def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]], stats: dict) -> None:
+    staged = workspace.staging_dir("datasets", parent=workspace.root)
+    try:
+        write_jsonl(staged / "cpt.jsonl", cpt)
+        for name in SPLITS:
+            write_jsonl(staged / f"qa_{name}.jsonl",
+                        ({k: getattr(p, k) for k in QA_FIELDS} for p in splits[name]))
+        write_json(staged / "stats.json", stats)  # last: marks the folder complete
+        swap_in(staged, workspace.datasets_dir)
+    except BaseException:
+        workspace.discard(staged)
+        raise
+
+
+def read_stats(workspace: Workspace) -> dict | None:
+    path = workspace.datasets_dir / "stats.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

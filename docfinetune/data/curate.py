@@ -1,0 +1,61 @@
+"""Curation of generated Q&A: keep what the source supports, drop near-duplicates and outliers.
+
+Every drop is counted by reason, for stats.json.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+
+from docfinetune.data.qa_types import Chunk, QAPair
+from docfinetune.evaluate.score import normalize_answer
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def is_supported(answer: str, source_text: str) -> bool:
+    """The answer's words all occur in the source text (after the scorer's normalization:
+    case, punctuation, numbers in words), or its normalized form occurs there whole."""
+    normalized_answer = normalize_answer(answer)
+    normalized_source = normalize_answer(source_text)
+    if normalized_answer and normalized_answer in normalized_source:
+        return True
+    words = set(_WORD.findall(normalized_answer))
+    return bool(words) and words <= set(_WORD.findall(normalized_source))
+
+
+def curate(pairs: list[QAPair], chunks: list[Chunk], max_question_chars: int,
+           max_answer_chars: int, duplicate_similarity: float) -> tuple[list[QAPair], Counter]:
+    """Filter `pairs`; returns the kept pairs (input order) and a Counter of dropped-by-reason.
+
+    Answers marked `meta["derived"]` (computed from the text, e.g. an end date from a start
+    date and a term) and pairs from the user's own files are kept without the support check.
+    """
+    from rapidfuzz import fuzz, process
+
+    text_of = {c.chunk_id: c.text for c in chunks}
+    dropped: Counter = Counter()
+    kept: list[QAPair] = []
+    seen: dict[str, list[str]] = defaultdict(list)  # doc id -> kept questions, normalized
+    for pair in pairs:
+        question, answer = pair.question.strip(), pair.answer.strip()
+        if not question or not answer:
+            dropped["empty"] += 1
+            continue
+        if len(question) > max_question_chars or len(answer) > max_answer_chars:
+            dropped["too_long"] += 1
+            continue
+        trusted = pair.generator == "user" or pair.meta.get("derived")
+        source = " ".join(text_of.get(cid, "") for cid in pair.source_chunk_ids)
+        if not trusted and not is_supported(answer, source):
+            dropped["unsupported"] += 1
+            continue
+        key = " ".join(question.lower().split())
+        if process.extractOne(key, seen[pair.doc_id], scorer=fuzz.ratio,
+                              score_cutoff=100 * duplicate_similarity) is not None:
+            dropped["near_duplicate"] += 1
+            continue
+        seen[pair.doc_id].append(key)
+        kept.append(pair)
+    return kept, dropped

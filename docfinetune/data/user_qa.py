@@ -1,0 +1,70 @@
+"""The user's own question/answer files (`--qa-file`).
+
+Each line is a JSON object, either {"question", "answer"} (optionally "fact_id" to group
+phrasings of one fact, "doc_id", "field"), or instruction data {"instruction", "input",
+"output"} as in Llama2-MedTuned-Instructions, read as question = instruction (+ input).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from docfinetune.data.qa_types import QAPair
+from docfinetune.errors import BadInputError
+
+MAX_REPORTED = 5
+
+
+def read_qa_file(path: Path) -> list[QAPair]:
+    """Every row, or a BadInputError naming the file and the bad line numbers."""
+    if not path.is_file():
+        raise BadInputError(path, "no such file (--qa-file)")
+    pairs, problems = [], []
+    with path.open(encoding="utf-8", errors="strict") as f:
+        try:
+            lines = list(f)
+        except UnicodeDecodeError:
+            raise BadInputError(path, "not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"line {number}: not JSON ({err.msg})")
+            continue
+        pair = _pair(row, path.stem, number)
+        if isinstance(pair, str):
+            problems.append(f"line {number}: {pair}")
+        else:
+            pairs.append(pair)
+    if problems:
+        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
+        raise BadInputError(path, "; ".join(problems[:MAX_REPORTED]) + more)
+    if not pairs:
+        raise BadInputError(path, "no question/answer rows")
+    return pairs
+
+
+def _pair(row: object, stem: str, number: int) -> QAPair | str:
+    if not isinstance(row, dict):
+        return "expected a JSON object"
+    if "instruction" in row or "output" in row:
+        question = "\n\n".join(str(row.get(k) or "").strip() for k in ("instruction", "input")).strip()
+        answer = row.get("output")
+        needed = "'instruction' and 'output'"
+    else:
+        question, answer = row.get("question"), row.get("answer")
+        needed = "'question' and 'answer'"
+    if not isinstance(question, str) or not question.strip() or not isinstance(answer, str) or not answer.strip():
+        return f"needs non-empty {needed} strings"
+    return QAPair(
+        question=question.strip(),
+        answer=answer.strip(),
+        fact_id=str(row.get("fact_id") or f"user:{stem}:{number}"),
+        doc_id=str(row.get("doc_id") or ""),
+        source_chunk_ids=[],
+        generator="user",
+        field=str(row.get("field") or ""),
+    )

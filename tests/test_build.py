@@ -1,0 +1,140 @@
+"""The build stage: continued-pretraining text, rules Q&A, curation, split by fact, stats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+from docfinetune.data.curate import curate
+from docfinetune.data.qa_types import Chunk, QAPair
+from docfinetune.data.split import check_no_leak, split_by_fact
+from tests.conftest import CONTRACT_PAGES, tree_snapshot, write_pdf
+
+
+@pytest.fixture
+def built(run_cli, contract_pdf: Path, workspace_dir: Path, tiny_model_dir: Path) -> Path:
+    assert run_cli("ingest", contract_pdf).exit_code == 0
+    result = run_cli("build", "--base-model", tiny_model_dir, "--split-val-fraction", "0.2",
+                     "--split-test-fraction", "0.2")
+    assert result.exit_code == 0, result.output + result.stderr
+    return workspace_dir / "datasets"
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_build_writes_loadable_datasets_with_stats(built: Path):
+    cpt = load_dataset("json", data_files=str(built / "cpt.jsonl"), split="train")
+    assert len(cpt) > 0 and cpt[0]["text"].startswith("SERVICES AGREEMENT")
+    assert any("12. GOVERNING LAW\n\n" in t for t in cpt["text"])  # headed by its section
+    splits = {name: rows(built / f"qa_{name}.jsonl") for name in ("train", "val", "test")}
+    for name in splits:
+        load_dataset("json", data_files=str(built / f"qa_{name}.jsonl"), split="train")
+    stats = json.loads((built / "stats.json").read_text())
+    assert stats["cpt"]["records"] == len(cpt) and stats["cpt"]["tokens"] > len(cpt)
+    for name, pairs in splits.items():
+        assert stats["splits"][name]["pairs"] == len(pairs)
+        assert stats["splits"][name]["facts"] == len({p["fact_id"] for p in pairs})
+    assert all(stats["splits"][n]["facts"] >= 1 for n in splits)
+    everything = [p for pairs in splits.values() for p in pairs]
+    assert set(everything[0]) == {"question", "answer", "fact_id", "source_chunk_ids", "doc_id",
+                                  "generator", "field"}
+    assert stats["qa"]["kept"] == len(everything)
+    assert stats["qa"]["generated"] == stats["qa"]["kept"] + sum(stats["qa"]["dropped"].values())
+    law = [p for p in everything if p["field"] == "governing_law"]
+    assert law and all("Vermont" in p["answer"] for p in law) and len(law) >= 3
+
+
+def test_no_held_out_fact_has_a_phrasing_in_train_and_its_text_stays_in_cpt(built: Path):
+    splits = {name: rows(built / f"qa_{name}.jsonl") for name in ("train", "val", "test")}
+    train_facts = {p["fact_id"] for p in splits["train"]}
+    train_questions = {p["question"].lower() for p in splits["train"]}
+    cpt_chunks = {r["chunk_id"] for r in rows(built / "cpt.jsonl")}
+    for name in ("val", "test"):
+        for pair in splits[name]:
+            assert pair["fact_id"] not in train_facts
+            assert pair["question"].lower() not in train_questions
+            assert set(pair["source_chunk_ids"]) <= cpt_chunks
+
+
+def test_unchanged_inputs_skip_the_build_and_a_changed_document_rebuilds(built, run_cli, contract_pdf, tiny_model_dir):
+    before = tree_snapshot(built)
+    result = run_cli("build", "--base-model", tiny_model_dir, "--split-val-fraction", "0.2",
+                     "--split-test-fraction", "0.2")
+    assert result.exit_code == 0 and "up to date" in result.output
+    assert tree_snapshot(built) == before
+    write_pdf(contract_pdf, CONTRACT_PAGES[:2])
+    assert run_cli("ingest", contract_pdf).exit_code == 0
+    result = run_cli("build", "--base-model", tiny_model_dir)
+    assert result.exit_code == 0 and "documents, settings or Q&A files changed" in result.stderr
+    assert not any("Vermont" in p["answer"] for p in rows(built / "qa_train.jsonl"))
+
+
+def test_own_qa_file_rows_join_the_split(built, run_cli, tiny_model_dir, tmp_path):
+    own = tmp_path / "own.jsonl"
+    own.write_text(json.dumps({"question": "Who signs for the Client?", "answer": "Mara Quint"}) + "\n"
+                   + json.dumps({"instruction": "Name the county of the courts.", "input": "",
+                                 "output": "Windham County"}) + "\n")
+    result = run_cli("build", "--base-model", tiny_model_dir, "--qa-file", own)
+    assert result.exit_code == 0, result.stderr
+    everything = [p for n in ("train", "val", "test") for p in rows(built / f"qa_{n}.jsonl")]
+    users = [p for p in everything if p["generator"] == "user"]
+    assert {p["answer"] for p in users} == {"Mara Quint", "Windham County"}
+    assert json.loads((built / "stats.json").read_text())["qa"]["user_rows"] == 2
+
+
+def test_bad_qa_file_names_the_lines_and_changes_nothing(built, run_cli, tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "ok?", "answer": "yes"}\nnot json\n{"question": "no answer"}\n')
+    before = tree_snapshot(built)
+    result = run_cli("build", "--base-model", tiny_model_dir, "--qa-file", bad, "--force")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert str(bad) in line and "line 2: not JSON" in line and "line 3: needs non-empty" in line
+    assert tree_snapshot(built) == before
+
+
+def test_build_without_documents_is_a_clear_error(run_cli, workspace_dir, tiny_model_dir):
+    result = run_cli("build", "--base-model", tiny_model_dir)
+    assert result.exit_code == 2 and "no documents ingested yet" in result.stderr
+    assert not (workspace_dir / "datasets").exists()
+
+
+def test_status_shows_the_datasets(built, run_cli):
+    summary = json.loads(run_cli("status", "--json").output)
+    assert summary["datasets"]["splits"]["train"]["pairs"] > 0
+
+
+def _pair(fact: str, question: str, answer: str, chunk: str = "d:0000", doc: str = "d", **kw) -> QAPair:
+    return QAPair(question, answer, fact, doc, [chunk], kw.pop("generator", "rules"), **kw)
+
+
+def test_curation_drops_unsupported_long_and_near_duplicate_questions():
+    chunks = [Chunk("d:0000", "d", 0, 1, 1, 0, 80, "", "The fee is thirty (30) dollars, paid on May 8, 2014.")]
+    pairs = [
+        _pair("f1", "What is the fee?", "30 dollars"),
+        _pair("f1", "What is the fee ?", "30 dollars"),  # near-duplicate phrasing
+        _pair("f2", "When is it paid?", "5/8/14"),  # supported after date normalization
+        _pair("f3", "Who pays?", "Ferris Ltd"),  # not in the text
+        _pair("f4", "x" * 400, "30 dollars"),
+        _pair("f5", "When does it end?", "May 8, 2017", meta={"derived": True}),
+    ]
+    kept, dropped = curate(pairs, chunks, max_question_chars=300, max_answer_chars=300,
+                           duplicate_similarity=0.95)
+    assert [p.fact_id for p in kept] == ["f1", "f2", "f5"]
+    assert dropped == {"near_duplicate": 1, "unsupported": 1, "too_long": 1}
+
+
+def test_split_keeps_phrasings_together_is_seeded_and_checks_leaks():
+    pairs = [_pair(f"d:f{i}", f"Question {i} phrasing {k}?", f"answer {i}") for i in range(30) for k in range(3)]
+    first = split_by_fact(pairs, 0.2, 0.1, seed=7)
+    assert first == split_by_fact(pairs, 0.2, 0.1, seed=7)
+    assert {n: len({p.fact_id for p in v}) for n, v in first.items()} == {"train": 21, "val": 6, "test": 3}
+    assert split_by_fact(pairs, 0.2, 0.1, seed=8)["test"] != first["test"]
+    leaked = {"train": [pairs[0]], "val": [pairs[1]], "test": []}
+    with pytest.raises(AssertionError, match="in both train and val"):
+        check_no_leak(leaked)
