@@ -17,8 +17,6 @@ Also a chunking table: how the overlap setting trades duplicated text for cut se
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -30,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from docfinetune.config import IngestConfig  # noqa: E402
 from docfinetune.ingest import ingest  # noqa: E402
@@ -37,9 +36,9 @@ from docfinetune.ingest.chunk import chunk_document  # noqa: E402
 from docfinetune.ingest.clean import clean_pages, normalize_chars  # noqa: E402
 from docfinetune.ingest.extract import EXTRACTORS  # noqa: E402
 from docfinetune.workspace import Workspace  # noqa: E402
+from results import machine, write_section  # noqa: E402
 
 CUAD = ROOT.parent / "shared" / "cuad-dev"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Ingest"
 
 
@@ -72,17 +71,6 @@ def without_lines(reference: str, lines: list[str]) -> str:
             position = m.end()
     kept.append(reference[position:])
     return normalized(" ".join(kept))
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                     if line.startswith("model name"))
-        cpu = model
-    except (OSError, StopIteration):
-        pass
-    return f"{platform.machine()}, {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
 
 
 def raw_pages(extractor: str, pdf: Path) -> tuple[list[str], float]:
@@ -176,15 +164,15 @@ def main() -> int:
         cli = cli_seconds(large[0], extractor)
         summary[extractor] = (statistics.mean(raw_f), statistics.mean(body_f), ingest_times)
         lines.append(
-            f"| {extractor} | {pages_total / seconds_total:.1f} | {statistics.mean(raw_f):.2f} "
-            f"| {statistics.mean(clean_f):.2f} | {statistics.mean(body_f):.2f} | {dropped} | "
+            f"| {extractor} | {pages_total / seconds_total:.1f} | {statistics.mean(raw_f):.3f} "
+            f"| {statistics.mean(clean_f):.3f} | {statistics.mean(body_f):.3f} | {dropped} | "
             + " | ".join(f"{t:.2f}" for t in ingest_times) + f" | {cli:.2f} |"
         )
         print(lines[-1], flush=True)
     best_raw = max(v[0] for v in summary.values())
     chosen = IngestConfig().extractor
-    lines += ["", f"Default extractor: {chosen}. Its cleaned body fidelity {summary[chosen][1]:.2f} vs the "
-              f"better raw extractor's {best_raw:.2f} "
+    lines += ["", f"Default extractor: {chosen}. Its cleaned body fidelity {summary[chosen][1]:.3f} vs the "
+              f"better raw extractor's {best_raw:.3f} "
               f"({'meets' if summary[chosen][1] >= best_raw else 'MISSES'} the target). "
               f"154-page contract ingested in {summary[chosen][2][0]:.2f} s "
               f"({'meets' if summary[chosen][2][0] <= 3 else 'MISSES'} the ≤ 3 s target).", ""]
@@ -193,16 +181,8 @@ def main() -> int:
     report = "\n".join(lines)
     print(report)
     if args.write_results:
-        write_section(report)
+        write_section(SECTION, report)
     return 0
-
-
-def write_section(report: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (sections start with '## ')."""
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n\n"
-    parts = re.split(r"(?m)^(?=## )", text)
-    parts = [p for p in parts if not p.startswith(SECTION)]
-    RESULTS.write_text("".join(parts).rstrip() + "\n\n" + report.rstrip() + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

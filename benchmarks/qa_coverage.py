@@ -26,10 +26,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from docfinetune.data.qa_rules import RulesQAGenerator  # noqa: E402
 from docfinetune.data.qa_types import Chunk, Document  # noqa: E402
+from docfinetune.config import BuildConfig  # noqa: E402
+from docfinetune.data.curate import curate  # noqa: E402
 from docfinetune.evaluate.score import answer_matches  # noqa: E402
+from results import machine, write_section  # noqa: E402
 
 CUAD = ROOT.parent / "shared" / "cuad-dev"
 FIELDS = ["governing_law", "agreement_date", "effective_date", "expiration_date",
@@ -77,34 +81,38 @@ def run(source: str, verbose: bool, large: bool = False) -> tuple[str, dict]:
         if large and (CUAD / "large").is_dir():  # speed only: no questions about these
             docs.update(load_ingested(CUAD / "large", Path(tmp) / "large"))
     generator = RulesQAGenerator()
-    per_doc, pairs_by_doc = [], {}
+    per_doc, pairs_by_doc, curated_by_doc = [], {}, {}
     for name, (doc, chunks) in sorted(docs.items()):
         t0 = time.perf_counter()
         pairs = list(generator.generate([doc], chunks))
         seconds = time.perf_counter() - t0
         pairs_by_doc[name] = pairs
+        build = BuildConfig()
+        curated_by_doc[name] = curate(pairs, chunks, build.curate_max_question_chars,
+                                      build.curate_max_answer_chars, build.curate_duplicate_similarity)[0]
         pages = max((c.page_end for c in chunks), default=0)
         per_doc.append((name, pages, len(chunks), len({p.fact_id for p in pairs}), len(pairs), seconds))
 
-    hits = {f: [0, 0] for f in FIELDS}
+    hits = {f: [0, 0, 0] for f in FIELDS}  # found, of, found after curation
     misses = []
     for q in questions:
         pairs = [p for p in pairs_by_doc.get(q["document"], []) if p.field == q["field"]]
         answers = sorted({p.answer for p in pairs})
         ok = any(answer_matches(a, q["answer"], q["field"]) for a in answers)
+        kept = {p.answer for p in curated_by_doc.get(q["document"], []) if p.field == q["field"]}
         hits[q["field"]][0] += ok
         hits[q["field"]][1] += 1
+        hits[q["field"]][2] += any(answer_matches(a, q["answer"], q["field"]) for a in kept)
         if not ok:
             misses.append((q["document"][:40], q["field"], q["answer"], answers[:3]))
 
     lines = [f"Coverage of cuad-dev lawyers' answers by the `rules` generator (chunks from {source})", ""]
-    lines += ["| field | found | of | coverage |", "|---|---:|---:|---:|"]
+    lines += ["| field | found | of | coverage | after curation |", "|---|---:|---:|---:|---:|"]
     for f in FIELDS:
-        found, total = hits[f]
-        lines.append(f"| {f} | {found} | {total} | {100 * found / total:.0f}% |")
-    found = sum(h[0] for h in hits.values())
-    total = sum(h[1] for h in hits.values())
-    lines.append(f"| **all** | {found} | {total} | {100 * found / total:.0f}% |")
+        found, total, kept = hits[f]
+        lines.append(f"| {f} | {found} | {total} | {100 * found / total:.0f}% | {100 * kept / total:.0f}% |")
+    found, total, kept = (sum(h[i] for h in hits.values()) for i in range(3))
+    lines.append(f"| **all** | {found} | {total} | {100 * found / total:.0f}% | {100 * kept / total:.0f}% |")
     lines += ["", "| contract | pages | chunks | facts | Q&A | seconds |", "|---|---:|---:|---:|---:|---:|"]
     for name, pages, n_chunks, facts, n_pairs, seconds in per_doc:
         lines.append(f"| {name[:45]} | {pages} | {n_chunks} | {facts} | {n_pairs} | {seconds:.2f} |")
@@ -115,18 +123,9 @@ def run(source: str, verbose: bool, large: bool = False) -> tuple[str, dict]:
 
 
 def write_results(table: str, argv: list[str]) -> None:
-    path = ROOT / "benchmarks" / "RESULTS.md"
     heading = "## qa_coverage"
-    section = (
-        f"{heading} ({dt.date.today().isoformat()})\n\n"
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs. "
-        f"Command: `.venv/bin/python benchmarks/qa_coverage.py {' '.join(argv)}`\n\n{table}\n"
-    )
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(heading)}.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: section + "\n", old) if pattern.search(old) else old.rstrip() + "\n\n" + section
-    path.write_text(new)
-    print(f"updated {path}")
+    write_section(heading, f"{heading} ({dt.date.today().isoformat()})\n\nMachine: {machine()}. "
+                  f"Command: `.venv/bin/python benchmarks/qa_coverage.py {' '.join(argv)}`\n\n{table}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,3 +46,8 @@ def test_section_numbers_glued_to_text_get_their_space_back():
                           "(i)information that is public; and 3.5 mm of margin."]).pages
     assert page.startswith("10. INTELLECTUAL PROPERTY\n\n10.1 Except as agreed")
     assert "(i) information that is public" in page and "3.5 mm" in page
+
+
+def test_deep_section_numbers_glued_to_lowercase_text():
+    [page] = clean_pages(["11.2.1keep it secret; and\n11.3A party may disclose it.\n1.5mm margins apply."]).pages
+    assert "11.2.1 keep it secret" in page and "11.3 A party may" in page and "1.5mm" in page

@@ -47,7 +47,8 @@ _BLOCK_START = re.compile(
 # A section number glued to its text at a line start ("10.1Except", "11.CONFIDENTIALITY",
 # "(i)information"): the PDF placed the text at a tab stop, and the extractor lost the gap.
 _GLUED_NUMBER = re.compile(
-    r"^(\d{1,2}(?:\.\d{1,2})*\.(?=[A-Z])|\d{1,2}(?:\.\d{1,2})+(?=[A-Z][a-z])"
+    r"^(\d{1,2}(?:\.\d{1,2})*\.(?=[A-Z])|\d{1,2}(?:\.\d{1,2}){2,3}(?=[A-Za-z])"
+    r"|\d{1,2}\.\d{1,2}(?=[A-Z][a-z]|[A-Z]\s)"
     r"|\((?:[a-z]|[ivx]{1,4}|\d{1,2})\)(?=[A-Za-z]))"
 )
 _CONTINUES = re.compile(r"(?:,|\b(?:AND|OR|OF|THE|TO|IN|A|AN|FOR|BY|WITH|SUCH|ANY|ON|AT|FROM|AS))$")
