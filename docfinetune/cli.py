@@ -21,9 +21,12 @@ from docfinetune.config import (
     DEFAULT_WORKSPACE,
     WORKSPACE_ENV,
     BuildConfig,
+    EvalConfig,
     IngestConfig,
     LLMQAConfig,
+    LoRAConfig,
     ModelConfig,
+    TrainConfig,
     load_pipeline,
     section_fields,
 )
@@ -244,6 +247,141 @@ def _print_datasets(workspace: Workspace) -> None:
     table.caption = (f"Q&A generated {qa['generated']}, yours {qa['user_rows']}, kept {qa['kept']}; "
                      f"dropped: {dropped}")
     _consoles.out.print(table)
+
+
+@main.command()
+@click.option("--resume", is_flag=True, help="Continue the latest (or --run-id) interrupted run from its last checkpoint.")
+@click.option("--run-id", default=None, help="Name of the run (default: the UTC time).")
+@pipeline_option
+@config_options("model", ModelConfig)
+@config_options("lora", LoRAConfig)
+@config_options("train", TrainConfig)
+@click.pass_context
+def train(ctx: click.Context, resume: bool, run_id: str | None, pipeline_name: str, **flags: Any) -> None:
+    """Fine-tune a LoRA adapter on the built datasets; evaluate and keep every checkpoint; select one.
+
+    Builds the datasets first when they are missing or stale.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from docfinetune.train import train as run_train
+
+    overrides = _overrides(flags)
+    config = load_pipeline(pipeline_name, overrides)
+    if resume and overrides:
+        _consoles.err.print("warning: --resume uses the run's own settings; the other flags are ignored")
+    workspace: Workspace = ctx.obj["workspace"]
+    progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+                        TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"),
+                        TimeRemainingColumn(), console=_consoles.err)
+    state: dict[str, Any] = {}
+
+    def on_event(kind: str, data: dict) -> None:
+        if kind == "start":
+            for warning in data.get("warnings", []):
+                progress.console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+            progress.console.print(
+                f"run {data['run_id']}: {data['examples']} examples, {data['tokens']:,} tokens, "
+                f"{data['total_steps']} steps" + (f", resumed at step {data['resumed_from_step']}"
+                                                 if data.get("resumed_from_step") else ""), soft_wrap=True)
+            state["task"] = progress.add_task("train", total=data["total_steps"], loss="-", speed="-",
+                                              completed=data.get("resumed_from_step") or 0)
+        elif kind == "step":
+            progress.update(state["task"], completed=data["step"], loss=f"{data['loss']:.3f}",
+                            speed=f"{data['tokens_per_s']:,.0f}")
+        elif kind == "eval":
+            accuracy = "-" if data.get("accuracy") is None else f"{data['accuracy']:.1%} ({data['correct']}/{data['questions']})"
+            val = "-" if data.get("val_loss") is None else f"{data['val_loss']:.3f}"
+            progress.console.print(f"step {data['step']}: val loss {val}, accuracy {accuracy}")
+
+    with progress:
+        run_dir = run_train(workspace, config, resume=resume, run_id=run_id, on_event=on_event)
+    _print_selection(run_dir)
+
+
+def _print_selection(run_dir: Path) -> None:
+    selection = json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))
+    table = Table(title=f"checkpoints of run {selection['run_id']} ({selection['rule']})")
+    for column in ("step", "epoch", "train loss", "val loss", "accuracy", ""):
+        table.add_column(column, justify="right")
+
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    chosen = selection["selected"]["step"] if selection.get("selected") else None
+    for c in selection["checkpoints"]:
+        table.add_row(str(c["step"]), fmt(c.get("epoch"), ".2f"), fmt(c.get("train_loss"), ".3f"),
+                      fmt(c.get("val_loss"), ".3f"), fmt(c.get("accuracy"), ".1%"),
+                      "[bold green]selected[/]" if c["step"] == chosen else "")
+    table.caption = f"{selection['reason']}; curves: {run_dir / 'curves.png'}"
+    _consoles.out.print(table)
+
+
+@main.command()
+@click.argument("question")
+@click.option("--checkpoint", default=None, help="A step or checkpoint folder of the run (default: the selected one).")
+@click.option("--base", is_flag=True, help="Answer with the untuned base model, for comparison.")
+@click.option("--sources", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also list the N chunks BM25 ranks best, with document and page.")
+@click.option("--run", "run_id", default=None, help="A run id under runs/ (default: the latest).")
+@pipeline_option
+@click.pass_context
+def ask(ctx: click.Context, question: str, checkpoint: str | None, base: bool, sources: int,
+        run_id: str | None, pipeline_name: str) -> None:
+    """Answer QUESTION with the selected checkpoint, streaming the answer."""
+    from docfinetune.ask import ask as run_ask
+
+    result = run_ask(ctx.obj["workspace"], question, checkpoint=checkpoint, base=base, sources=sources,
+                     on_token=lambda piece: click.echo(piece, nl=False),
+                     config=load_pipeline(pipeline_name) if base else None, run_id=run_id)
+    click.echo()
+    who = result.checkpoint if result.step is None else f"run {result.run_id}, step {result.step}"
+    _consoles.err.print(f"[dim]{who}; first token after {result.seconds_to_first_token or 0:.1f} s[/]",
+                        soft_wrap=True)
+    for chunk, score in result.sources:
+        pages = f"{chunk.page_start}" if chunk.page_start == chunk.page_end else f"{chunk.page_start}-{chunk.page_end}"
+        _consoles.out.print(f"[bold]{chunk.doc_id}[/], page {pages}, {chunk.heading or 'no heading'} "
+                            f"(BM25 {score:.1f}):", soft_wrap=True)
+        _consoles.out.print(f"  {chunk.text}", soft_wrap=True, highlight=False)
+
+
+@main.command(name="eval")
+@click.option("--questions", "questions_file", type=click.Path(path_type=Path), default=None,
+              help="JSONL of question/answer (optional field, title/document) instead of the held-out test facts.")
+@click.option("--with-test/--no-test", "include_test", default=None,
+              help="Also ask the held-out Q&A-test questions (default: only when no --questions file).")
+@click.option("--run", "run_id", default=None, help="Run to evaluate (default: the latest).")
+@click.option("--checkpoint", type=int, default=None, help="Checkpoint step (default: the selected one).")
+@click.option("--systems", default="base,base+rag,finetuned,finetuned+rag", show_default=True,
+              help="Comma-separated systems to compare.")
+@pipeline_option
+@config_options("eval", EvalConfig)
+@click.pass_context
+def evaluate_command(ctx: click.Context, questions_file: Path | None, include_test: bool | None,
+                     run_id: str | None, checkpoint: int | None, systems: str, pipeline_name: str,
+                     **flags: Any) -> None:
+    """Did fine-tuning beat retrieval? Base vs RAG vs fine-tuned, with memorization and
+    groundedness audits; writes reports/<time>.{json,md,png}."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from docfinetune.evaluate import evaluate
+    from docfinetune.evaluate.report import summary_table
+
+    config = load_pipeline(pipeline_name, _overrides(flags))
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        console=_consoles.err, transient=True)
+    tasks: dict[str, Any] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress:
+        report = evaluate(ctx.obj["workspace"], config=config, questions_file=questions_file,
+                          include_test=include_test, run_id=run_id, checkpoint=checkpoint,
+                          systems=systems, on_progress=on_progress)
+    _consoles.out.print(summary_table(report))
 
 
 @main.command()

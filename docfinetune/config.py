@@ -275,6 +275,73 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """`eval`: base vs RAG vs fine-tuned on the same questions; memorization and groundedness audits."""
+
+    rag_k: int = option(
+        3, "Chunks BM25 puts in a RAG prompt. 3 chunks of 512 characters are ~400 tokens of context.")
+    rag_chunk_template: str = option(
+        "[{title}, page {pages}]\n{text}",
+        "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "
+        "{heading}, {text}.")
+    rag_template: str = option(
+        "Context:\n{context}\n\n{prompt}",
+        "The RAG prompt: {context} (the retrieved chunks, best first, blank-line separated) "
+        "before {prompt} (the question in train.prompt_template, exactly as closed-book).")
+    title_question_template: str = option(
+        "{title}: {question}",
+        "A --questions row that names its document ('document' file name or 'title') is asked "
+        "this way when the workspace holds several documents, so the model knows which is meant.")
+    max_questions: int = option(0, "Answer at most this many questions (a seeded sample); 0 answers all.")
+    seed: int = option(1234, "Seed of the question sample and of the extraction test's chunk sample.")
+    ci_level: float = option(0.95, "Confidence level of the Wilson intervals around each accuracy.")
+    memorization_min_chars: int = option(
+        20, "Shortest verbatim run (characters, whitespace runs counted as one space) that counts "
+            "as copied from the training text. 20 is ~4 words: longer than stock phrases such as "
+            "'of this Agreement' (17).")
+    memorization_worst_cases: int = option(5, "Answers with the highest copied share listed in the report.")
+    extraction_chunks: int = option(
+        20, "Training records (CPT chunks) in the extraction test, a seeded sample; 0 skips the test.")
+    extraction_prefix_share: float = option(
+        0.5, "Share of a record's text given as the prompt (cut at a space); the model greedily "
+             "continues and is compared with the true rest.")
+    extraction_max_new_tokens: int = option(
+        64, "Tokens generated per extraction prompt; the true continuation is cut to as many tokens.")
+    groundedness_k: int = option(
+        5, "Chunks BM25 retrieves for a question plus its answer; the answer is grounded when one "
+           "of them supports it (all its words occur there), else it is counted as hallucinated.")
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("rag_k", "groundedness_k", "memorization_min_chars", "extraction_max_new_tokens"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}: {getattr(self, name)} is below 1")
+        for name in ("max_questions", "extraction_chunks", "memorization_worst_cases"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}: {getattr(self, name)} is negative")
+        if not 0 < self.ci_level < 1:
+            problems.append(f"ci_level: {self.ci_level} must be in (0, 1)")
+        if not 0 < self.extraction_prefix_share < 1:
+            problems.append(f"extraction_prefix_share: {self.extraction_prefix_share} must be in (0, 1)")
+        for name, needed in (("rag_template", ("{context}", "{prompt}")),
+                             ("rag_chunk_template", ("{text}",)),
+                             ("title_question_template", ("{title}", "{question}"))):
+            template = getattr(self, name)
+            missing = [n for n in needed if n not in template]
+            if missing:
+                problems.append(f"{name}: must contain {' and '.join(missing)}")
+            else:
+                try:
+                    template.format(context="", prompt="", title="", pages="", heading="", text="",
+                                    question="")
+                except (KeyError, IndexError, ValueError) as err:
+                    problems.append(f"{name}: {template!r} is not a valid template ({err!r}); "
+                                    "double literal braces: {{ }}")
+        if problems:
+            raise ConfigError(*problems)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """A complete, named recipe. Sections are added by each pipeline stage."""
 
@@ -285,6 +352,7 @@ class PipelineConfig:
     build: BuildConfig = field(default_factory=BuildConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

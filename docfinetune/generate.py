@@ -30,12 +30,20 @@ def first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0].strip()
 
 
+def greedy_settings(tokenizer, prompt_length: int, max_new_tokens: int) -> dict:
+    """The `generate()` keyword arguments of every answer (batched here, streamed by `ask`):
+    greedy, at most `max_new_tokens`, stopping at the end of the first non-empty line."""
+    from transformers import StoppingCriteriaList
+
+    return {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id,
+            "stopping_criteria": StoppingCriteriaList([_StopAtLineEnd(tokenizer, prompt_length)])}
+
+
 def answer_questions(model, tokenizer, questions: list[str], template: str, batch_size: int,
                      max_new_tokens: int) -> list[str]:
     """Greedy answers to `questions`, in order. Questions are batched by prompt length so
     little padding is needed."""
     import torch
-    from transformers import StoppingCriteriaList
 
     prompts = [format_prompt(template, q) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -50,11 +58,7 @@ def answer_questions(model, tokenizer, questions: list[str], template: str, batc
             encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
             length = encoded["input_ids"].shape[1]
             with torch.no_grad():
-                output = model.generate(
-                    **encoded, max_new_tokens=max_new_tokens, do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    stopping_criteria=StoppingCriteriaList([_StopAtLineEnd(tokenizer, length)]),
-                )
+                output = model.generate(**encoded, **greedy_settings(tokenizer, length, max_new_tokens))
             texts = tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
             answers.update({i: first_line(t) for i, t in zip(batch, texts)})
     finally:

@@ -1,0 +1,362 @@
+"""`docfinetune eval`: did fine-tuning beat retrieval?
+
+Four systems answer the same questions, all through `generate.answer_questions` with one load
+of the base model (the LoRA adapter is attached once and switched off for the base systems):
+
+    base            the base model, closed-book
+    base+rag        the base model with the BM25 top-k chunks in the prompt
+    finetuned       the selected (or a chosen) checkpoint, closed-book
+    finetuned+rag   the checkpoint with the same retrieval
+
+Every answer is scored by `evaluate.score.answer_matches`; each system's accuracy comes with a
+Wilson interval, and pairs of systems with an exact McNemar test. Then the audits: how much of
+each answer is copied verbatim from the training text, whether the model reproduces training
+records from their first half (extraction test), and whether each answer is supported by some
+chunk (grounded) or not (hallucinated). Everything goes to reports/<UTC time>.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from docfinetune.config import EvalConfig, PipelineConfig, load_pipeline
+from docfinetune.errors import ConfigError, DocfinetuneError, WorkspaceError
+from docfinetune.evaluate.questions import Question, QuestionSet, load_questions
+from docfinetune.workspace import Workspace, read_jsonl
+
+SYSTEMS = ("base", "base+rag", "finetuned", "finetuned+rag")
+COMPARISONS = (("finetuned", "base"), ("base+rag", "base"), ("finetuned", "base+rag"),
+               ("finetuned+rag", "base+rag"), ("finetuned+rag", "finetuned"))
+ANSWER_BLOCK_BATCHES = 4  # batches per answer_questions call, so progress moves
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RunCheckpoint:
+    """The adapter to evaluate and where it came from."""
+
+    run_id: str
+    run_dir: Path
+    path: str  # relative to run_dir, e.g. checkpoints/checkpoint-50
+    step: int | None
+    reason: str
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.run_dir / self.path
+
+
+def check_systems(systems: Iterable[str] | str) -> tuple[str, ...]:
+    """The asked systems ("base,base+rag" or a list) in the canonical order; ConfigError on an
+    unknown name or none."""
+    if isinstance(systems, str):
+        systems = systems.split(",")
+    asked = [s.strip() for s in systems if s.strip()]
+    unknown = [s for s in asked if s not in SYSTEMS]
+    if unknown:
+        raise ConfigError(f"--systems: {', '.join(map(repr, unknown))} unknown (choose from {', '.join(SYSTEMS)})")
+    if not asked:
+        raise ConfigError(f"--systems: name at least one of {', '.join(SYSTEMS)}")
+    return tuple(s for s in SYSTEMS if s in asked)
+
+
+def find_run(workspace: Workspace, run_id: str | None = None) -> Path:
+    """runs/<run_id>, or the newest run (runs/latest); WorkspaceError when there is none."""
+    runs = workspace.root / "runs"
+    known = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs.is_dir() else []
+    if run_id is None:
+        latest = runs / "latest"
+        if not latest.is_file() or not latest.read_text(encoding="utf-8").strip():
+            raise WorkspaceError(f"{runs}: no run trained yet; run `docfinetune train` first, or evaluate only "
+                                 "the base model (--systems base,base+rag)")
+        run_id = latest.read_text(encoding="utf-8").strip()
+    run_dir = runs / run_id
+    if not run_dir.is_dir():
+        raise WorkspaceError(f"{run_dir}: no such run (--run; known: {', '.join(known) or 'none'})")
+    return run_dir
+
+
+def resolve_checkpoint(workspace: Workspace, run_id: str | None = None, step: int | None = None) -> RunCheckpoint:
+    """The selected checkpoint of the run (or the one at `step`), checked to hold an adapter."""
+    import json
+
+    run_dir = find_run(workspace, run_id)
+    selection_path = run_dir / "selection.json"
+    selection = json.loads(selection_path.read_text(encoding="utf-8")) if selection_path.is_file() else None
+    if step is None:
+        if selection is None:
+            raise WorkspaceError(f"{selection_path}: no checkpoint was selected (did training finish?); "
+                                 "name one with --checkpoint STEP")
+        chosen = selection["selected"]
+        found = RunCheckpoint(run_dir.name, run_dir, chosen["path"], chosen.get("step"),
+                              selection.get("reason", ""))
+    else:
+        listed = {c["step"]: c for c in (selection or {}).get("checkpoints", [])}
+        if step in listed:
+            found = RunCheckpoint(run_dir.name, run_dir, listed[step]["path"], step, "chosen with --checkpoint")
+        else:
+            from docfinetune.select import checkpoint_path
+
+            found = RunCheckpoint(run_dir.name, run_dir, checkpoint_path(step), step, "chosen with --checkpoint")
+            if not found.adapter_dir.is_dir():
+                steps = sorted(listed) or sorted(
+                    int(p.name.rsplit("-", 1)[1]) for p in (run_dir / "checkpoints").glob("checkpoint-*")
+                    if p.name.rsplit("-", 1)[1].isdigit())
+                raise WorkspaceError(f"--checkpoint {step}: run {run_dir.name} has no checkpoint at that step "
+                                     f"(steps: {', '.join(map(str, steps)) or 'none'})")
+    if not (found.adapter_dir / "adapter_config.json").is_file():
+        raise WorkspaceError(f"{found.adapter_dir}: no LoRA adapter here (adapter_config.json is missing)")
+    return found
+
+
+def _pipeline(workspace: Workspace, config: PipelineConfig | None, fine_tuned: bool, run_id: str | None,
+              step: int | None) -> tuple[PipelineConfig, EvalConfig, RunCheckpoint | None]:
+    """(model/prompt settings, eval settings, checkpoint). A run's own config.yaml decides the
+    model and prompt (its adapter was trained on them); `config.eval` decides the eval settings."""
+    try:
+        checkpoint = resolve_checkpoint(workspace, run_id, step)
+    except WorkspaceError:
+        if fine_tuned or run_id is not None or step is not None:
+            raise
+        checkpoint = None
+    if checkpoint is None:
+        pipeline = config or load_pipeline("default")
+        return pipeline, pipeline.eval, None
+    config_path = checkpoint.run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise WorkspaceError(f"{config_path}: the run's resolved config is missing")
+    pipeline = load_pipeline(str(config_path))
+    return pipeline, (config or pipeline).eval, checkpoint
+
+
+def _answer(model, tokenizer, prompts: list[str], template: str | None, batch_size: int, max_new_tokens: int,
+            progress: Callable[[int], None]) -> list[str]:
+    """`answer_questions` over `prompts` in blocks (shortest first), reporting progress.
+
+    With `template` None the prompts are complete (RAG): each is passed as the question of the
+    template "{question}", with the whitespace `format_prompt`'s strip would drop put back
+    into the template."""
+    from docfinetune.generate import answer_questions
+
+    answers: list[str | None] = [None] * len(prompts)
+    groups: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        if template is None:
+            stripped = prompt.strip()
+            start = prompt.index(stripped[0]) if stripped else 0
+            escape = lambda s: s.replace("{", "{{").replace("}", "}}")  # noqa: E731
+            key = escape(prompt[:start]) + "{question}" + escape(prompt[start + len(stripped):])
+        else:
+            key = template
+        groups.setdefault(key, []).append(i)
+    done = 0
+    block = batch_size * ANSWER_BLOCK_BATCHES
+    for key, members in groups.items():
+        members.sort(key=lambda i: len(prompts[i]))
+        for start in range(0, len(members), block):
+            part = members[start:start + block]
+            texts = answer_questions(model, tokenizer, [prompts[i] for i in part], key, batch_size, max_new_tokens)
+            for i, text in zip(part, texts):
+                answers[i] = text
+            done += len(part)
+            progress(done)
+    return answers  # type: ignore[return-value]
+
+
+def _training_texts(workspace: Workspace) -> list[str] | None:
+    """CPT records and Q&A-train answers: what the model was trained to say; None without datasets."""
+    cpt = workspace.datasets_dir / "cpt.jsonl"
+    if not cpt.is_file():
+        return None
+    texts = [row["text"] for row in read_jsonl(cpt)]
+    train = workspace.datasets_dir / "qa_train.jsonl"
+    if train.is_file():
+        texts += [row["answer"] for row in read_jsonl(train)]
+    return texts
+
+
+def groundedness(questions: list[str], answers: list[str], index, k: int) -> dict:
+    """How many non-empty answers some chunk (of the `k` BM25 finds for question + answer) supports."""
+    from docfinetune.data.curate import is_supported
+
+    grounded = answered = 0
+    for question, answer in zip(questions, answers):
+        if not answer.strip():
+            continue
+        answered += 1
+        hits = index.search(f"{question} {answer}", k)
+        grounded += any(is_supported(answer, chunk.text) for chunk, _ in hits)
+    return {
+        "answers": answered, "grounded": grounded, "hallucinated": answered - grounded,
+        "grounded_share": grounded / answered if answered else None,
+        "hallucinated_share": (answered - grounded) / answered if answered else None,
+    }
+
+
+def evaluate(
+    workspace: Workspace,
+    *,
+    config: PipelineConfig | None = None,
+    questions_file: Path | None = None,
+    include_test: bool | None = None,
+    run_id: str | None = None,
+    checkpoint: int | None = None,
+    systems: Iterable[str] | str = SYSTEMS,
+    on_progress: ProgressFn | None = None,
+) -> dict:
+    """Answer the questions with each system, score, audit; write reports/<time>.{json,md,png}
+    and return the report.
+
+    `config` gives the eval settings (its `eval` section) and, when there is no trained run,
+    the model; a run's own config.yaml decides model and prompt. Questions: the held-out
+    Q&A-test rows, or `questions_file`'s rows (both with `include_test=True`).
+    """
+    from docfinetune.evaluate import memorization, stats
+    from docfinetune.evaluate.rag import rag_prompt
+    from docfinetune.evaluate.report import write_report
+    from docfinetune.evaluate.score import answer_matches
+
+    started = time.perf_counter()
+    now = datetime.now(timezone.utc)
+    systems = check_systems(systems)
+    fine_tuned = any(s.startswith("finetuned") for s in systems)
+    pipeline, eval_config, run = _pipeline(workspace, config, fine_tuned, run_id, checkpoint)
+    asked: QuestionSet = load_questions(workspace, eval_config, questions_file, include_test)
+    questions: list[Question] = asked.questions
+    texts = [q.question for q in questions]
+    progress = on_progress or (lambda stage, done, total: None)
+
+    # Retrieval, before the model: a workspace without chunks fails here, not after loading.
+    index = None
+    if any(s.endswith("+rag") for s in systems) or workspace.doc_ids():
+        from docfinetune.retrieve import BM25Index
+
+        index = BM25Index.from_workspace(workspace)
+    rag_prompts: list[str] = []
+    if any(s.endswith("+rag") for s in systems):
+        titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
+        rag_prompts = [rag_prompt(q, [c for c, _ in index.search(q, eval_config.rag_k)], titles, eval_config,
+                                  pipeline.train.prompt_template) for q in texts]
+
+    progress("loading model", 0, 1)
+    from docfinetune.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(pipeline.model)
+    model = load_model(pipeline.model, pipeline.train)
+    if run is not None and fine_tuned:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, str(run.adapter_dir), is_trainable=False)
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise DocfinetuneError(f"{run.adapter_dir}: cannot attach the LoRA adapter to "
+                                   f"{pipeline.model.base_model} ({err})") from None
+    model.eval()
+    progress("loading model", 1, 1)
+
+    def adapter(system: str):
+        """The base systems run with the adapter switched off."""
+        if system.startswith("base") and hasattr(model, "disable_adapter"):
+            return model.disable_adapter()
+        return contextlib.nullcontext()
+
+    train = pipeline.train
+    answers: dict[str, list[str]] = {}
+    for system in systems:
+        stage = f"answering ({system})"
+        progress(stage, 0, len(texts))
+        prompts = rag_prompts if system.endswith("+rag") else texts
+        template = None if system.endswith("+rag") else train.prompt_template
+        with adapter(system):
+            answers[system] = _answer(model, tokenizer, prompts, template, train.eval_batch_size,
+                                      train.max_new_tokens, lambda done: progress(stage, done, len(texts)))
+
+    verdicts = {s: [answer_matches(a, q.reference, q.field or None) if q.reference is not None else None
+                    for a, q in zip(answers[s], questions)] for s in systems}
+    level = eval_config.ci_level
+    report: dict = {
+        "created_at": now.isoformat(timespec="seconds"),
+        "workspace": str(workspace.root),
+        "run": None if run is None else {
+            "run_id": run.run_id, "checkpoint": run.path, "step": run.step, "reason": run.reason,
+            "used": fine_tuned},
+        "settings": {
+            "systems": list(systems),
+            "base_model": pipeline.model.base_model,
+            "device": str(next(model.parameters()).device),
+            "prompt_template": train.prompt_template,
+            "max_new_tokens": train.max_new_tokens,
+            "batch_size": train.eval_batch_size,
+            "eval": dataclasses.asdict(eval_config),
+        },
+        "questions": {
+            "asked": len(questions), "scored": sum(q.reference is not None for q in questions),
+            "sources": asked.sources, "sampled_from": asked.sampled_from,
+            "skipped": asked.skipped, "skipped_documents": asked.skipped_documents,
+        },
+        "systems": {s: {**stats.accuracy(verdicts[s], level),
+                        "answered": sum(bool(a.strip()) for a in answers[s])} for s in systems},
+        "by_field": stats.by_field([q.field for q in questions], verdicts, level),
+        "comparisons": [stats.compare(a, verdicts[a], b, verdicts[b]) for a, b in COMPARISONS
+                        if a in verdicts and b in verdicts],
+    }
+
+    training_texts = _training_texts(workspace)
+    if training_texts:
+        progress("memorization audit", 0, len(systems))
+        verbatim = memorization.VerbatimIndex(training_texts, eval_config.memorization_min_chars)
+        report["memorization"] = {
+            "min_chars": eval_config.memorization_min_chars,
+            "training_chars": verbatim.chars,
+            "headline": next((s for s in ("finetuned", "finetuned+rag") if s in systems), systems[0]),
+            "systems": {s: memorization.audit_answers(texts, answers[s], verbatim, eval_config.memorization_worst_cases)
+                        for s in systems},
+        }
+        progress("memorization audit", len(systems), len(systems))
+    else:
+        report["memorization_skipped"] = f"no training text ({workspace.datasets_dir / 'cpt.jsonl'} is missing)"
+
+    report["extraction"] = None
+    cpt_path = workspace.datasets_dir / "cpt.jsonl"
+    if eval_config.extraction_chunks and cpt_path.is_file():
+        records = memorization.sample_records(list(read_jsonl(cpt_path)), eval_config.extraction_chunks,
+                                              eval_config.seed)
+        cases = memorization.extraction_cases(records, tokenizer, eval_config.extraction_prefix_share,
+                                              eval_config.extraction_max_new_tokens)
+        models = [name for name, present in (("base", any(s.startswith("base") for s in systems)),
+                                             ("finetuned", fine_tuned)) if present]
+        if cases:
+            report["extraction"] = {"records": len(cases), "models": {}}
+            for name in models:
+                stage = f"extraction test ({name})"
+                progress(stage, 0, len(cases))
+                with adapter(name):
+                    generated = memorization.continue_greedily(
+                        model, tokenizer, [c["prompt"] for c in cases], eval_config.extraction_max_new_tokens,
+                        train.eval_batch_size)
+                report["extraction"]["models"][name] = memorization.score_extraction(
+                    cases, generated, eval_config.memorization_min_chars)
+                progress(stage, len(cases), len(cases))
+
+    if index is not None:
+        report["groundedness"] = {s: groundedness(texts, answers[s], index, eval_config.groundedness_k)
+                                  for s in systems}
+    report["records"] = [
+        {"question": q.question, "reference": q.reference, "field": q.field, "doc_id": q.doc_id, "source": q.source,
+         "answers": {s: {"answer": answers[s][i], "correct": verdicts[s][i]} for s in systems}}
+        for i, q in enumerate(questions)
+    ]
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    write_report(workspace, report, now)
+    return report
+
+
+__all__ = ["SYSTEMS", "RunCheckpoint", "check_systems", "evaluate", "find_run", "groundedness",
+           "resolve_checkpoint"]

@@ -1,0 +1,137 @@
+"""Choose a run's checkpoint from its evaluations, and draw its curves.
+
+    runs/<run-id>/metrics.jsonl    one line per evaluation (written by `train`)
+    runs/<run-id>/selection.json   every checkpoint's figures, the one chosen and why
+    runs/<run-id>/curves.png       train and val loss (left axis), accuracy (right axis)
+
+Validation loss and answer accuracy peak at different steps on small data (accuracy often
+still climbs after val loss has turned up), so the default rule is highest accuracy, ties
+broken by lower val loss, then by the earlier step (less training, less memorization).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from docfinetune.errors import DocfinetuneError
+from docfinetune.workspace import read_jsonl, write_json
+
+CHECKPOINT_FIELDS = ("step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions")
+
+
+def checkpoint_path(step: int) -> str:
+    """A checkpoint's folder relative to its run (transformers Trainer's naming)."""
+    return f"checkpoints/checkpoint-{step}"
+
+
+def _checkpoints(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise DocfinetuneError(f"{path}: no evaluations recorded; train first (docfinetune train)")
+    by_step = {row["step"]: row for row in read_jsonl(path)}  # a repeated step: the last line wins
+    if not by_step:
+        raise DocfinetuneError(f"{path}: no evaluations recorded; train first (docfinetune train)")
+    return [{**{k: by_step[s].get(k) for k in CHECKPOINT_FIELDS}, "path": checkpoint_path(s)}
+            for s in sorted(by_step)]
+
+
+def _lower(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+def _choose(checkpoints: list[dict], select_by: str) -> tuple[dict, str, str]:
+    """(the chosen checkpoint, the rule in words, why this one)."""
+    scored = [c for c in checkpoints if c["accuracy"] is not None]
+    with_loss = [c for c in checkpoints if c["val_loss"] is not None]
+    if select_by == "accuracy" and scored:
+        rule = "highest accuracy; ties broken by lower val loss, then the earlier step"
+        best = min(scored, key=lambda c: (-c["accuracy"], _lower(c["val_loss"]), c["step"]))
+        reason = (f"highest accuracy {best['accuracy']:.3f} ({best['correct']}/{best['questions']}) "
+                  f"at step {best['step']}")
+        tied = [c for c in scored if c["accuracy"] == best["accuracy"]]
+        if len(tied) > 1:
+            loss = "n/a" if best["val_loss"] is None else f"{best['val_loss']:.4f}"
+            reason += f"; {len(tied)} checkpoints tied, broken by lower val loss {loss}"
+        return best, rule, reason
+    if with_loss:
+        rule = "lowest val loss; ties broken by the earlier step"
+        if select_by == "accuracy":
+            rule += " (no accuracy was measured: no validation questions)"
+        best = min(with_loss, key=lambda c: (c["val_loss"], c["step"]))
+        return best, rule, f"lowest val loss {best['val_loss']:.4f} at step {best['step']}"
+    best = checkpoints[-1]
+    return (best, "the last checkpoint (no validation questions, so neither accuracy nor val loss)",
+            f"last checkpoint, step {best['step']}")
+
+
+def select_checkpoint(run_dir: Path, select_by: str) -> dict:
+    """Choose a checkpoint of `run_dir` by `select_by` (accuracy or val_loss); writes and
+    returns selection.json's content."""
+    run_dir = Path(run_dir)
+    checkpoints = _checkpoints(run_dir)
+    selected, rule, reason = _choose(checkpoints, select_by)
+    selection = {"run_id": run_dir.name, "rule": rule, "checkpoints": checkpoints,
+                 "selected": selected, "reason": reason}
+    write_json(run_dir / "selection.json", selection)
+    return selection
+
+
+def plot_curves(run_dir: Path) -> Path:
+    """Draw curves.png: train and val loss against step (left axis), accuracy (right axis),
+    with the selected step marked when selection.json exists."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # the object API: no global backend switch, no pyplot state
+
+    run_dir = Path(run_dir)
+    rows = _checkpoints(run_dir)
+    steps = [r["step"] for r in rows]
+
+    def series(key: str) -> tuple[list[int], list[float]]:
+        points = [(r["step"], r[key]) for r in rows if r[key] is not None]
+        return [s for s, _ in points], [v for _, v in points]
+
+    figure = Figure(figsize=(8, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    loss_axis = figure.add_subplot()
+    loss_axis.plot(*series("train_loss"), "o-", color="tab:blue", label="train loss")
+    loss_axis.plot(*series("val_loss"), "s-", color="tab:orange", label="val loss")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("loss")
+    accuracy_axis = loss_axis.twinx()
+    accuracy_axis.plot(*series("accuracy"), "^-", color="tab:green", label="accuracy")
+    accuracy_axis.set_ylabel("accuracy")
+    accuracy_axis.set_ylim(-0.02, 1.02)
+    selection_path = run_dir / "selection.json"
+    if selection_path.is_file():
+        selected = json.loads(selection_path.read_text(encoding="utf-8"))["selected"]["step"]
+        loss_axis.axvline(selected, color="tab:red", linestyle="--", label=f"selected (step {selected})")
+    handles = loss_axis.get_legend_handles_labels()
+    more = accuracy_axis.get_legend_handles_labels()
+    loss_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="best", fontsize="small")
+    loss_axis.set_xlim(0, max(steps) * 1.05 + 1)
+    loss_axis.set_title(f"run {run_dir.name}")
+    figure.tight_layout()
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    path = run_dir / "curves.png"
+    _write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

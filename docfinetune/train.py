@@ -1,0 +1,436 @@
+"""`docfinetune train`: LoRA / QLoRA fine-tune on the built datasets, evaluate every
+checkpoint, choose one.
+
+    runs/<run-id>/config.yaml                     the resolved pipeline config
+    runs/<run-id>/checkpoints/checkpoint-<step>/  peft adapter, tokenizer, optimizer, scheduler, RNG and
+                                                  trainer state (Trainer's layout, so resumable), plus
+                                                  metrics.json (its own figures) and config.yaml
+    runs/<run-id>/metrics.jsonl                   one line per evaluation
+    runs/<run-id>/selection.json, curves.png      the choice and the curves (select.py)
+    runs/latest                                   the id of the last finished run, for `ask`
+
+transformers' `Trainer` runs the loop. `RunRecorder`, a `TrainerCallback`, adds what it lacks:
+an evaluation and checkpoint at the end of every epoch, question accuracy beside val loss,
+the run files, and progress events for the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from transformers import TrainerCallback
+
+from docfinetune.build import build, datasets_stale, read_stats
+from docfinetune.config import PipelineConfig, TrainConfig, load_pipeline
+from docfinetune.errors import ConfigError, DocfinetuneError
+from docfinetune.evaluate.score import answer_matches
+from docfinetune.generate import answer_questions, format_prompt
+from docfinetune.select import checkpoint_path, plot_curves, select_checkpoint
+from docfinetune.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
+
+log = logging.getLogger(__name__)
+EventFn = Callable[[str, dict], None]
+LATEST = "latest"  # runs/latest: the id of the last finished run
+EXAMPLE_PREDICTIONS = 5  # answers kept in each checkpoint's metrics.json
+IGNORE = -100  # label of tokens left out of the loss
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False, run_id: str | None = None,
+          on_event: EventFn | None = None) -> Path:
+    """Fine-tune a LoRA adapter on the workspace's datasets; returns the run folder.
+
+    `resume` continues the latest run (or `run_id`) from its last checkpoint with the config
+    stored in that run. `on_event(kind, data)` receives "start", "step", "eval" and "done".
+    """
+    emit = on_event or (lambda kind, data: None)
+    checkpoint = None
+    if resume:
+        run_dir = find_run(workspace, run_id)
+        checkpoint = last_checkpoint(run_dir)
+        if checkpoint is None:
+            raise DocfinetuneError(f"{run_dir / 'checkpoints'}: no complete checkpoint to resume from; "
+                                   "start a new run with `docfinetune train`")
+        config = load_pipeline(str(run_dir / "config.yaml"))
+    qa_files = [Path(p) for p in (read_stats(workspace) or {}).get("qa_files", [])]  # the last build's --qa-file
+    reason = datasets_stale(workspace, config, qa_files)
+    if reason:
+        log.info("building the datasets first: %s", reason)
+        build(workspace, config, qa_files)
+    data = read_datasets(workspace)
+    warnings = check_settings(config, data, workspace.datasets_dir)
+    for warning in warnings:
+        log.warning(warning)
+
+    from docfinetune.models import load_tokenizer
+
+    tokenizer = load_tokenizer(config.model)
+    train_set = to_dataset(training_mix(data, config.train), tokenizer, config.train, shuffle=True)
+    val_set = to_dataset([qa_example(config.train.prompt_template, r) for r in data["qa_val"]],
+                         tokenizer, config.train, shuffle=False)
+    model = prepare_model(config)  # before the run folder exists: a model that fails to load leaves none
+
+    if resume:
+        seconds_before = keep_metrics_until(run_dir, checkpoint_step(checkpoint))
+    else:
+        run_dir = new_run_dir(workspace, run_id)
+        write_text_atomic(run_dir / "config.yaml", config_yaml(config))
+        seconds_before = 0.0
+    start = {"run_id": run_dir.name, "run_dir": str(run_dir), "examples": len(train_set),
+             "tokens": sum(len(ids) for ids in train_set["input_ids"]), "val_rows": len(val_set),
+             "warnings": warnings}
+    recorder = RunRecorder(run_dir, config, tokenizer, accuracy_sample(data["qa_val"], config.train),
+                           emit, start, seconds_before)
+    fit(model, tokenizer, train_set, val_set, run_dir, config.train, recorder, checkpoint,
+        quiet=on_event is not None)
+
+    selection = select_checkpoint(run_dir, config.train.select_by)
+    curves = plot_curves(run_dir)
+    write_text_atomic(workspace.root / "runs" / LATEST, run_dir.name + "\n")
+    emit("done", {**selection, "curves": str(curves)})
+    return run_dir
+
+
+def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, recorder: "RunRecorder",
+        checkpoint: Path | None, quiet: bool) -> None:
+    """The loop: transformers' Trainer with our schedule, cadence and recorder."""
+    import torch
+    from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, PrinterCallback, Trainer,
+                              TrainingArguments)
+
+    from docfinetune.models import resolve_device, resolve_dtype
+
+    device = resolve_device(t)
+    has_val = len(val_set) > 0
+    if t.packing:
+        # One row per micro-batch, position ids restarting per example: transformers builds a
+        # block-causal mask from them (sdpa/eager), so examples do not see each other.
+        collator = DataCollatorWithFlattening()
+    else:
+        tokenizer.padding_side = "right"
+        collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.micro_batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a share of the steps
+        optim=t.optimizer,
+        seed=t.seed,
+        bf16=resolve_dtype(t, device) == torch.bfloat16,
+        use_cpu=device == "cpu",
+        # Evaluate and save every eval_every_steps (RunRecorder adds each epoch's end); keep all.
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=t.eval_every_steps,
+        save_strategy="steps",
+        save_steps=t.eval_every_steps,
+        save_total_limit=None,
+        prediction_loss_only=True,
+        logging_strategy="steps",
+        logging_steps=1,
+        # Packed rows hold no padding; padded ones carry an attention mask to count by.
+        include_num_input_tokens_seen="all" if t.packing else "non_padding",
+        label_names=["labels"],
+        remove_unused_columns=False,
+        dataloader_num_workers=t.dataloader_workers,
+        report_to=[],
+        disable_tqdm=quiet,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set if has_val else None,
+                      data_collator=collator, processing_class=tokenizer, callbacks=[recorder])
+    if quiet:
+        trainer.remove_callback(PrinterCallback)  # the caller shows progress from our events
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+
+# --------------------------------------------------------------------------- evaluation and checkpoints
+
+
+class RunRecorder(TrainerCallback):
+    """Evaluate and save at every epoch's end too; measure question accuracy beside val loss;
+    write metrics.jsonl and each checkpoint's metrics.json and config.yaml; report progress."""
+
+    def __init__(self, run_dir: Path, config: PipelineConfig, tokenizer, questions: list[dict],
+                 emit: EventFn, start: dict, seconds_before: float) -> None:
+        self.run_dir, self.config, self.tokenizer, self.questions = run_dir, config, tokenizer, questions
+        self.emit, self.start, self.seconds_before = emit, start, seconds_before
+        self.losses: list[float] = []  # train loss of each step since the last evaluation
+        self.learning_rate: float | None = None
+        self.validation: dict[str, Any] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.session_start = self.segment_start = self.last_step_end = time.perf_counter()
+        self.first_step = self.saved_step = state.global_step  # a resumed run starts at its checkpoint
+        self.segment_tokens = state.num_input_tokens_seen
+        self.emit("start", {**self.start, "total_steps": state.max_steps,
+                            "resumed_from_step": state.global_step or None})
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.last_step_end = time.perf_counter()
+
+    def tokens_per_s(self, state) -> float:
+        """Input tokens (no padding) per second of training since the last evaluation."""
+        seconds = self.last_step_end - self.segment_start
+        return round((state.num_input_tokens_seen - self.segment_tokens) / seconds, 1) if seconds > 0 else 0.0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:  # Trainer logs evaluations too
+            return
+        self.losses.append(logs["loss"])
+        self.learning_rate = logs.get("learning_rate")
+        done = state.global_step - self.first_step
+        elapsed = time.perf_counter() - self.session_start
+        self.emit("step", {"step": state.global_step, "loss": logs["loss"], "tokens_per_s": self.tokens_per_s(state),
+                           "eta_s": round(elapsed / max(done, 1) * (state.max_steps - state.global_step), 1),
+                           "learning_rate": self.learning_rate})
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.global_step != self.saved_step:  # the epoch's last step was not evaluated yet
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = True
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        self.validation = {"val_loss": (metrics or {}).get("eval_loss"), **self.validate(model)}
+
+    def validate(self, model) -> dict:
+        """Greedy answers to the sampled val questions, scored by the project's one scorer."""
+        t = self.config.train
+        predictions = answer_questions(model, self.tokenizer, [q["question"] for q in self.questions],
+                                       t.prompt_template, t.eval_batch_size, t.max_new_tokens)
+        results = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(predictions, self.questions)]
+        correct = sum(results)
+        examples = [{"question": q["question"], "reference": q["answer"], "prediction": p, "correct": ok}
+                    for q, p, ok in zip(self.questions[:EXAMPLE_PREDICTIONS], predictions, results)]
+        return {"accuracy": correct / len(results) if results else None, "correct": correct,
+                "questions": len(results), "examples": examples}
+
+    def on_save(self, args, state, control, **kwargs):
+        self.save_checkpoint(state)
+
+    def save_checkpoint(self, state) -> None:
+        """Record the evaluation of the checkpoint Trainer has just written. metrics.json goes
+        last: it marks the checkpoint complete for `resume`."""
+        validation, self.validation = self.validation, {}
+        line = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                "train_loss": sum(self.losses) / len(self.losses) if self.losses else None,
+                "val_loss": validation.get("val_loss"), "accuracy": validation.get("accuracy"),
+                "correct": validation.get("correct"), "questions": validation.get("questions", 0),
+                "tokens_per_s": self.tokens_per_s(state),
+                "seconds": round(self.seconds_before + time.perf_counter() - self.session_start, 2),
+                "learning_rate": self.learning_rate}
+        metrics_path = self.run_dir / "metrics.jsonl"
+        earlier = [r for r in read_jsonl(metrics_path) if r["step"] < line["step"]] if metrics_path.is_file() else []
+        write_jsonl(metrics_path, [*earlier, line])
+        folder = self.run_dir / checkpoint_path(state.global_step)
+        write_text_atomic(folder / "config.yaml", config_yaml(self.config))
+        write_json(folder / "metrics.json", {**line, "examples": validation.get("examples", [])})
+        self.emit("eval", line)
+        self.losses, self.saved_step = [], state.global_step
+        self.segment_start = self.last_step_end = time.perf_counter()
+        self.segment_tokens = state.num_input_tokens_seen
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def check_settings(config: PipelineConfig, data: dict[str, list[dict]], datasets_dir: Path) -> list[str]:
+    """Every problem at once (raised as one ConfigError) before a model is loaded; returns warnings."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    t = config.train
+    problems, warnings = [], []
+    schedulers = [s.value for s in SchedulerType]
+    if t.lr_scheduler not in schedulers:
+        problems.append(f"train.lr_scheduler: {t.lr_scheduler!r} is not one of {', '.join(schedulers)}")
+    if t.optimizer not in {o.value for o in OptimizerNames}:
+        problems.append(f"train.optimizer: {t.optimizer!r} is not a transformers optimizer name "
+                        "(e.g. adamw_torch, adamw_torch_fused, paged_adamw_8bit)")
+    try:
+        t.prompt_template.format(question="?")
+    except (KeyError, IndexError, ValueError) as err:
+        problems.append(f"train.prompt_template: {t.prompt_template!r} cannot be filled in ({err!r}); "
+                        "write literal braces as {{ and }}")
+    if not data["cpt"] and not data["qa_train"]:
+        problems.append(f"{datasets_dir}: cpt.jsonl and qa_train.jsonl are both empty, so there is nothing "
+                        "to train on; ingest documents with text, then `docfinetune build --force`")
+    elif not data["qa_train"]:
+        warnings.append(f"{datasets_dir / 'qa_train.jsonl'}: no Q&A to train on; the model only reads the "
+                        "documents, which teaches it to recite them rather than answer questions")
+    if not data["qa_val"]:
+        warnings.append(f"{datasets_dir / 'qa_val.jsonl'}: no validation questions, so val loss and accuracy "
+                        "are undefined; training goes on and the last checkpoint is selected (hold facts "
+                        "out with build.split_val_fraction)")
+    if problems:
+        raise ConfigError(*problems)
+    return warnings
+
+
+# --------------------------------------------------------------------------- data
+
+
+def read_datasets(workspace: Workspace) -> dict[str, list[dict]]:
+    folder = workspace.datasets_dir
+    return {name: list(read_jsonl(folder / f"{name}.jsonl")) if (folder / f"{name}.jsonl").is_file() else []
+            for name in ("cpt", "qa_train", "qa_val")}
+
+
+def qa_example(template: str, row: dict) -> dict:
+    """A Q&A row as the model sees it: the prompt (left out of the loss) and the answer."""
+    return {"prompt": format_prompt(template, row["question"]), "completion": " " + row["answer"].strip()}
+
+
+def training_mix(data: dict[str, list[dict]], t: TrainConfig) -> list[dict]:
+    """One copy of the document text beside `qa_repeats` copies of the Q&A (shuffled later)."""
+    cpt = [{"prompt": "", "completion": row["text"]} for row in data["cpt"]]
+    return cpt + [qa_example(t.prompt_template, row) for row in data["qa_train"]] * t.qa_repeats
+
+
+def tokenize(tokenizer, prompt: str, completion: str, max_tokens: int, learn_prompt: bool) -> dict:
+    """input_ids ending in eos, and labels that are IGNORE on the prompt's tokens unless
+    `learn_prompt`. Prompt and completion are tokenized together, as the model reads them, and
+    told apart by each token's character offset; truncated to `max_tokens`."""
+    text = prompt + completion
+    encoded = tokenizer(text, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    in_prompt = [start < len(prompt) for start, _ in encoded["offset_mapping"]]
+    if not ids or ids[-1] != tokenizer.eos_token_id:
+        ids.append(tokenizer.eos_token_id)
+        in_prompt.append(False)
+    labels = [IGNORE if masked and not learn_prompt else i for i, masked in zip(ids, in_prompt)]
+    return {"input_ids": ids[:max_tokens], "labels": labels[:max_tokens]}
+
+
+def to_dataset(rows: list[dict], tokenizer, t: TrainConfig, shuffle: bool):
+    """A `datasets.Dataset` of input_ids and labels (shuffled with the seed when asked)."""
+    from datasets import Dataset
+
+    examples = [tokenize(tokenizer, r["prompt"], r["completion"], t.max_seq_tokens, t.train_on_inputs)
+                for r in rows]
+    dataset = Dataset.from_dict({"input_ids": [e["input_ids"] for e in examples],
+                                 "labels": [e["labels"] for e in examples]})
+    return dataset.shuffle(seed=t.seed) if shuffle else dataset
+
+
+def accuracy_sample(qa_val: list[dict], t: TrainConfig) -> list[dict]:
+    """At most eval_max_questions val rows: the same seeded sample at every evaluation."""
+    if len(qa_val) <= t.eval_max_questions:
+        return qa_val
+    keep = sorted(random.Random(t.seed).sample(range(len(qa_val)), t.eval_max_questions))
+    return [qa_val[i] for i in keep]
+
+
+# --------------------------------------------------------------------------- model
+
+
+def prepare_model(config: PipelineConfig):
+    """The base model with a fresh LoRA adapter (seeded), ready for Trainer."""
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import set_seed
+
+    from docfinetune.models import load_model
+
+    t = config.train
+    model = load_model(config.model, t)
+    # transformers builds the packed (block-causal) mask only when no KV cache is passed;
+    # with use_cache on, the forward makes one and packed examples would attend to each other.
+    model.config.use_cache = False
+    checkpointing = {"use_reentrant": False}
+    if t.quantization == "nf4":
+        from peft import prepare_model_for_kbit_training  # CUDA only: load_model refused nf4 elsewhere
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=t.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
+    elif t.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
+        model.enable_input_require_grads()  # the frozen embeddings' output must carry grads to the adapters
+    set_seed(t.seed)  # the adapter's initial weights
+    lora = config.lora
+    try:
+        model = get_peft_model(model, LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha,
+                                                 lora_dropout=lora.lora_dropout,
+                                                 target_modules=lora.target_modules(),
+                                                 task_type=TaskType.CAUSAL_LM))
+    except ValueError as err:
+        raise ConfigError(f"lora.lora_targets: {lora.lora_targets!r} does not name modules of "
+                          f"{config.model.base_model} ({err})") from None
+    model.train()
+    return model
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+def runs_dir(workspace: Workspace) -> Path:
+    return workspace.root / "runs"
+
+
+def config_yaml(config: PipelineConfig) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+
+
+def new_run_dir(workspace: Workspace, run_id: str | None) -> Path:
+    """runs/<run-id>/, the id being the UTC time (YYYYmmdd-HHMMSS) unless given."""
+    if run_id is not None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id) or run_id == LATEST:
+            raise DocfinetuneError(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (not '{LATEST}')")
+        run_dir = runs_dir(workspace) / run_id
+        if run_dir.exists():
+            raise DocfinetuneError(f"{run_dir}: this run exists; continue it with resume, or give another run id")
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_dir, n = runs_dir(workspace) / stamp, 1
+        while run_dir.exists():  # two runs started within one second
+            run_dir, n = runs_dir(workspace) / f"{stamp}-{n}", n + 1
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def find_run(workspace: Workspace, run_id: str | None) -> Path:
+    """The run `run_id`, else the one started last (newest config.yaml)."""
+    root = runs_dir(workspace)
+    if run_id is not None:
+        run_dir = root / run_id
+        if not (run_dir / "config.yaml").is_file():
+            raise DocfinetuneError(f"{run_dir}: no such run (no config.yaml) to resume")
+        return run_dir
+    runs = [p for p in root.iterdir() if (p / "config.yaml").is_file()] if root.is_dir() else []
+    if not runs:
+        raise DocfinetuneError(f"{root}: no training run to resume; start one with `docfinetune train`")
+    return max(runs, key=lambda p: ((p / "config.yaml").stat().st_mtime_ns, p.name))
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[1])
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint: Trainer's state and our metrics.json (written last)."""
+    folder = run_dir / "checkpoints"
+    done = [p for p in folder.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)
+            and (p / "trainer_state.json").is_file() and (p / "metrics.json").is_file()] if folder.is_dir() else []
+    return max(done, key=checkpoint_step, default=None)
+
+
+def keep_metrics_until(run_dir: Path, step: int) -> float:
+    """Drop metrics lines after `step` (evaluations whose checkpoint did not complete);
+    returns the run's seconds so far."""
+    path = run_dir / "metrics.jsonl"
+    kept = [r for r in read_jsonl(path) if r["step"] <= step] if path.is_file() else []
+    write_jsonl(path, kept)
+    return kept[-1]["seconds"] if kept else 0.0

@@ -1,0 +1,200 @@
+"""`ask` on a run made here the way `train` lays it out: a tiny random Mistral, two LoRA
+checkpoints with different random weights (so each one answers differently), selection.json,
+config.yaml and runs/latest."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from docfinetune.ask import BASE_MODEL, AskResult, ask
+from docfinetune.config import IngestConfig, PipelineConfig, load_pipeline
+from docfinetune.errors import DocfinetuneError
+from docfinetune.generate import answer_questions
+from docfinetune.ingest import ingest
+from docfinetune.models import load_model, load_tokenizer
+from docfinetune.workspace import Workspace
+from tests.conftest import CONTRACT_PAGES, write_pdf
+
+QUESTION = "Which state's laws govern the agreement?"
+RUN_ID = "20250101-120000"
+STEPS = (1, 2)
+SELECTED_STEP = 2
+
+
+def make_run(workspace: Workspace, config: PipelineConfig, run_id: str = RUN_ID) -> Path:
+    """runs/<run_id>/ as train and select leave it, with runs/latest naming it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    run = workspace.root / "runs" / run_id
+    entries = []
+    for step in STEPS:
+        torch.manual_seed(step)  # init_lora_weights=False: random A and B, so the adapter matters
+        model = get_peft_model(load_model(config.model, config.train), LoraConfig(
+            r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False))
+        path = f"checkpoints/checkpoint-{step}"
+        model.save_pretrained(run / path)
+        entries.append({"step": step, "epoch": step / 2, "path": path, "train_loss": 2.0 / step,
+                        "val_loss": 2.5 / step, "accuracy": 0.25 * step})
+    (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config)), encoding="utf-8")
+    selected = next(e for e in entries if e["step"] == SELECTED_STEP)
+    (run / "selection.json").write_text(json.dumps({
+        "run_id": run_id, "rule": "accuracy", "checkpoints": entries, "selected": selected,
+        "reason": "highest accuracy"}), encoding="utf-8")
+    (workspace.root / "runs" / "latest").write_text(run_id + "\n", encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def config(tiny_model_dir: Path) -> PipelineConfig:
+    return load_pipeline("default", {"model": {"base_model": str(tiny_model_dir)},
+                                     "train": {"max_new_tokens": 10, "device": "cpu"}})
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A workspace with the contract ingested and nothing trained."""
+    root = tmp_path_factory.mktemp("ask")
+    workspace = Workspace(root / "ws")
+    ingest([write_pdf(root / "services_agreement.pdf", CONTRACT_PAGES)], workspace, IngestConfig())
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def trained(ingested: Workspace, config: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A copy of `ingested` with a finished run."""
+    workspace = Workspace(tmp_path_factory.mktemp("ask-trained") / "ws")
+    shutil.copytree(ingested.root, workspace.root)
+    make_run(workspace, config)
+    return workspace
+
+
+@pytest.fixture
+def copy_of(tmp_path: Path):
+    """A scratch copy of a workspace, for tests that break a run."""
+
+    copies = []
+
+    def copy(workspace: Workspace) -> Workspace:
+        copies.append(Workspace(tmp_path / f"ws-{len(copies)}"))
+        shutil.copytree(workspace.root, copies[-1].root)
+        return copies[-1]
+
+    return copy
+
+
+def reference_answer(config: PipelineConfig, adapter: Path | None, question: str = QUESTION) -> str:
+    """What training-time evaluation (`answer_questions`) answers with the same weights."""
+    model = load_model(config.model, config.train)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    tokenizer = load_tokenizer(config.model)
+    return answer_questions(model, tokenizer, [question], config.train.prompt_template,
+                            config.train.eval_batch_size, config.train.max_new_tokens)[0]
+
+
+def checkpoint_dir(workspace: Workspace, step: int) -> Path:
+    return workspace.root / "runs" / RUN_ID / "checkpoints" / f"checkpoint-{step}"
+
+
+def test_ask_streams_the_selected_checkpoint_and_answers_as_evaluation_does(trained: Workspace, config):
+    pieces: list[str] = []
+    result = ask(trained, QUESTION, on_token=pieces.append)
+    assert isinstance(result, AskResult)
+    assert result.run_id == RUN_ID and result.step == SELECTED_STEP
+    assert Path(result.checkpoint) == checkpoint_dir(trained, SELECTED_STEP)
+    assert result.answer and "\n" not in result.answer and result.answer == result.answer.strip()
+    assert pieces and "".join(pieces) == result.answer
+    assert result.answer == reference_answer(config, checkpoint_dir(trained, SELECTED_STEP))
+    assert 0 < result.seconds_to_first_token <= result.seconds
+    assert result.sources == []
+
+
+def test_checkpoint_by_step_by_path_and_the_base_model_answer_differently(trained: Workspace, config):
+    pieces: list[str] = []
+    first = ask(trained, QUESTION, checkpoint=1, on_token=pieces.append)
+    assert len(pieces) > 1 and "".join(pieces) == first.answer  # word by word
+    assert first.step == 1 and Path(first.checkpoint) == checkpoint_dir(trained, 1)
+    assert first.answer == reference_answer(config, checkpoint_dir(trained, 1))
+    assert ask(trained, QUESTION, checkpoint="1").answer == first.answer  # as the CLI passes it
+    by_path = ask(trained, QUESTION, checkpoint=checkpoint_dir(trained, 1))
+    assert (by_path.step, by_path.answer) == (1, first.answer)
+    assert ask(trained, QUESTION, checkpoint="checkpoints/checkpoint-1").answer == first.answer  # run-relative
+
+    pieces.clear()
+    base = ask(trained, QUESTION, base=True, on_token=pieces.append)
+    assert (base.checkpoint, base.step, base.run_id) == (BASE_MODEL, None, RUN_ID)
+    assert base.answer == reference_answer(config, None) and "".join(pieces) == base.answer
+    selected = ask(trained, QUESTION)
+    assert len({first.answer, selected.answer, base.answer}) == 3  # each adapter is really applied
+
+
+def test_sources_are_the_best_chunks_with_document_and_pages(trained: Workspace):
+    result = ask(trained, "How much is the monthly fee?", sources=2)
+    assert 1 <= len(result.sources) <= 2
+    (chunk, score), *_ = result.sources
+    assert "$12,500" in chunk.text and score > 0
+    assert chunk.doc_id == "services-agreement" and (chunk.page_start, chunk.page_end) == (2, 3)
+    scores = [s for _, s in result.sources]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_nothing_trained_is_a_clear_error_and_base_still_answers(ingested: Workspace, config):
+    with pytest.raises(DocfinetuneError) as caught:
+        ask(ingested, QUESTION)
+    message = str(caught.value)
+    assert f"no trained model in {ingested.root / 'runs'}" in message
+    assert "run `docfinetune train` first, or use --base" in message
+    with pytest.raises(DocfinetuneError, match="--pipeline"):
+        ask(ingested, QUESTION, base=True)  # no run, and no config to fall back on
+    result = ask(ingested, QUESTION, base=True, config=config, sources=1)
+    assert (result.run_id, result.checkpoint) == (None, BASE_MODEL)
+    assert result.answer == reference_answer(config, None) and len(result.sources) == 1
+
+
+def test_unknown_checkpoint_lists_the_steps(trained: Workspace):
+    with pytest.raises(DocfinetuneError, match=r"no checkpoint at step 7; available steps: 1, 2"):
+        ask(trained, QUESTION, checkpoint=7)
+    with pytest.raises(DocfinetuneError, match=r"not a checkpoint \(no adapter_config.json\).*steps: 1, 2"):
+        ask(trained, QUESTION, checkpoint=trained.root / "datasets")
+    with pytest.raises(DocfinetuneError, match="not both"):
+        ask(trained, QUESTION, checkpoint=1, base=True)
+
+
+def test_missing_run_and_unfinished_selection_are_clear_errors(trained: Workspace, copy_of):
+    with pytest.raises(DocfinetuneError, match=rf"no such run \(runs: {RUN_ID}\)"):
+        ask(trained, QUESTION, run_id="20990101-000000")
+    workspace = copy_of(trained)
+    (workspace.root / "runs" / "latest").write_text("gone\n")
+    with pytest.raises(DocfinetuneError, match=rf"runs/gone: no such run \(runs: {RUN_ID}\)"):
+        ask(workspace, QUESTION)
+
+    # A run stopped before selecting: its checkpoints are still found on disk, by step.
+    workspace = copy_of(trained)
+    (workspace.root / "runs" / RUN_ID / "selection.json").unlink()
+    with pytest.raises(DocfinetuneError, match=r"no checkpoint selected yet.*--checkpoint STEP \(steps: 1, 2\)"):
+        ask(workspace, QUESTION)
+    assert ask(workspace, QUESTION, checkpoint=2).step == 2
+
+    (workspace.root / "runs" / RUN_ID / "config.yaml").unlink()
+    with pytest.raises(DocfinetuneError, match="config.yaml: missing"):
+        ask(workspace, QUESTION, checkpoint=2)
+
+
+def test_bad_questions_fail_before_loading_anything(trained: Workspace):
+    with pytest.raises(DocfinetuneError, match="the question is empty"):
+        ask(trained, "   ")
+    with pytest.raises(DocfinetuneError, match="sources: -1 is negative"):
+        ask(trained, QUESTION, sources=-1)
+
+
+def test_the_run_config_round_trips_through_load_pipeline(trained: Workspace, config):
+    assert load_pipeline(str(trained.root / "runs" / RUN_ID / "config.yaml")) == config

@@ -1,0 +1,366 @@
+"""The eval stage: four systems on the same questions, scoring with Wilson intervals, the
+memorization/extraction/groundedness audits, the report files, and clear errors.
+
+A random 2-layer model answers garbage, so these tests check the mechanics; the one real
+behaviour checked is that a RAG prompt carries the chunk that states the answer (and that a
+generator reading it then scores, through the real scoring path)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from docfinetune.config import EvalConfig, load_pipeline
+from docfinetune.errors import BadInputError, ConfigError, WorkspaceError
+from docfinetune.evaluate import SYSTEMS, evaluate
+from docfinetune.evaluate.memorization import (
+    VerbatimIndex, audit_answers, common_prefix_chars, copied, score_extraction, split_record)
+from docfinetune.evaluate.questions import load_questions
+from docfinetune.evaluate.rag import chunk_pages, rag_prompt
+from docfinetune.evaluate.report import summary_table
+from docfinetune.evaluate.stats import accuracy, by_field, compare, mcnemar_p, wilson_interval
+from docfinetune.retrieve import BM25Index
+from docfinetune.workspace import Workspace, read_jsonl
+from tests.conftest import write_pdf
+
+FAST = {"max_new_tokens": 6, "eval_batch_size": 4, "device": "cpu"}
+FAST_EVAL = {"extraction_chunks": 3, "extraction_max_new_tokens": 8}
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture
+def ingested(run_cli, contract_pdf: Path, workspace_dir: Path) -> Workspace:
+    assert run_cli("ingest", contract_pdf).exit_code == 0
+    return Workspace(workspace_dir)
+
+
+@pytest.fixture
+def built(ingested: Workspace, run_cli, tiny_model_dir: Path) -> Workspace:
+    result = run_cli("build", "--base-model", tiny_model_dir, "--split-val-fraction", "0.2",
+                     "--split-test-fraction", "0.2")
+    assert result.exit_code == 0, result.output + result.stderr
+    return ingested
+
+
+def pipeline(tiny_model_dir: Path, **eval_overrides):
+    return load_pipeline("default", {"model": {"base_model": str(tiny_model_dir)}, "train": FAST,
+                                     "eval": {**FAST_EVAL, **eval_overrides}})
+
+
+def make_run(workspace: Workspace, tiny_model_dir: Path, run_id: str = "run-1", steps=(10, 20),
+             selected: int = 20) -> Path:
+    """A finished run as train/select leave it: config.yaml, LoRA checkpoints, selection.json,
+    runs/latest. The adapters are random (not zero), so they change the model's answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    config = pipeline(tiny_model_dir)
+    run_dir = workspace.root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    checkpoints = []
+    for step in steps:
+        torch.manual_seed(step)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        lora = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
+                          init_lora_weights=False)
+        path = f"checkpoints/checkpoint-{step}"
+        get_peft_model(model, lora).save_pretrained(run_dir / path)
+        checkpoints.append({"step": step, "epoch": step / 20, "path": path, "train_loss": 1.0,
+                            "val_loss": 2.0, "accuracy": 0.1})
+    chosen = next(c for c in checkpoints if c["step"] == selected)
+    (run_dir / "selection.json").write_text(json.dumps({
+        "run_id": run_id, "rule": "highest accuracy", "checkpoints": checkpoints, "selected": chosen,
+        "reason": f"highest accuracy at step {selected}"}))
+    (workspace.root / "runs" / "latest").write_text(run_id + "\n")
+    return run_dir
+
+
+# --------------------------------------------------------------------------- statistics
+
+def test_wilson_interval_on_known_counts():
+    low, high = wilson_interval(8, 10, 0.95)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    low, high = wilson_interval(0, 10, 0.95)
+    assert low == 0 and round(high, 4) == 0.2775
+    low, high = wilson_interval(10, 10, 0.95)
+    assert round(low, 4) == 0.7225 and high == 1
+    assert wilson_interval(0, 0) is None
+    narrow, wide = wilson_interval(40, 50, 0.8), wilson_interval(40, 50, 0.99)
+    assert wide[0] < narrow[0] < 0.8 < narrow[1] < wide[1]
+
+
+def test_accuracy_fields_and_paired_comparison():
+    row = accuracy([True, False, None, True], 0.95)  # None: no reference answer, not scored
+    assert (row["correct"], row["scored"], row["accuracy"]) == (2, 3, 2 / 3)
+    assert accuracy([None], 0.95)["accuracy"] is None
+    fields = ["law", "law", "fee", ""]
+    table = by_field(fields, {"a": [True, True, False, True], "b": [False, True, True, None]}, 0.95)
+    assert set(table) == {"fee", "law"}
+    assert (table["law"]["a"]["correct"], table["law"]["a"]["scored"]) == (2, 2)
+    assert (table["fee"]["b"]["correct"], table["fee"]["b"]["scored"]) == (1, 1)
+    result = compare("a", [True] * 6 + [False, None], "b", [False] * 6 + [False, True])
+    assert (result["only_a"], result["only_b"], result["neither"], result["questions"]) == (6, 0, 1, 7)
+    assert math.isclose(result["p_value"], 2 / 64) and mcnemar_p(0, 0) == 1.0 and mcnemar_p(4, 4) == 1.0
+
+
+# --------------------------------------------------------------------------- memorization
+
+TRAINING = "The Client shall pay the Provider a monthly fee of $12,500 within thirty (30) days\nof each invoice."
+
+
+def test_copied_share_counts_only_runs_of_at_least_n_characters():
+    index = VerbatimIndex([TRAINING, "Vermont"], min_chars=20)
+    whole = copied("a monthly fee of $12,500 within thirty (30) days", index)
+    assert (whole.chars, whole.copied_chars, whole.share) == (48, 48, 1.0)
+    # " the Provider a monthly fee of $12,500 " is 40 characters found verbatim; the rest is not
+    mixed = copied("It says: the Provider a monthly fee of $12,500 was due", index)
+    assert (mixed.chars, mixed.copied_chars, mixed.longest_run_chars) == (54, 40, 40)
+    # line breaks in the training text and double spaces in an answer are one space
+    assert copied("(30) days  of each invoice.", index).share == 1.0
+    # short shared words (< 20 characters in a row) are not copying
+    assert copied("Vermont pays thirty days", index).copied_chars == 0
+    assert copied("", index).chars == 0 and copied("short", index).share == 0.0
+    # runs from two texts never join across them
+    assert copied("days\nof each invoice.Vermont", VerbatimIndex([TRAINING, "Vermont"], 27)).copied_chars == 0
+
+
+def test_audit_answers_mean_sd_and_worst_cases():
+    index = VerbatimIndex([TRAINING], min_chars=20)
+    answers = ["a monthly fee of $12,500 within thirty (30) days",  # 1.0
+               "It says: the Provider a monthly fee of $12,500 was due",  # 40/54
+               "nothing like it at all",  # 0
+               ""]  # empty: not counted
+    audit = audit_answers(["q1", "q2", "q3", "q4"], answers, index, worst=5)
+    shares = [1.0, 40 / 54, 0.0]
+    assert (audit["answers"], audit["empty_answers"]) == (3, 1)
+    assert math.isclose(audit["copied_share"]["mean"], sum(shares) / 3)
+    mean = sum(shares) / 3
+    assert math.isclose(audit["copied_share"]["std"], math.sqrt(sum((s - mean) ** 2 for s in shares) / 2))
+    assert math.isclose(audit["mostly_copied"], 2 / 3)
+    assert [w["question"] for w in audit["worst"]] == ["q1", "q2"]  # most copied first; none uncopied
+
+
+def test_extraction_scoring_and_record_split():
+    prompt, rest = split_record("alpha beta gamma delta", 0.5)
+    assert (prompt, rest) == ("alpha beta", " gamma delta")
+    cases = [{"chunk_id": "d:0000", "prompt": "x", "reference": " within thirty (30) days of each invoice."},
+             {"chunk_id": "d:0001", "prompt": "y", "reference": " the State of Vermont and the courts"}]
+    scored = score_extraction(cases, [" within thirty (30) days of each invoice. And", " Ohio law"], min_chars=20)
+    assert scored["records"] == 2 and scored["reproduced_whole"] == 1
+    assert scored["reproduced_share"]["max"] == 1.0 and scored["reproduced_share"]["mean"] == 0.5
+    assert scored["exact_prefix_chars"]["max"] == len("within thirty (30) days of each invoice.")
+    assert scored["worst"][0]["chunk_id"] == "d:0000"
+    assert common_prefix_chars("the State of Ohio", "the State of Vermont") == len("the State of ")
+
+
+# --------------------------------------------------------------------------- RAG prompt
+
+def test_rag_prompt_holds_the_chunk_that_states_the_answer(ingested: Workspace):
+    index = BM25Index.from_workspace(ingested)
+    planted = "This Agreement is governed by the laws of the State of Vermont"
+    assert any(planted in c.text for c in index.chunks)
+    config = EvalConfig(rag_k=2)
+    question = "Which state's laws govern the agreement?"
+    hits = [c for c, _ in index.search(question, config.rag_k)]
+    titles = {d: ingested.read_source(d)["title"] for d in ingested.doc_ids()}
+    prompt = rag_prompt(question, hits, titles, config, "Question: {question}\nAnswer:")
+    [chunk] = [c for c in hits if planted in c.text]
+    assert f"[SERVICES AGREEMENT, page {chunk_pages(chunk)}]\n{chunk.text.strip()}" in prompt
+    assert chunk.page_end == 3
+    assert prompt.startswith("Context:\n[") and prompt.endswith("\n\nQuestion: " + question + "\nAnswer:")
+    assert len(hits) <= 2
+    # no chunk shares a word with the question: the closed-book prompt
+    assert rag_prompt("Zyx?", [], titles, config, "Q: {question}\nA:") == "Q: Zyx?\nA:"
+
+
+# --------------------------------------------------------------------------- the stage
+
+def test_eval_answers_every_question_with_all_four_systems_and_writes_the_report(built, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from docfinetune.generate import answer_questions
+
+    run_dir = make_run(built, tiny_model_dir)
+    events = []
+    report = evaluate(built, config=pipeline(tiny_model_dir),
+                      on_progress=lambda stage, done, total: events.append((stage, done, total)))
+
+    test_rows = list(read_jsonl(built.datasets_dir / "qa_test.jsonl"))
+    assert report["questions"]["asked"] == report["questions"]["scored"] == len(test_rows) > 0
+    assert report["run"]["run_id"] == "run-1" and report["run"]["step"] == 20
+    assert list(report["systems"]) == list(SYSTEMS)
+    for record, row in zip(report["records"], test_rows):
+        assert record["question"] == row["question"] and record["reference"] == row["answer"]
+        assert set(record["answers"]) == set(SYSTEMS)
+        assert all(isinstance(a["correct"], bool) for a in record["answers"].values())
+    for system, row in report["systems"].items():
+        assert row["scored"] == len(test_rows)
+        assert row["correct"] == sum(r["answers"][system]["correct"] for r in report["records"])
+        assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
+    fields = {r["field"] for r in test_rows}
+    assert set(report["by_field"]) == fields - {""}
+    assert {("finetuned", "base+rag"), ("finetuned+rag", "base+rag")} <= {(c["a"], c["b"]) for c in report["comparisons"]}
+
+    # one model load: the base systems are the base model, the fine-tuned ones the selected adapter
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    questions = [r["question"] for r in test_rows]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    plain = answer_questions(base, tokenizer, questions, "Question: {question}\nAnswer:", 4, 6)
+    assert [r["answers"]["base"]["answer"] for r in report["records"]] == plain
+    tuned = PeftModel.from_pretrained(base, str(run_dir / "checkpoints/checkpoint-20"))
+    fine = answer_questions(tuned, tokenizer, questions, "Question: {question}\nAnswer:", 4, 6)
+    assert [r["answers"]["finetuned"]["answer"] for r in report["records"]] == fine
+    assert fine != plain
+
+    memo = report["memorization"]
+    assert memo["headline"] == "finetuned" and set(memo["systems"]) == set(SYSTEMS)
+    assert memo["training_chars"] > 1000 and memo["min_chars"] == 20
+    extraction = report["extraction"]
+    assert extraction["records"] == 3 and set(extraction["models"]) == {"base", "finetuned"}
+    grounded = report["groundedness"]["finetuned"]
+    assert grounded["grounded"] + grounded["hallucinated"] == grounded["answers"] == report["systems"]["finetuned"]["answered"]
+
+    files = {k: Path(v) for k, v in report["files"].items()}
+    assert files["json"].parent == built.root / "reports" and files["json"].stem == files["md"].stem == files["png"].stem
+    assert json.loads(files["json"].read_text()) == json.loads(json.dumps(report))
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = files["md"].read_text()
+    for heading in ("## Accuracy", "## By field", "## Memorization", "## Extraction test", "## Groundedness"):
+        assert heading in markdown
+    assert "fine-tuned + RAG" in markdown and "rag_k: 3" in markdown
+    assert not [p for p in files["json"].parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert ("answering (finetuned+rag)", len(test_rows), len(test_rows)) in events
+
+    from rich.console import Console
+
+    console = Console(record=True, width=150)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "base + RAG" in text and "95% CI" in text and f"{report['systems']['base']['correct']}/" in text
+
+    # a named checkpoint, and a second report beside the first
+    again = evaluate(built, config=pipeline(tiny_model_dir, extraction_chunks=0), checkpoint=10,
+                     systems=["finetuned"])
+    assert again["run"]["step"] == 10 and list(again["systems"]) == ["finetuned"]
+    assert again["extraction"] is None and again["files"]["json"] != report["files"]["json"]
+
+
+def test_base_systems_need_no_run_and_a_reader_of_the_context_scores_with_rag(
+        ingested, tiny_model_dir, tmp_path, monkeypatch):
+    """No run is needed for the base systems; a stand-in generator that answers from the RAG
+    context shows the retrieved chunk reaches the model and the answer is scored right."""
+    import docfinetune.generate
+
+    def reader(model, tokenizer, questions, template, batch_size, max_new_tokens):
+        prompts = [template.format(question=q.strip()) for q in questions]
+        return ["the State of Vermont" if "State of Vermont" in p else "no idea" for p in prompts]
+
+    monkeypatch.setattr(docfinetune.generate, "answer_questions", reader)
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "Which state's laws govern the agreement?", "answer": "Vermont", "field": "governing_law",
+         "document": "services_agreement.pdf"},
+        {"question": "What is the monthly fee?", "answer": "$12,500", "field": "fees",
+         "title": "Services Agreement"},
+        {"question": "Who signed it?"},  # no reference: answered, not scored
+        {"question": "Which law governs?", "answer": "Delaware", "document": "other_contract.pdf"},
+    ]) + "\n")
+    report = evaluate(ingested, config=pipeline(tiny_model_dir), questions_file=questions,
+                      systems="base+rag, base")
+    assert report["run"] is None and list(report["systems"]) == ["base", "base+rag"]
+    q = report["questions"]
+    assert (q["asked"], q["scored"], q["skipped"], q["skipped_documents"]) == (3, 2, 1, ["other_contract.pdf"])
+    assert report["systems"]["base+rag"]["correct"] == 1 and report["systems"]["base"]["correct"] == 0
+    assert report["by_field"]["governing_law"]["base+rag"]["accuracy"] == 1.0
+    assert report["by_field"]["fees"]["base+rag"]["accuracy"] == 0.0
+    [comparison] = report["comparisons"]
+    assert (comparison["a"], comparison["only_a"], comparison["only_b"]) == ("base+rag", 1, 0)
+    assert report["records"][2]["answers"]["base"]["correct"] is None
+    assert "memorization" not in report and "no training text" in report["memorization_skipped"]
+    # "the State of Vermont" is in the contract; "no idea" is not
+    vermont = sum(r["answers"]["base+rag"]["answer"] == "the State of Vermont" for r in report["records"])
+    assert report["groundedness"]["base+rag"]["grounded"] == vermont >= 1
+    assert report["groundedness"]["base"]["grounded"] == 0
+    assert Path(report["files"]["md"]).is_file()
+
+
+def test_questions_name_their_contract_when_several_are_ingested(ingested, run_cli, tmp_path):
+    from tests.conftest import CONTRACT_PAGES
+
+    other = [["SUPPLY AGREEMENT", "", *CONTRACT_PAGES[0][2:]], *CONTRACT_PAGES[1:]]
+    assert run_cli("ingest", write_pdf(tmp_path / "supply.pdf", other)).exit_code == 0
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "Which law governs this agreement?", "answer": "Vermont", "document": "supply.pdf"},
+        {"question": "What is the fee?", "answer": "$12,500", "title": "services agreement"},
+        {"question": "Unnamed?", "answer": "x"},
+        {"question": "Elsewhere?", "answer": "x", "document": "missing.pdf", "title": "MISSING AGREEMENT"},
+    ]) + "\n")
+    asked = load_questions(ingested, EvalConfig(), path)
+    assert [q.question for q in asked.questions] == [
+        "SUPPLY AGREEMENT: Which law governs this agreement?", "SERVICES AGREEMENT: What is the fee?", "Unnamed?"]
+    assert (asked.skipped, asked.skipped_documents, asked.sources) == (1, ["missing.pdf"], {"q.jsonl": 3})
+    one = load_questions(ingested, EvalConfig(title_question_template="In {title}, {question}", max_questions=2), path)
+    assert len(one.questions) == 2 and one.sampled_from == 3
+    assert all(q.question.startswith(("In ", "Unnamed")) for q in one.questions)
+
+
+def test_single_document_questions_are_asked_as_written(ingested, tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"question": "Which law governs this agreement?", "answer": "Vermont",
+                                "document": "services_agreement.pdf"}) + "\n")
+    [question] = load_questions(ingested, EvalConfig(), path).questions
+    assert question.question == "Which law governs this agreement?" and question.doc_id
+
+
+def test_eval_errors_are_clear(ingested, built, tiny_model_dir, tmp_path):
+    config = pipeline(tiny_model_dir)
+    with pytest.raises(WorkspaceError, match="no run trained yet.*--systems base,base\\+rag"):
+        evaluate(built, config=config)
+    with pytest.raises(ConfigError, match="'closed' unknown"):
+        evaluate(built, config=config, systems=["base", "closed"])
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(BadInputError, match="nope.jsonl: no such file"):
+        evaluate(built, config=config, questions_file=missing, systems=["base"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "ok?"}\nnot json\n{"answer": "x"}\n')
+    with pytest.raises(BadInputError, match="line 2: not JSON.*line 3: needs a non-empty 'question'"):
+        evaluate(built, config=config, questions_file=bad, systems=["base"])
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text(json.dumps({"question": "q?", "answer": "a", "document": "x.pdf"}) + "\n")
+    with pytest.raises(WorkspaceError, match="all 1 questions are about documents that are not in the workspace"):
+        evaluate(built, config=config, questions_file=elsewhere, systems=["base"])
+
+    make_run(built, tiny_model_dir)
+    with pytest.raises(WorkspaceError, match="--checkpoint 15: run run-1 has no checkpoint at that step \\(steps: 10, 20\\)"):
+        evaluate(built, config=config, checkpoint=15)
+    with pytest.raises(WorkspaceError, match="no such run.*known: run-1"):
+        evaluate(built, config=config, run_id="run-9")
+    (built.datasets_dir / "qa_test.jsonl").write_text("")
+    with pytest.raises(WorkspaceError, match="no held-out test questions"):
+        evaluate(built, config=config)
+    assert not (built.root / "reports").exists()  # nothing was written by a failed eval
+
+
+def test_no_questions_before_build(ingested, tiny_model_dir):
+    with pytest.raises(WorkspaceError, match="qa_test.jsonl: no held-out test questions"):
+        evaluate(ingested, config=pipeline(tiny_model_dir), systems=["base"])
+
+
+def test_eval_config_checks_its_fields():
+    with pytest.raises(ConfigError) as error:
+        EvalConfig(rag_k=0, ci_level=1.5, rag_template="{prompt}", extraction_prefix_share=1.0,
+                   title_question_template="{title} {oops}: {question}")
+    problems = " ".join(error.value.problems)
+    for name in ("rag_k", "ci_level", "rag_template: must contain {context}", "extraction_prefix_share",
+                 "title_question_template"):
+        assert name in problems
+    assert load_pipeline("default", {"eval": {"rag_k": 5}}).eval.rag_k == 5

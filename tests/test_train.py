@@ -1,0 +1,345 @@
+"""The train stage on the tiny 2-layer Mistral: run files, loss masking, packing, selection,
+resume. One reference run is trained per module and shared."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from docfinetune.config import load_pipeline
+from docfinetune.errors import ConfigError, DocfinetuneError
+from docfinetune.ingest import ingest
+from docfinetune.select import plot_curves, select_checkpoint
+from docfinetune.train import IGNORE, prepare_model, tokenize, train
+from docfinetune.workspace import Workspace, read_jsonl
+from tests.conftest import CONTRACT_PAGES, write_pdf
+
+EVAL_EVERY = 4
+MICRO_BATCH = 4
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_config(model_dir: Path, **train_overrides):
+    """Two epochs of the tiny model; evaluation every 4 steps, so epoch ends fall between."""
+    return load_pipeline("default", {
+        "model": {"base_model": str(model_dir)},
+        "build": {"split_val_fraction": 0.2, "split_test_fraction": 0.2},
+        "train": {"epochs": 2.0, "eval_every_steps": EVAL_EVERY, "micro_batch_size": MICRO_BATCH,
+                  "max_seq_tokens": 64, "eval_max_questions": 6, "eval_batch_size": 8, "max_new_tokens": 8,
+                  "learning_rate": 1e-3, **train_overrides},
+    })
+
+
+def expected_eval_steps(examples: int, epochs: int = 2) -> list[int]:
+    """Every EVAL_EVERY steps, each epoch's end, and the last step: each once."""
+    per_epoch = math.ceil(examples / MICRO_BATCH)
+    total = per_epoch * epochs
+    return sorted({*range(EVAL_EVERY, total + 1, EVAL_EVERY), *(per_epoch * e for e in range(1, epochs + 1))})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread for this module: the tiny model gains nothing from more, and on a busy
+    2-CPU machine two spinning OpenMP threads made this file take 76 s instead of 18 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(one_thread, tmp_path_factory, tiny_model_dir):
+    """An ingested workspace (datasets built by train itself) and one uninterrupted run."""
+    root = tmp_path_factory.mktemp("train-ws")
+    pdf = write_pdf(root / "services_agreement.pdf", CONTRACT_PAGES)
+    workspace = Workspace(root / "ws")
+    config = tiny_config(tiny_model_dir)
+    ingest([pdf], workspace, config.ingest)
+    events: list[tuple[str, dict]] = []
+    run_dir = train(workspace, config, on_event=lambda kind, data: events.append((kind, data)))
+    return {"workspace": workspace, "config": config, "run_dir": run_dir, "events": events}
+
+
+def lines(run_dir: Path) -> list[dict]:
+    return list(read_jsonl(run_dir / "metrics.jsonl"))
+
+
+def test_train_builds_the_datasets_and_writes_every_run_file(reference):
+    workspace, config, run_dir, events = (reference[k] for k in ("workspace", "config", "run_dir", "events"))
+    assert (workspace.datasets_dir / "stats.json").is_file()  # train ran build first
+    assert run_dir.parent == workspace.root / "runs" and len(run_dir.name) == len("20240101-120000")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == dataclasses.asdict(config)
+
+    kinds = [kind for kind, _ in events]
+    start = events[0][1]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    steps = expected_eval_steps(start["examples"])
+    assert start["total_steps"] == steps[-1] and start["tokens"] > start["examples"] and not start["warnings"]
+    assert [d["step"] for k, d in events if k == "step"] == list(range(1, steps[-1] + 1))
+    assert all(d["loss"] > 0 and d["tokens_per_s"] > 0 and d["eta_s"] >= 0 for k, d in events if k == "step")
+
+    rows = lines(run_dir)
+    assert [r["step"] for r in rows] == steps  # e.g. 4, 8, 9 (epoch end), 12, 16, 18
+    assert [d for k, d in events if k == "eval"] == rows
+    epoch_ends = [r for r in rows if r["epoch"] in (1.0, 2.0)]
+    assert len(epoch_ends) == 2
+    for r in rows:
+        assert set(r) == {"step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
+                          "tokens_per_s", "seconds", "learning_rate"}
+        assert r["questions"] == 6 and r["accuracy"] == r["correct"] / 6
+        assert 0 < r["train_loss"] < 20 and 0 < r["val_loss"] < 20 and r["tokens_per_s"] > 0
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
+    assert [r["seconds"] for r in rows] == sorted(r["seconds"] for r in rows)
+
+    checkpoints = sorted(run_dir.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [int(p.name.split("-")[1]) for p in checkpoints] == steps
+    for folder, row in zip(checkpoints, rows):
+        for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt",
+                     "trainer_state.json", "tokenizer_config.json"):
+            assert (folder / name).is_file(), folder / name
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert {k: v for k, v in metrics.items() if k != "examples"} == row
+        assert 1 <= len(metrics["examples"]) <= 5
+        assert set(metrics["examples"][0]) == {"question", "reference", "prediction", "correct"}
+        assert yaml.safe_load((folder / "config.yaml").read_text()) == dataclasses.asdict(config)
+
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert [c["step"] for c in selection["checkpoints"]] == steps
+    best = min(rows, key=lambda r: (-r["accuracy"], r["val_loss"], r["step"]))
+    assert selection["selected"]["step"] == best["step"]
+    assert selection["selected"]["path"] == f"checkpoints/checkpoint-{best['step']}"
+    assert (run_dir / selection["selected"]["path"]).is_dir()
+    assert f"at step {best['step']}" in selection["reason"] and selection["run_id"] == run_dir.name
+    assert events[-1][1]["selected"] == selection["selected"]
+    assert (run_dir / "curves.png").read_bytes()[:8] == PNG_MAGIC
+    assert (workspace.root / "runs" / "latest").read_text().strip() == run_dir.name
+
+
+def test_prompt_tokens_are_masked_out_of_the_loss(tiny_tokenizer):
+    prompt = "Question: Who is the Client?\nAnswer:"
+    completion = " Orrin Vale Holdings LLC"
+    prompt_ids = tiny_tokenizer(prompt)["input_ids"]
+    example = tokenize(tiny_tokenizer, prompt, completion, max_tokens=512, learn_prompt=False)
+    ids, labels = example["input_ids"], example["labels"]
+    n = len(prompt_ids)
+    assert ids[:n] == prompt_ids  # the prompt is tokenized as it is when asking
+    assert labels[:n] == [IGNORE] * n  # exactly the prompt's tokens (with <s>) are left out...
+    assert labels[n:] == ids[n:] and IGNORE not in labels[n:]  # ...and every answer token is learned
+    assert ids[-1] == tiny_tokenizer.eos_token_id
+    assert tiny_tokenizer.decode(ids[n:], skip_special_tokens=True) == completion
+
+    assert tokenize(tiny_tokenizer, prompt, completion, 512, learn_prompt=True)["labels"] == ids
+    document = tokenize(tiny_tokenizer, "", "12. GOVERNING LAW\n\nVermont.", 512, learn_prompt=False)
+    assert document["labels"] == document["input_ids"]  # document text: every token and eos
+    cut = tokenize(tiny_tokenizer, prompt, completion, max_tokens=5, learn_prompt=False)
+    assert len(cut["input_ids"]) == len(cut["labels"]) == 5
+
+
+def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tiny_tokenizer):
+    """A packed row's loss equals the token-weighted mean of the examples' separate losses,
+    and each example's logits are the same packed or alone; padding gives the same loss."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    model = prepare_model(tiny_config(tiny_model_dir)).eval()  # eval: no LoRA dropout
+    examples = [
+        tokenize(tiny_tokenizer, "Question: Which law governs?\nAnswer:", " Vermont", 64, False),
+        tokenize(tiny_tokenizer, "", "3. FEES The Client shall pay the Provider a monthly fee of $12,500.", 64, False),
+        tokenize(tiny_tokenizer, "Question: Who is the Provider?\nAnswer:", " Tamsk Logistics, Inc.", 64, False),
+    ]
+    with torch.no_grad():
+        separate = [model(input_ids=torch.tensor([e["input_ids"]]), labels=torch.tensor([e["labels"]]))
+                    for e in examples]
+        counted = [sum(label != IGNORE for label in e["labels"][1:]) for e in examples]  # shifted targets
+        expected = sum(o.loss.item() * n for o, n in zip(separate, counted)) / sum(counted)
+
+        packed_batch = DataCollatorWithFlattening()(examples)
+        assert packed_batch["input_ids"].shape[0] == 1 and "attention_mask" not in packed_batch
+        packed = model(**packed_batch)
+        assert packed.loss.item() == pytest.approx(expected, abs=1e-5)
+        offset = 0
+        for e, alone in zip(examples, separate):
+            length = len(e["input_ids"])
+            assert torch.allclose(packed.logits[0, offset:offset + length], alone.logits[0], atol=1e-4)
+            offset += length
+
+        # The same row with a KV cache skips the packed mask: examples then see each other.
+        leaky = model(**packed_batch, use_cache=True)
+        assert abs(leaky.loss.item() - expected) > 1e-4
+
+        tiny_tokenizer.padding_side = "right"
+        padded = model(**DataCollatorForSeq2Seq(tiny_tokenizer, padding=True, label_pad_token_id=IGNORE)(examples))
+        assert padded.loss.item() == pytest.approx(expected, abs=1e-5)
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base = {"epoch": 1.0, "train_loss": 1.0, "tokens_per_s": 1.0, "seconds": 1.0, "learning_rate": 1e-4}
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({**base, **r}) + "\n" for r in rows))
+
+
+def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
+    run_dir = tmp_path / "runs" / "r1"
+    write_metrics(run_dir, [
+        {"step": 50, "val_loss": 1.10, "accuracy": 0.40, "correct": 20, "questions": 50},
+        {"step": 100, "val_loss": 1.30, "accuracy": 0.62, "correct": 31, "questions": 50},
+        {"step": 150, "val_loss": 1.234, "accuracy": 0.62, "correct": 31, "questions": 50},
+        {"step": 200, "val_loss": 1.05, "accuracy": 0.50, "correct": 25, "questions": 50},
+    ])
+    selection = select_checkpoint(run_dir, "accuracy")
+    assert selection["selected"]["step"] == 150
+    assert selection["reason"] == ("highest accuracy 0.620 (31/50) at step 150; 2 checkpoints tied, "
+                                   "broken by lower val loss 1.2340")
+    assert json.loads((run_dir / "selection.json").read_text()) == selection
+    assert [c["path"] for c in selection["checkpoints"]] == [
+        f"checkpoints/checkpoint-{s}" for s in (50, 100, 150, 200)]
+    assert set(selection["checkpoints"][0]) == {"step", "epoch", "path", "train_loss", "val_loss", "accuracy",
+                                                "correct", "questions"}
+    assert "highest accuracy" in selection["rule"] and "val loss" in selection["rule"]
+
+    by_loss = select_checkpoint(run_dir, "val_loss")
+    assert by_loss["selected"]["step"] == 200 and "lowest val loss 1.0500" in by_loss["reason"]
+
+    assert plot_curves(run_dir).read_bytes()[:8] == PNG_MAGIC
+
+    unscored = tmp_path / "runs" / "r2"  # no validation questions: no accuracy, no val loss
+    write_metrics(unscored, [{"step": s, "val_loss": None, "accuracy": None, "correct": None, "questions": 0}
+                             for s in (3, 6)])
+    selection = select_checkpoint(unscored, "accuracy")
+    assert selection["selected"]["step"] == 6 and "last checkpoint" in selection["rule"]
+    assert plot_curves(unscored).is_file()
+
+    with pytest.raises(DocfinetuneError, match="metrics.jsonl: no evaluations"):
+        select_checkpoint(tmp_path / "runs" / "empty", "accuracy")
+
+
+def copy_workspace(source: Workspace, root: Path) -> Workspace:
+    """Documents and datasets of `source` (the same data), without its runs."""
+    for name in ("documents", "datasets"):
+        shutil.copytree(source.root / name, root / name)
+    return Workspace(root)
+
+
+def test_resume_continues_from_the_last_checkpoint_as_if_never_stopped(reference, tmp_path):
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    steps = [r["step"] for r in lines(reference["run_dir"])]
+    stop_at = steps[1]  # the second evaluation (step 8)
+
+    def interrupt(kind: str, data: dict) -> None:
+        if kind == "eval" and data["step"] == stop_at:
+            raise KeyboardInterrupt  # as Ctrl-C right after the checkpoint was saved
+
+    with pytest.raises(KeyboardInterrupt):
+        train(workspace, reference["config"], on_event=interrupt)
+    run_dir = next((workspace.root / "runs").iterdir())
+    assert [r["step"] for r in lines(run_dir)] == steps[:2]
+    assert not (workspace.root / "runs" / "latest").exists()  # only a finished run is "latest"
+
+    events: list[tuple[str, dict]] = []
+    other = tiny_config(reference["config"].model.base_model, learning_rate=0.5)  # ignored: the run's config wins
+    resumed = train(workspace, other, resume=True, on_event=lambda kind, data: events.append((kind, data)))
+    assert resumed == run_dir
+    assert events[0][0] == "start" and events[0][1]["resumed_from_step"] == stop_at
+    assert [d["step"] for k, d in events if k == "step"][0] == stop_at + 1  # not from 0
+
+    # Weights, optimizer moments, schedule and data position all came back: every figure of the
+    # resumed run equals the uninterrupted reference run's, and each evaluation appears once.
+    got, want = lines(run_dir), lines(reference["run_dir"])
+    assert [r["step"] for r in got] == steps
+    for a, b in zip(got, want):
+        for key in ("epoch", "train_loss", "val_loss", "accuracy", "learning_rate"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["step"], key)
+    assert got[-1]["seconds"] > got[1]["seconds"]
+    assert (workspace.root / "runs" / "latest").read_text().strip() == run_dir.name
+    assert json.loads((run_dir / "selection.json").read_text())["selected"]["step"] in steps
+
+
+def test_resume_without_a_run_or_checkpoint_names_the_path(tmp_path, tiny_model_dir):
+    workspace = Workspace(tmp_path / "ws")
+    config = tiny_config(tiny_model_dir)
+    with pytest.raises(DocfinetuneError, match=r"ws/runs: no training run to resume"):
+        train(workspace, config, resume=True)
+    run_dir = workspace.root / "runs" / "started"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config)))
+    with pytest.raises(DocfinetuneError, match=r"started/checkpoints: no complete checkpoint"):
+        train(workspace, config, resume=True)
+    with pytest.raises(DocfinetuneError, match=r"runs/nope: no such run"):
+        train(workspace, config, resume=True, run_id="nope")
+
+
+def test_without_validation_questions_training_goes_on_padded(reference, tmp_path):
+    """No Q&A-val rows: a warning, no val loss or accuracy, the last checkpoint chosen; also
+    the padded (packing off) path."""
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    (workspace.datasets_dir / "qa_val.jsonl").write_text("")
+    config = tiny_config(reference["config"].model.base_model, packing=False, max_steps=3, eval_every_steps=2)
+    events: list[tuple[str, dict]] = []
+    run_dir = train(workspace, config, run_id="no-val", on_event=lambda kind, data: events.append((kind, data)))
+    assert run_dir.name == "no-val"
+    assert any("no validation questions" in w for w in events[0][1]["warnings"])
+    rows = lines(run_dir)
+    assert [r["step"] for r in rows] == [2, 3]
+    assert all(r["val_loss"] is None and r["accuracy"] is None and r["questions"] == 0 for r in rows)
+    assert all(r["train_loss"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert selection["selected"]["step"] == 3 and "last checkpoint" in selection["rule"]
+    with pytest.raises(DocfinetuneError, match="no-val: this run exists"):
+        train(workspace, config, run_id="no-val")
+
+
+def test_bad_settings_are_reported_together_before_a_model_loads(reference, tmp_path):
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    for name in ("cpt", "qa_train"):
+        (workspace.datasets_dir / f"{name}.jsonl").write_text("")
+    config = tiny_config(reference["config"].model.base_model, lr_scheduler="cosine_sometimes",
+                         optimizer="adamw_magic")
+    with pytest.raises(ConfigError) as caught:
+        train(workspace, config)
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert any(p.startswith("train.lr_scheduler: 'cosine_sometimes'") for p in problems)
+    assert any(p.startswith("train.optimizer: 'adamw_magic'") for p in problems)
+    assert any("cpt.jsonl and qa_train.jsonl are both empty" in p for p in problems)
+    assert not (workspace.root / "runs").exists()
+
+
+def test_nf4_on_cpu_is_a_clear_config_error(reference, tmp_path):
+    """The QLoRA branch needs CUDA: on CPU load_model refuses it before peft is involved."""
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    config = tiny_config(reference["config"].model.base_model, quantization="nf4", device="cpu")
+    with pytest.raises(ConfigError, match="train.quantization: nf4 .* needs a CUDA GPU"):
+        train(workspace, config)
+    assert not (workspace.root / "runs").exists()  # no run folder for a run that never started
+
+
+def test_gradient_checkpointing_still_trains_the_adapter(tiny_model_dir, tiny_tokenizer):
+    model = prepare_model(tiny_config(tiny_model_dir, gradient_checkpointing=True))
+    assert model.training and model.base_model.model.is_activation_checkpointing
+    example = tokenize(tiny_tokenizer, "Question: Which law governs?\nAnswer:", " Vermont", 64, False)
+    model(input_ids=torch.tensor([example["input_ids"]]), labels=torch.tensor([example["labels"]])).loss.backward()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    lora_b = [p for n, p in trainable.items() if "lora_B" in n]  # B starts at zero, so A's first grads are 0
+    assert lora_b and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
+
+
+def test_train_keeps_the_qa_files_of_the_last_build(reference, tmp_path):
+    """Datasets built with --qa-file are up to date for train, which must not rebuild them
+    without the user's own Q&A."""
+    from docfinetune.build import build
+
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    own = tmp_path / "own.jsonl"
+    own.write_text(json.dumps({"question": "Who signs for the Client?", "answer": "Mara Quint"}) + "\n")
+    config = tiny_config(reference["config"].model.base_model, max_steps=1, eval_every_steps=1)
+    build(workspace, config, [own])
+    stats = (workspace.datasets_dir / "stats.json").read_bytes()
+    train(workspace, config, run_id="own-qa")
+    assert (workspace.datasets_dir / "stats.json").read_bytes() == stats  # not rebuilt
