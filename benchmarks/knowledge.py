@@ -74,7 +74,8 @@ def parse_sets(pairs: list[str]) -> dict:
     return overrides
 
 
-def run(out: Path, base_model: str, pipeline: str, sets: list[str], results: Path, only: list[str]) -> int:
+def run(out: Path, base_model: str, pipeline: str, sets: list[str], results: Path, only: list[str],
+        budget_minutes: float) -> int:
     import torch
 
     from docfinetune.config import load_pipeline
@@ -88,9 +89,13 @@ def run(out: Path, base_model: str, pipeline: str, sets: list[str], results: Pat
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     rows = json.loads(results.read_text()) if results.is_file() else []
     done = {r["contract"] for r in rows}
+    began = time.perf_counter()
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
         if folder.name in done or (only and not any(o in folder.name for o in only)):
             continue
+        if (time.perf_counter() - began) / 60 > budget_minutes:
+            print(f"time budget of {budget_minutes} minutes spent; rerun to continue", flush=True)
+            break
         workspace = Workspace(folder)
         started = time.perf_counter()
         run_dir = train(workspace, config)
@@ -191,6 +196,7 @@ def main() -> int:
     r.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value override")
     r.add_argument("--results", type=Path, required=True)
     r.add_argument("--only", action="append", default=[], help="contracts whose folder name contains this")
+    r.add_argument("--budget-minutes", type=float, default=1e9, help="start no contract after this long")
     t = sub.add_parser("report")
     t.add_argument("--results", type=Path, required=True)
     t.add_argument("--write-results", action="store_true")
@@ -198,7 +204,8 @@ def main() -> int:
     if args.step == "prepare":
         return prepare(args.out)
     if args.step == "run":
-        return run(args.out, args.base_model, args.pipeline, args.sets, args.results, args.only)
+        return run(args.out, args.base_model, args.pipeline, args.sets, args.results, args.only,
+                   args.budget_minutes)
     return report(args.results, args.write_results)
 
 
