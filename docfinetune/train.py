@@ -1,13 +1,10 @@
 """`docfinetune train`: LoRA / QLoRA fine-tune on the built datasets, evaluate every
 checkpoint, choose one.
 
-    runs/<run-id>/config.yaml                     the resolved pipeline config
-    runs/<run-id>/checkpoints/checkpoint-<step>/  peft adapter, tokenizer, optimizer, scheduler, RNG and
-                                                  trainer state (Trainer's layout, so resumable), plus
-                                                  metrics.json (its own figures) and config.yaml
-    runs/<run-id>/metrics.jsonl                   one line per evaluation
-    runs/<run-id>/selection.json, curves.png      the choice and the curves (select.py)
-    runs/latest                                   the id of the last finished run, for `ask`
+Writes a run folder (the layout is runs.py's): config.yaml first, then for every evaluation a
+metrics.jsonl line and a checkpoint (peft adapter, tokenizer, optimizer, scheduler, RNG and
+trainer state, its own metrics.json and config.yaml), then selection.json and curves.png
+(select.py), and finally names the run in runs/latest for `ask` and `eval`.
 
 transformers' `Trainer` runs the loop. `RunRecorder`, a `TrainerCallback`, adds what it lacks:
 an evaluation and checkpoint at the end of every epoch, question accuracy beside val loss,
@@ -16,29 +13,26 @@ the run files, and progress events for the CLI.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
-import re
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 from transformers import TrainerCallback
 
 from docfinetune.build import build, datasets_stale, read_stats
-from docfinetune.config import PipelineConfig, TrainConfig, load_pipeline
-from docfinetune.errors import ConfigError, DocfinetuneError
+from docfinetune.config import PipelineConfig, TrainConfig
+from docfinetune.errors import ConfigError, WorkspaceError
 from docfinetune.evaluate.score import answer_matches
 from docfinetune.generate import answer_questions, format_prompt
-from docfinetune.select import checkpoint_path, plot_curves, select_checkpoint
+from docfinetune.runs import (CHECKPOINT_METRICS_FILE, CONFIG_FILE, METRICS_FILE, checkpoint_path, checkpoint_step,
+                              config_yaml, last_checkpoint, new_run_dir, run_to_resume, write_latest)
+from docfinetune.select import plot_curves, select_checkpoint
 from docfinetune.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
 
 log = logging.getLogger(__name__)
 EventFn = Callable[[str, dict], None]
-LATEST = "latest"  # runs/latest: the id of the last finished run
 EXAMPLE_PREDICTIONS = 5  # answers kept in each checkpoint's metrics.json
 IGNORE = -100  # label of tokens left out of the loss
 
@@ -56,12 +50,12 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
     emit = on_event or (lambda kind, data: None)
     checkpoint = None
     if resume:
-        run_dir = find_run(workspace, run_id)
+        run = run_to_resume(workspace, run_id)
+        run_dir, config = run.path, run.config
         checkpoint = last_checkpoint(run_dir)
         if checkpoint is None:
-            raise DocfinetuneError(f"{run_dir / 'checkpoints'}: no complete checkpoint to resume from; "
-                                   "start a new run with `docfinetune train`")
-        config = load_pipeline(str(run_dir / "config.yaml"))
+            raise WorkspaceError(f"{run_dir / 'checkpoints'}: no complete checkpoint to resume from; "
+                                 "start a new run with `docfinetune train`")
     qa_files = [Path(p) for p in (read_stats(workspace) or {}).get("qa_files", [])]  # the last build's --qa-file
     reason = datasets_stale(workspace, config, qa_files)
     if reason:
@@ -84,7 +78,7 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
         seconds_before = keep_metrics_until(run_dir, checkpoint_step(checkpoint))
     else:
         run_dir = new_run_dir(workspace, run_id)
-        write_text_atomic(run_dir / "config.yaml", config_yaml(config))
+        write_text_atomic(run_dir / CONFIG_FILE, config_yaml(config))
         seconds_before = 0.0
     start = {"run_id": run_dir.name, "run_dir": str(run_dir), "examples": len(train_set),
              "tokens": sum(len(ids) for ids in train_set["input_ids"]), "val_rows": len(val_set),
@@ -96,7 +90,7 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
 
     selection = select_checkpoint(run_dir, config.train.select_by)
     curves = plot_curves(run_dir)
-    write_text_atomic(workspace.root / "runs" / LATEST, run_dir.name + "\n")
+    write_latest(workspace, run_dir)
     emit("done", {**selection, "curves": str(curves)})
     return run_dir
 
@@ -233,12 +227,12 @@ class RunRecorder(TrainerCallback):
                 "tokens_per_s": self.tokens_per_s(state),
                 "seconds": round(self.seconds_before + time.perf_counter() - self.session_start, 2),
                 "learning_rate": self.learning_rate}
-        metrics_path = self.run_dir / "metrics.jsonl"
+        metrics_path = self.run_dir / METRICS_FILE
         earlier = [r for r in read_jsonl(metrics_path) if r["step"] < line["step"]] if metrics_path.is_file() else []
         write_jsonl(metrics_path, [*earlier, line])
         folder = self.run_dir / checkpoint_path(state.global_step)
-        write_text_atomic(folder / "config.yaml", config_yaml(self.config))
-        write_json(folder / "metrics.json", {**line, "examples": validation.get("examples", [])})
+        write_text_atomic(folder / CONFIG_FILE, config_yaml(self.config))
+        write_json(folder / CHECKPOINT_METRICS_FILE, {**line, "examples": validation.get("examples", [])})
         self.emit("eval", line)
         self.losses, self.saved_step = [], state.global_step
         self.segment_start = self.last_step_end = time.perf_counter()
@@ -340,10 +334,12 @@ def accuracy_sample(qa_val: list[dict], t: TrainConfig) -> list[dict]:
 
 def prepare_model(config: PipelineConfig):
     """The base model with a fresh LoRA adapter (seeded), ready for Trainer."""
-    from peft import LoraConfig, TaskType, get_peft_model
     from transformers import set_seed
 
-    from docfinetune.models import load_model
+    from docfinetune.models import load_model, peft_import
+
+    with peft_import():
+        from peft import LoraConfig, TaskType, get_peft_model
 
     t = config.train
     model = load_model(config.model, t)
@@ -373,64 +369,13 @@ def prepare_model(config: PipelineConfig):
     return model
 
 
-# --------------------------------------------------------------------------- run folders
-
-
-def runs_dir(workspace: Workspace) -> Path:
-    return workspace.root / "runs"
-
-
-def config_yaml(config: PipelineConfig) -> str:
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
-
-
-def new_run_dir(workspace: Workspace, run_id: str | None) -> Path:
-    """runs/<run-id>/, the id being the UTC time (YYYYmmdd-HHMMSS) unless given."""
-    if run_id is not None:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id) or run_id == LATEST:
-            raise DocfinetuneError(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (not '{LATEST}')")
-        run_dir = runs_dir(workspace) / run_id
-        if run_dir.exists():
-            raise DocfinetuneError(f"{run_dir}: this run exists; continue it with resume, or give another run id")
-    else:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        run_dir, n = runs_dir(workspace) / stamp, 1
-        while run_dir.exists():  # two runs started within one second
-            run_dir, n = runs_dir(workspace) / f"{stamp}-{n}", n + 1
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
-def find_run(workspace: Workspace, run_id: str | None) -> Path:
-    """The run `run_id`, else the one started last (newest config.yaml)."""
-    root = runs_dir(workspace)
-    if run_id is not None:
-        run_dir = root / run_id
-        if not (run_dir / "config.yaml").is_file():
-            raise DocfinetuneError(f"{run_dir}: no such run (no config.yaml) to resume")
-        return run_dir
-    runs = [p for p in root.iterdir() if (p / "config.yaml").is_file()] if root.is_dir() else []
-    if not runs:
-        raise DocfinetuneError(f"{root}: no training run to resume; start one with `docfinetune train`")
-    return max(runs, key=lambda p: ((p / "config.yaml").stat().st_mtime_ns, p.name))
-
-
-def checkpoint_step(folder: Path) -> int:
-    return int(folder.name.rsplit("-", 1)[1])
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint: Trainer's state and our metrics.json (written last)."""
-    folder = run_dir / "checkpoints"
-    done = [p for p in folder.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)
-            and (p / "trainer_state.json").is_file() and (p / "metrics.json").is_file()] if folder.is_dir() else []
-    return max(done, key=checkpoint_step, default=None)
+# --------------------------------------------------------------------------- resume
 
 
 def keep_metrics_until(run_dir: Path, step: int) -> float:
     """Drop metrics lines after `step` (evaluations whose checkpoint did not complete);
     returns the run's seconds so far."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_FILE
     kept = [r for r in read_jsonl(path) if r["step"] <= step] if path.is_file() else []
     write_jsonl(path, kept)
     return kept[-1]["seconds"] if kept else 0.0

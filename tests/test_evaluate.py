@@ -340,9 +340,9 @@ def test_eval_errors_are_clear(ingested, built, tiny_model_dir, tmp_path):
         evaluate(built, config=config, questions_file=elsewhere, systems=["base"])
 
     make_run(built, tiny_model_dir)
-    with pytest.raises(WorkspaceError, match="--checkpoint 15: run run-1 has no checkpoint at that step \\(steps: 10, 20\\)"):
+    with pytest.raises(WorkspaceError, match="run run-1: no checkpoint at step 15; available steps: 10, 20"):
         evaluate(built, config=config, checkpoint=15)
-    with pytest.raises(WorkspaceError, match="no such run.*known: run-1"):
+    with pytest.raises(WorkspaceError, match="run-9: no such run \\(runs: run-1\\)"):
         evaluate(built, config=config, run_id="run-9")
     (built.datasets_dir / "qa_test.jsonl").write_text("")
     with pytest.raises(WorkspaceError, match="no held-out test questions"):

@@ -142,3 +142,34 @@ def build_tiny_mistral(directory: Path, tokenizer=None) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def build_tiny_gemma_tokenizer(directory: Path):
+    """A `GemmaTokenizer`, the embedded model's class ('▁' for spaces, byte fallback, <bos>
+    first, left padding), with a small BPE vocabulary trained on the text above and one added
+    special and one added plain token; saved with `save_pretrained(directory)`.
+
+    AutoTokenizer rebuilds this class from the saved vocabulary and merges in Python, as it
+    does the real Gemma's 262k tokens; `models.load_tokenizer` reads tokenizer.json instead.
+    """
+    import json
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import GemmaTokenizer
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]  # what byte fallback spells unseen characters with
+    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    backend.normalizer = normalizers.Replace(" ", "▁")
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE + 256, special_tokens=specials + byte_tokens,
+                                  show_progress=False)
+    backend.train_from_iterator(TRAINING_TEXT.splitlines(), trainer=trainer)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in json.loads(backend.to_str())["model"]["merges"]]
+    tokenizer = GemmaTokenizer(vocab=backend.get_vocab(), merges=merges, add_bos_token=True)
+    tokenizer.add_tokens(["<start_of_turn>"], special_tokens=True)
+    tokenizer.add_tokens(["[multimodal]"])
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(directory)
+    return tokenizer

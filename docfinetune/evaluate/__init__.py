@@ -20,14 +20,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
 from docfinetune.config import EvalConfig, PipelineConfig, load_pipeline
-from docfinetune.errors import ConfigError, DocfinetuneError, WorkspaceError
+from docfinetune.errors import ConfigError, WorkspaceError
 from docfinetune.evaluate.questions import Question, QuestionSet, load_questions
+from docfinetune.runs import Checkpoint, Run, find_run, load_answerer, resolve_checkpoint, runs_dir
 from docfinetune.workspace import Workspace, read_jsonl
 
 SYSTEMS = ("base", "base+rag", "finetuned", "finetuned+rag")
@@ -36,21 +36,6 @@ COMPARISONS = (("finetuned", "base"), ("base+rag", "base"), ("finetuned", "base+
 ANSWER_BLOCK_BATCHES = 4  # batches per answer_questions call, so progress moves
 
 ProgressFn = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class RunCheckpoint:
-    """The adapter to evaluate and where it came from."""
-
-    run_id: str
-    run_dir: Path
-    path: str  # relative to run_dir, e.g. checkpoints/checkpoint-50
-    step: int | None
-    reason: str
-
-    @property
-    def adapter_dir(self) -> Path:
-        return self.run_dir / self.path
 
 
 def check_systems(systems: Iterable[str] | str) -> tuple[str, ...]:
@@ -67,73 +52,22 @@ def check_systems(systems: Iterable[str] | str) -> tuple[str, ...]:
     return tuple(s for s in SYSTEMS if s in asked)
 
 
-def find_run(workspace: Workspace, run_id: str | None = None) -> Path:
-    """runs/<run_id>, or the newest run (runs/latest); WorkspaceError when there is none."""
-    runs = workspace.root / "runs"
-    known = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) if runs.is_dir() else []
-    if run_id is None:
-        latest = runs / "latest"
-        if not latest.is_file() or not latest.read_text(encoding="utf-8").strip():
-            raise WorkspaceError(f"{runs}: no run trained yet; run `docfinetune train` first, or evaluate only "
-                                 "the base model (--systems base,base+rag)")
-        run_id = latest.read_text(encoding="utf-8").strip()
-    run_dir = runs / run_id
-    if not run_dir.is_dir():
-        raise WorkspaceError(f"{run_dir}: no such run (--run; known: {', '.join(known) or 'none'})")
-    return run_dir
-
-
-def resolve_checkpoint(workspace: Workspace, run_id: str | None = None, step: int | None = None) -> RunCheckpoint:
-    """The selected checkpoint of the run (or the one at `step`), checked to hold an adapter."""
-    import json
-
-    run_dir = find_run(workspace, run_id)
-    selection_path = run_dir / "selection.json"
-    selection = json.loads(selection_path.read_text(encoding="utf-8")) if selection_path.is_file() else None
-    if step is None:
-        if selection is None:
-            raise WorkspaceError(f"{selection_path}: no checkpoint was selected (did training finish?); "
-                                 "name one with --checkpoint STEP")
-        chosen = selection["selected"]
-        found = RunCheckpoint(run_dir.name, run_dir, chosen["path"], chosen.get("step"),
-                              selection.get("reason", ""))
-    else:
-        listed = {c["step"]: c for c in (selection or {}).get("checkpoints", [])}
-        if step in listed:
-            found = RunCheckpoint(run_dir.name, run_dir, listed[step]["path"], step, "chosen with --checkpoint")
-        else:
-            from docfinetune.select import checkpoint_path
-
-            found = RunCheckpoint(run_dir.name, run_dir, checkpoint_path(step), step, "chosen with --checkpoint")
-            if not found.adapter_dir.is_dir():
-                steps = sorted(listed) or sorted(
-                    int(p.name.rsplit("-", 1)[1]) for p in (run_dir / "checkpoints").glob("checkpoint-*")
-                    if p.name.rsplit("-", 1)[1].isdigit())
-                raise WorkspaceError(f"--checkpoint {step}: run {run_dir.name} has no checkpoint at that step "
-                                     f"(steps: {', '.join(map(str, steps)) or 'none'})")
-    if not (found.adapter_dir / "adapter_config.json").is_file():
-        raise WorkspaceError(f"{found.adapter_dir}: no LoRA adapter here (adapter_config.json is missing)")
-    return found
-
-
 def _pipeline(workspace: Workspace, config: PipelineConfig | None, fine_tuned: bool, run_id: str | None,
-              step: int | None) -> tuple[PipelineConfig, EvalConfig, RunCheckpoint | None]:
-    """(model/prompt settings, eval settings, checkpoint). A run's own config.yaml decides the
-    model and prompt (its adapter was trained on them); `config.eval` decides the eval settings."""
+              step: int | None) -> tuple[PipelineConfig, EvalConfig, Run | None, Checkpoint | None]:
+    """(model/prompt settings, eval settings, run, checkpoint). A run's own config.yaml decides
+    the model and prompt (its adapter was trained on them); `config.eval` decides the eval
+    settings. Without a usable run only the base systems can be evaluated."""
     try:
-        checkpoint = resolve_checkpoint(workspace, run_id, step)
+        run = find_run(workspace, run_id)
+        if run is None:
+            raise WorkspaceError(f"{runs_dir(workspace)}: no run trained yet; run `docfinetune train` first, "
+                                 "or evaluate only the base model (--systems base,base+rag)")
+        return run.config, (config or run.config).eval, run, resolve_checkpoint(run, step)
     except WorkspaceError:
         if fine_tuned or run_id is not None or step is not None:
             raise
-        checkpoint = None
-    if checkpoint is None:
-        pipeline = config or load_pipeline("default")
-        return pipeline, pipeline.eval, None
-    config_path = checkpoint.run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise WorkspaceError(f"{config_path}: the run's resolved config is missing")
-    pipeline = load_pipeline(str(config_path))
-    return pipeline, (config or pipeline).eval, checkpoint
+    pipeline = config or load_pipeline("default")
+    return pipeline, pipeline.eval, None, None
 
 
 def _answer(model, tokenizer, prompts: list[str], template: str | None, batch_size: int, max_new_tokens: int,
@@ -227,7 +161,7 @@ def evaluate(
     now = datetime.now(timezone.utc)
     systems = check_systems(systems)
     fine_tuned = any(s.startswith("finetuned") for s in systems)
-    pipeline, eval_config, run = _pipeline(workspace, config, fine_tuned, run_id, checkpoint)
+    pipeline, eval_config, run, chosen = _pipeline(workspace, config, fine_tuned, run_id, checkpoint)
     asked: QuestionSet = load_questions(workspace, eval_config, questions_file, include_test)
     questions: list[Question] = asked.questions
     texts = [q.question for q in questions]
@@ -246,19 +180,7 @@ def evaluate(
                                   pipeline.train.prompt_template) for q in texts]
 
     progress("loading model", 0, 1)
-    from docfinetune.models import load_model, load_tokenizer
-
-    tokenizer = load_tokenizer(pipeline.model)
-    model = load_model(pipeline.model, pipeline.train)
-    if run is not None and fine_tuned:
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, str(run.adapter_dir), is_trainable=False)
-        except (OSError, ValueError, RuntimeError, KeyError) as err:
-            raise DocfinetuneError(f"{run.adapter_dir}: cannot attach the LoRA adapter to "
-                                   f"{pipeline.model.base_model} ({err})") from None
-    model.eval()
+    model, tokenizer = load_answerer(pipeline, chosen.path if chosen and fine_tuned else None)
     progress("loading model", 1, 1)
 
     def adapter(system: str):
@@ -285,8 +207,8 @@ def evaluate(
         "created_at": now.isoformat(timespec="seconds"),
         "workspace": str(workspace.root),
         "run": None if run is None else {
-            "run_id": run.run_id, "checkpoint": run.path, "step": run.step, "reason": run.reason,
-            "used": fine_tuned},
+            "run_id": run.id, "checkpoint": chosen.relative_path(run), "step": chosen.step,
+            "reason": chosen.reason, "used": fine_tuned},
         "settings": {
             "systems": list(systems),
             "base_model": pipeline.model.base_model,
@@ -358,5 +280,4 @@ def evaluate(
     return report
 
 
-__all__ = ["SYSTEMS", "RunCheckpoint", "check_systems", "evaluate", "find_run", "groundedness",
-           "resolve_checkpoint"]
+__all__ = ["SYSTEMS", "check_systems", "evaluate", "groundedness"]

@@ -1,0 +1,218 @@
+"""The training-run folder layout, in one place: `train` writes it, `select` chooses in it,
+`ask` and `eval` read it.
+
+    runs/latest                                   the id of the last finished run
+    runs/<run-id>/config.yaml                     the resolved pipeline config, written first (the run started)
+    runs/<run-id>/metrics.jsonl                   one line per evaluation
+    runs/<run-id>/selection.json                  every checkpoint's figures and the selected one (select.py)
+    runs/<run-id>/checkpoints/checkpoint-<step>/  a peft adapter with Trainer's state (Trainer's naming, so
+                                                  resumable), its own metrics.json (written last: the
+                                                  checkpoint is complete) and config.yaml
+
+Nothing here imports torch, so a missing run or an unknown checkpoint is reported before any
+model library loads; `load_answerer` imports them when it is called.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from docfinetune.config import PipelineConfig, load_pipeline
+from docfinetune.errors import ConfigError, DocfinetuneError, WorkspaceError
+from docfinetune.workspace import Workspace, write_text_atomic
+
+RUNS_DIR = "runs"
+LATEST = "latest"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SELECTION_FILE = "selection.json"
+CHECKPOINT_METRICS_FILE = "metrics.json"
+ADAPTER_FILE = "adapter_config.json"  # peft's: a folder holding it is an adapter
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+
+
+def runs_dir(workspace: Workspace) -> Path:
+    return workspace.root / RUNS_DIR
+
+
+def checkpoint_path(step: int) -> str:
+    """A checkpoint's folder relative to its run (transformers Trainer's naming)."""
+    return f"checkpoints/checkpoint-{step}"
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The step of a checkpoint-<step> folder; None for any other name."""
+    match = _CHECKPOINT_NAME.fullmatch(Path(folder).name)
+    return int(match.group(1)) if match else None
+
+
+def config_yaml(config: PipelineConfig) -> str:
+    """config.yaml's text: the resolved config, every field, in declaration order."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run's folder, its resolved config and, once training has finished, its selection."""
+
+    id: str
+    path: Path
+    config: PipelineConfig
+    selection: dict | None  # selection.json; None while training has not finished
+
+    def checkpoints(self) -> dict[int, Path]:
+        """Every saved adapter by step: those selection.json lists, and any checkpoint folder
+        holding an adapter that it does not (a run stopped before selecting)."""
+        found = {int(entry["step"]): self.path / entry["path"]
+                 for entry in (self.selection or {}).get("checkpoints", [])}
+        folder = self.path / "checkpoints"
+        for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
+            step = checkpoint_step(sub)
+            if step is not None and (sub / ADAPTER_FILE).is_file():
+                found.setdefault(step, sub)
+        return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The adapter to answer with."""
+
+    path: Path  # the adapter folder
+    step: int | None  # None for a folder outside the run's checkpoints
+    reason: str  # why this one: the selection's reason, or that the caller chose it
+
+    def relative_path(self, run: Run) -> str:
+        """The folder as selection.json writes it (checkpoints/checkpoint-<step>) when it is in `run`."""
+        path = self.path.resolve()
+        return path.relative_to(run.path.resolve()).as_posix() if path.is_relative_to(run.path.resolve()) \
+            else str(self.path)
+
+
+def load_run(path: Path) -> Run:
+    """The run in folder `path`, which must hold config.yaml."""
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise WorkspaceError(f"{config_path}: missing, so the run's base model is unknown; "
+                             "run `docfinetune train` again")
+    selection_path = path / SELECTION_FILE
+    selection = json.loads(selection_path.read_text(encoding="utf-8")) if selection_path.is_file() else None
+    return Run(path.name, path, load_pipeline(str(config_path)), selection)
+
+
+def find_run(workspace: Workspace, run_id: str | None = None) -> Run | None:
+    """The run named `run_id`, else the one runs/latest names (the last finished); None when no
+    run has finished, so each command can say what to do instead."""
+    runs = runs_dir(workspace)
+    if run_id is None:
+        latest = runs / LATEST
+        if not latest.is_file():
+            return None
+        run_id = latest.read_text(encoding="utf-8").strip()
+        if not run_id:
+            raise WorkspaceError(f"{latest}: empty; it should name the newest run (run `docfinetune train`)")
+    path = runs / run_id
+    if not path.is_dir():
+        known = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+            if runs.is_dir() else []
+        raise WorkspaceError(f"{path}: no such run (runs: {', '.join(known) or 'none'})")
+    return load_run(path)
+
+
+def run_to_resume(workspace: Workspace, run_id: str | None = None) -> Run:
+    """The run `run_id`, else the one started last (newest config.yaml), finished or not."""
+    if run_id is not None:
+        return find_run(workspace, run_id)  # type: ignore[return-value]  # never None with a run_id
+    root = runs_dir(workspace)
+    started = [p for p in root.iterdir() if (p / CONFIG_FILE).is_file()] if root.is_dir() else []
+    if not started:
+        raise WorkspaceError(f"{root}: no training run to resume; start one with `docfinetune train`")
+    return load_run(max(started, key=lambda p: ((p / CONFIG_FILE).stat().st_mtime_ns, p.name)))
+
+
+def write_latest(workspace: Workspace, run_dir: Path) -> None:
+    """Name `run_dir` in runs/latest: the run `ask` and `eval` use unless told otherwise."""
+    write_text_atomic(runs_dir(workspace) / LATEST, run_dir.name + "\n")
+
+
+def new_run_dir(workspace: Workspace, run_id: str | None = None) -> Path:
+    """Create runs/<run-id>/, the id being the UTC time (YYYYmmdd-HHMMSS) unless given."""
+    root = runs_dir(workspace)
+    if run_id is not None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id) or run_id == LATEST:
+            raise ConfigError(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (not '{LATEST}')")
+        run_dir = root / run_id
+        if run_dir.exists():
+            raise WorkspaceError(f"{run_dir}: this run exists; continue it with resume, or give another run id")
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_dir, n = root / stamp, 1
+        while run_dir.exists():  # two runs started within one second
+            run_dir, n = root / f"{stamp}-{n}", n + 1
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint: Trainer's state and our metrics.json (written last)."""
+    folder = run_dir / "checkpoints"
+    done = [p for p in folder.iterdir() if checkpoint_step(p) is not None and (p / "trainer_state.json").is_file()
+            and (p / CHECKPOINT_METRICS_FILE).is_file()] if folder.is_dir() else []
+    return max(done, key=checkpoint_step, default=None)
+
+
+def resolve_checkpoint(run: Run, checkpoint: int | str | Path | None = None) -> Checkpoint:
+    """The adapter to answer with: the selected checkpoint, the one saved at step `checkpoint`
+    (an int or a string of digits), or the folder `checkpoint` names (relative to the working
+    directory or to the run). WorkspaceError, listing the saved steps, when there is none."""
+    available = run.checkpoints()
+    steps = ", ".join(map(str, available)) or "none saved yet"
+    if checkpoint is None:
+        selected = (run.selection or {}).get("selected")
+        if not selected:
+            raise WorkspaceError(f"{run.path / SELECTION_FILE}: no checkpoint selected yet (missing or empty: "
+                                 f"did training finish?); pass --checkpoint STEP (steps: {steps})")
+        found = Checkpoint(run.path / selected["path"], int(selected["step"]),
+                           (run.selection or {}).get("reason", "selected by training"))
+    elif isinstance(checkpoint, int) or (isinstance(checkpoint, str) and checkpoint.isdigit()):
+        step = int(checkpoint)
+        if step not in available:
+            raise WorkspaceError(f"run {run.id}: no checkpoint at step {step}; available steps: {steps}")
+        found = Checkpoint(available[step], step, "chosen with --checkpoint")
+    else:
+        path = Path(checkpoint).expanduser()
+        if not path.exists() and (run.path / path).exists():
+            path = run.path / path
+        by_path = {p.resolve(): s for s, p in available.items()}
+        found = Checkpoint(path, by_path.get(path.resolve()), "chosen with --checkpoint")
+    if not (found.path / ADAPTER_FILE).is_file():
+        raise WorkspaceError(f"{found.path}: not a checkpoint (no {ADAPTER_FILE}); run {run.id} has steps: {steps}")
+    return found
+
+
+def load_answerer(config: PipelineConfig, adapter: Path | None):
+    """(model, tokenizer): the base model of `config` with the adapter at `adapter` on top, if
+    any, in inference mode."""
+    from docfinetune.models import load_model, load_tokenizer, peft_import
+
+    model = load_model(config.model, config.train)
+    if adapter is not None:
+        with peft_import(for_inference=True):
+            from peft import PeftModel
+
+        try:
+            with warnings.catch_warnings():
+                # peft 0.21 asks transformers 5 for `is_gradient_checkpointing`, which warns on every load
+                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+                model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise DocfinetuneError(f"{adapter}: cannot put this LoRA adapter on {config.model.base_model} "
+                                   f"({err})") from None
+    model.eval()
+    return model, load_tokenizer(config.model)
