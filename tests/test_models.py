@@ -126,3 +126,24 @@ def test_a_cached_converted_tokenizer_loads_from_its_file_as_autotokenizer_would
     assert (got.padding_side, got.name_or_path) == ("left" if kind == "Gemma" else "right",
                                                     str(resolve(config).cache_dir))
     _same_tokenizer(got, want)
+
+
+def test_a_gguf_conversion_that_cannot_read_is_refused_and_not_cached(tiny_model_dir, tmp_path, monkeypatch):
+    """transformers 5.17 turns the Gemma 3 GGUF into a model with loss ~9 on plain English; such a
+    conversion must fail loudly instead of being cached and trained on. A random tiny model
+    stands in for the broken conversion."""
+    import transformers
+
+    from docfinetune import models
+
+    fake = tmp_path / "broken.gguf"
+    fake.write_bytes(b"GGUF")
+    monkeypatch.setenv("DOCFINETUNE_CACHE", str(tmp_path / "cache"))
+    broken = transformers.AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: broken)
+    tiny = load_tokenizer(ModelConfig(base_model=str(tiny_model_dir)))
+    monkeypatch.setattr(models, "load_tokenizer", lambda config: tiny)
+    config = ModelConfig(base_model=str(fake))
+    with pytest.raises(DocfinetuneError, match="cannot read plain English"):
+        models.load_model(config, TrainConfig(device="cpu"))
+    assert not any((tmp_path / "cache").rglob("*.safetensors"))
