@@ -177,6 +177,21 @@ def report(results: Path, write: bool) -> int:
     for field in sorted(fields):
         lines.append(f"| {field} | " + " | ".join(
             f"{fields[field][s][0]}/{fields[field][s][1]}" for s in systems) + " |")
+    lines += ["", "Memorization (fine-tuned answers to the lawyers' questions: share of characters in verbatim runs of "
+              "≥ 20 characters from the training text) and extraction (20 training chunks: share of the true second "
+              "half reproduced verbatim from the first half):", "",
+              "| contract | copied share, mean ± std | extraction base | extraction fine-tuned | longest exact prefix, fine-tuned |",
+              "|---|---|---|---|---|"]
+    shares = []
+    for r in rows:
+        m, e = r["lawyers"]["memorization"], (r["lawyers"].get("extraction") or {}).get("models", {})
+        shares.append(m["copied_share"]["mean"])
+        tuned = e.get("finetuned", {})
+        lines.append(f"| {r['contract'][:40]} | {m['copied_share']['mean']:.2f} ± {m['copied_share']['std']:.2f} "
+                     f"| {e.get('base', {}).get('reproduced_share', {}).get('mean', 0):.2f} "
+                     f"| {tuned.get('reproduced_share', {}).get('mean', 0):.2f} "
+                     f"| {tuned.get('exact_prefix_chars', {}).get('max', 0)} chars |")
+    lines.append(f"| **mean over contracts** | **{sum(shares) / len(shares):.2f}** | | | |")
     text = "\n".join(lines) + "\n"
     print(text)
     if write:
