@@ -23,6 +23,16 @@ class BadInputError(DocfinetuneError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    @classmethod
+    def from_problems(cls, path: object, problems: list[str], most: int = 5) -> "BadInputError":
+        """One error for a file with several bad lines: the first `most` in line order ("line N:
+        ..."), and how many more."""
+        import re
+
+        problems = sorted(problems, key=lambda p: int(m.group(1)) if (m := re.match(r"line (\d+)", p)) else 0)
+        more = f" (and {len(problems) - most} more)" if len(problems) > most else ""
+        return cls(path, "; ".join(problems[:most]) + more)
+
 
 class IngestFailed(DocfinetuneError):
     """One or more inputs of an ingest call were bad; nothing was written."""

@@ -14,13 +14,11 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from docfinetune.errors import WorkspaceError
 from docfinetune.runs import METRICS_FILE, SELECTION_FILE, checkpoint_path
-from docfinetune.workspace import read_jsonl, write_json
+from docfinetune.workspace import read_jsonl, write_bytes_atomic, write_json
 
 CHECKPOINT_FIELDS = ("step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions")
 
@@ -116,18 +114,7 @@ def plot_curves(run_dir: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     path = run_dir / "curves.png"
-    _write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -7,41 +7,26 @@ phrasings of one fact, "doc_id", "field"), or instruction data {"instruction", "
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from docfinetune.data.qa_types import QAPair
 from docfinetune.errors import BadInputError
+from docfinetune.workspace import read_jsonl_lines
 
-MAX_REPORTED = 5
 
 
 def read_qa_file(path: Path) -> list[QAPair]:
     """Every row, or a BadInputError naming the file and the bad line numbers."""
-    if not path.is_file():
-        raise BadInputError(path, "no such file (--qa-file)")
-    pairs, problems = [], []
-    with path.open(encoding="utf-8", errors="strict") as f:
-        try:
-            lines = list(f)
-        except UnicodeDecodeError:
-            raise BadInputError(path, "not UTF-8 text") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"line {number}: not JSON ({err.msg})")
-            continue
+    rows, problems = read_jsonl_lines(path)
+    pairs = []
+    for number, row in rows:
         pair = _pair(row, path.stem, number)
         if isinstance(pair, str):
             problems.append(f"line {number}: {pair}")
         else:
             pairs.append(pair)
     if problems:
-        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
-        raise BadInputError(path, "; ".join(problems[:MAX_REPORTED]) + more)
+        raise BadInputError.from_problems(path, problems)
     if not pairs:
         raise BadInputError(path, "no question/answer rows")
     return pairs

@@ -10,16 +10,14 @@ documents, a matched row's question is prefixed with its document's title
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from docfinetune.config import EvalConfig
 from docfinetune.errors import BadInputError, WorkspaceError
-from docfinetune.workspace import Workspace, read_jsonl
+from docfinetune.workspace import Workspace, read_jsonl, read_jsonl_lines
 
-MAX_REPORTED = 5
 TEST_SOURCE = "qa_test"
 
 
@@ -74,23 +72,11 @@ def held_out_questions(workspace: Workspace) -> list[Question]:
 def file_questions(path: Path, workspace: Workspace, config: EvalConfig) -> tuple[list[Question], list[str]]:
     """The file's usable questions, and the names of the documents of skipped rows (one per row)."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(path, "no such file (--questions)")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise BadInputError(path, "not UTF-8 text") from None
+    rows, problems = read_jsonl_lines(path)
     matcher = _DocumentMatcher(workspace)
     several = len(matcher.docs) > 1
-    questions, skipped, problems = [], [], []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"line {number}: not JSON ({err.msg})")
-            continue
+    questions, skipped = [], []
+    for number, row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
             problems.append(f"line {number}: needs a non-empty 'question' string")
             continue
@@ -111,8 +97,7 @@ def file_questions(path: Path, workspace: Workspace, config: EvalConfig) -> tupl
         questions.append(Question(question, answer.strip() if answer and answer.strip() else None,
                                   str(row.get("field") or ""), doc_id, path.name))
     if problems:
-        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
-        raise BadInputError(path, "; ".join(problems[:MAX_REPORTED]) + more)
+        raise BadInputError.from_problems(path, problems)
     return questions, skipped
 
 

@@ -5,12 +5,10 @@ as a rich Table for the terminal."""
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from docfinetune.workspace import Workspace, write_json, write_text_atomic
+from docfinetune.workspace import Workspace, write_bytes_atomic, write_json, write_text_atomic
 
 SYSTEM_LABELS = {
     "base": "base, closed-book",
@@ -31,19 +29,6 @@ def report_stem(workspace: Workspace, now: datetime) -> Path:
         n += 1
         candidate = folder / f"{stem}-{n}"
     return candidate
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _pct(value: float | None) -> str:
@@ -190,7 +175,7 @@ def write_report(workspace: Workspace, report: dict, now: datetime) -> dict[str,
     files = {"json": str(stem.with_suffix(".json")), "md": str(stem.with_suffix(".md"))}
     if any(row["accuracy"] is not None for row in report["systems"].values()):
         files["png"] = str(stem.with_suffix(".png"))
-        _write_bytes_atomic(Path(files["png"]), accuracy_chart(report))
+        write_bytes_atomic(Path(files["png"]), accuracy_chart(report))
     report["files"] = files
     write_text_atomic(Path(files["md"]), render_markdown(report))
     write_json(Path(files["json"]), report)
