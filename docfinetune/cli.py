@@ -112,6 +112,23 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+def _stage_progress():
+    """A transient progress display with one bar per named stage, and the callback
+    (`on_progress(stage, done, total)`) that stage functions report to."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=_consoles.err, transient=True)
+    tasks: dict[str, Any] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return progress, on_progress
+
+
 pipeline_option = click.option(
     "--pipeline", "pipeline_name", default="default", show_default=True,
     help="A recipe name from pipelines/ or a path to a YAML file.",
@@ -203,8 +220,6 @@ def build(ctx: click.Context, qa_files: tuple[Path, ...], force: bool, pipeline_
     The `llm` generator is configured with the --generator-* flags (a local model with
     --generator-model, or an OpenAI-compatible endpoint with --generator-url).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from docfinetune.build import build as run_build
     from docfinetune.build import datasets_stale
 
@@ -215,15 +230,7 @@ def build(ctx: click.Context, qa_files: tuple[Path, ...], force: bool, pipeline_
         _consoles.out.print("datasets are up to date (use --force to rebuild)")
         _print_datasets(workspace)
         return
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=_consoles.err, transient=True)
-    tasks: dict[str, Any] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
-
+    progress, on_progress = _stage_progress()
     with progress:
         run_build(workspace, config, list(qa_files), on_progress=on_progress)
     _consoles.err.print(f"built the datasets ({reason or 'forced'})", soft_wrap=True)
@@ -362,21 +369,11 @@ def evaluate_command(ctx: click.Context, questions_file: Path | None, include_te
                      **flags: Any) -> None:
     """Did fine-tuning beat retrieval? Base vs RAG vs fine-tuned, with memorization and
     groundedness audits; writes reports/<time>.{json,md,png}."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from docfinetune.evaluate import evaluate
     from docfinetune.evaluate.report import summary_table
 
     config = load_pipeline(pipeline_name, _overrides(flags))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        console=_consoles.err, transient=True)
-    tasks: dict[str, Any] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
-
+    progress, on_progress = _stage_progress()
     with progress:
         report = evaluate(ctx.obj["workspace"], config=config, questions_file=questions_file,
                           include_test=include_test, run_id=run_id, checkpoint=checkpoint,

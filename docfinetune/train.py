@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from transformers import TrainerCallback
+from docfinetune.models import peft_import
+
+with peft_import():  # transformers' trainer module imports peft, and peft bitsandbytes
+    from transformers import TrainerCallback
 
 from docfinetune.build import build, datasets_stale, read_stats
 from docfinetune.config import PipelineConfig, TrainConfig
