@@ -46,9 +46,9 @@ def load_corpus(workspace: Workspace) -> tuple[list[Document], list[Chunk]]:
 def inputs_fingerprint(workspace: Workspace, config: PipelineConfig, qa_files: list[Path]) -> str:
     """What decides the datasets: each document's bytes and ingest settings, the build and
     model settings, and the user's Q&A files."""
+    sources = {d: workspace.read_source(d) or {} for d in workspace.doc_ids()}
     parts = {
-        "documents": [(d, (workspace.read_source(d) or {}).get("sha256"), (workspace.read_source(d) or {}).get("settings"))
-                      for d in workspace.doc_ids()],
+        "documents": [(d, source.get("sha256"), source.get("settings")) for d, source in sources.items()],
         "build": dataclasses.asdict(config.build),
         "tokenizer": config.model.base_model,
         "qa_files": [(str(p), file_sha256(p)) for p in qa_files if p.is_file()],
@@ -58,10 +58,9 @@ def inputs_fingerprint(workspace: Workspace, config: PipelineConfig, qa_files: l
 
 def datasets_stale(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = ()) -> str | None:
     """Why the datasets must be (re)built, or None when they are up to date."""
-    stats_path = workspace.datasets_dir / "stats.json"
-    if not stats_path.is_file():
+    stats = read_stats(workspace)
+    if stats is None:
         return "no datasets yet"
-    stats = json.loads(stats_path.read_text(encoding="utf-8"))
     if stats.get("inputs_fingerprint") != inputs_fingerprint(workspace, config, list(qa_files)):
         return "the documents, settings or Q&A files changed"
     return None

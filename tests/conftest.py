@@ -110,6 +110,20 @@ def contract_pdf(tmp_path: Path) -> Path:
     return write_pdf(inputs / "services_agreement.pdf", CONTRACT_PAGES)
 
 
+@pytest.fixture(scope="session")
+def ingested_contract(tmp_path_factory: pytest.TempPathFactory):
+    """A workspace holding the generated contract, ingested with the default settings and
+    nothing else; shared by the session's tests, so treat it as read-only (copy it to change it)."""
+    from docfinetune.config import IngestConfig
+    from docfinetune.ingest import ingest
+    from docfinetune.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("ingested")
+    workspace = Workspace(root / "ws")
+    ingest([write_pdf(root / "services_agreement.pdf", CONTRACT_PAGES)], workspace, IngestConfig())
+    return workspace
+
+
 @pytest.fixture
 def workspace_dir(tmp_path: Path) -> Path:
     return tmp_path / "ws"

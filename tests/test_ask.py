@@ -13,13 +13,11 @@ import pytest
 import yaml
 
 from docfinetune.ask import BASE_MODEL, AskResult, ask
-from docfinetune.config import IngestConfig, PipelineConfig, load_pipeline
+from docfinetune.config import PipelineConfig, load_pipeline
 from docfinetune.errors import DocfinetuneError
 from docfinetune.generate import answer_questions
-from docfinetune.ingest import ingest
 from docfinetune.models import load_model, load_tokenizer
 from docfinetune.workspace import Workspace
-from tests.conftest import CONTRACT_PAGES, write_pdf
 
 QUESTION = "Which state's laws govern the agreement?"
 RUN_ID = "20250101-120000"
@@ -58,19 +56,10 @@ def config(tiny_model_dir: Path) -> PipelineConfig:
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """A workspace with the contract ingested and nothing trained."""
-    root = tmp_path_factory.mktemp("ask")
-    workspace = Workspace(root / "ws")
-    ingest([write_pdf(root / "services_agreement.pdf", CONTRACT_PAGES)], workspace, IngestConfig())
-    return workspace
-
-
-@pytest.fixture(scope="module")
-def trained(ingested: Workspace, config: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """A copy of `ingested` with a finished run."""
+def trained(ingested_contract: Workspace, config: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A copy of `ingested_contract` with a finished run."""
     workspace = Workspace(tmp_path_factory.mktemp("ask-trained") / "ws")
-    shutil.copytree(ingested.root, workspace.root)
+    shutil.copytree(ingested_contract.root, workspace.root)
     make_run(workspace, config)
     return workspace
 
@@ -147,15 +136,15 @@ def test_sources_are_the_best_chunks_with_document_and_pages(trained: Workspace)
     assert scores == sorted(scores, reverse=True)
 
 
-def test_nothing_trained_is_a_clear_error_and_base_still_answers(ingested: Workspace, config):
+def test_nothing_trained_is_a_clear_error_and_base_still_answers(ingested_contract: Workspace, config):
     with pytest.raises(DocfinetuneError) as caught:
-        ask(ingested, QUESTION)
+        ask(ingested_contract, QUESTION)
     message = str(caught.value)
-    assert f"no trained model in {ingested.root / 'runs'}" in message
+    assert f"no trained model in {ingested_contract.root / 'runs'}" in message
     assert "run `docfinetune train` first, or use --base" in message
     with pytest.raises(DocfinetuneError, match="--pipeline"):
-        ask(ingested, QUESTION, base=True)  # no run, and no config to fall back on
-    result = ask(ingested, QUESTION, base=True, config=config, sources=1)
+        ask(ingested_contract, QUESTION, base=True)  # no run, and no config to fall back on
+    result = ask(ingested_contract, QUESTION, base=True, config=config, sources=1)
     assert (result.run_id, result.checkpoint) == (None, BASE_MODEL)
     assert result.answer == reference_answer(config, None) and len(result.sources) == 1
 

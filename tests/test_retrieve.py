@@ -10,26 +10,15 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from docfinetune.config import IngestConfig
 from docfinetune.data.qa_types import Chunk
 from docfinetune.errors import DocfinetuneError, WorkspaceError
-from docfinetune.ingest import ingest
 from docfinetune.retrieve import BM25Index, tokenize
 from docfinetune.workspace import Workspace
-from tests.conftest import CONTRACT_PAGES, write_pdf
 
 
 @pytest.fixture(scope="module")
-def contract_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    root = tmp_path_factory.mktemp("retrieve")
-    workspace = Workspace(root / "ws")
-    ingest([write_pdf(root / "services_agreement.pdf", CONTRACT_PAGES)], workspace, IngestConfig())
-    return workspace
-
-
-@pytest.fixture(scope="module")
-def index(contract_workspace: Workspace) -> BM25Index:
-    return BM25Index.from_workspace(contract_workspace)
+def index(ingested_contract: Workspace) -> BM25Index:
+    return BM25Index.from_workspace(ingested_contract)
 
 
 def synthetic_chunks(count: int, words_per_chunk: int = 80, seed: int = 0) -> list[Chunk]:

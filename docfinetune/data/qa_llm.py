@@ -116,11 +116,11 @@ def _single_to_double_quotes(text: str) -> str:
     return "".join(out)
 
 
-def _remove_trailing_commas(text: str) -> str:
-    """Drop commas before a closing bracket, outside strings."""
-    out: list[str] = []
+def _scan_json(text: str):
+    """(index, character, inside a string) for each character of JSON-like text; a string's
+    quotes count as inside it."""
     in_string = escaped = False
-    for ch in text:
+    for i, ch in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -128,9 +128,17 @@ def _remove_trailing_commas(text: str) -> str:
                 escaped = True
             elif ch == '"':
                 in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "]}":
+            yield i, ch, True
+        else:
+            in_string = ch == '"'
+            yield i, ch, in_string
+
+
+def _remove_trailing_commas(text: str) -> str:
+    """Drop commas before a closing bracket, outside strings."""
+    out: list[str] = []
+    for _, ch, inside in _scan_json(text):
+        if not inside and ch in "]}":
             while out and out[-1].isspace():
                 out.pop()
             if out and out[-1] == ",":
@@ -145,20 +153,11 @@ def _close_truncated(text: str) -> str | None:
     `[{"answer": "a", "questions": ["q"]}, {"answer": "b", "quest` -> `[{"answer": "a", ...}]`
     """
     stack: list[str] = []
-    in_string = escaped = False
     last_cut: tuple[int, list[str]] | None = None
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
+    for i, ch, inside in _scan_json(text):
+        if inside:
             continue
-        if ch == '"':
-            in_string = True
-        elif ch in "[{":
+        if ch in "[{":
             stack.append("]" if ch == "[" else "}")
         elif ch in "]}":
             if not stack or stack[-1] != ch:
@@ -539,34 +538,22 @@ class LLMQAGenerator:
                 done(j, reply)
 
     def _load_local(self) -> tuple[Any, Any]:
+        """The instruct model through the project's one loader (hub id offline unless allowed,
+        local folder, .gguf), on CUDA in bf16 when present, else fp32 on CPU."""
         if self._local is not None:
             return self._local
+        from docfinetune.config import ModelConfig, TrainConfig
+        from docfinetune.models import load_model, load_tokenizer
+
+        setting = f"llm.model {self.config.model!r}"
+        source = ModelConfig(base_model=self.config.model, allow_download=self.allow_download)
         try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as err:
-            raise DocfinetuneError(f"the llm generator's model backend needs torch and transformers "
-                                   f"({err}); pip install torch transformers") from None
-        name = self.config.model
-        local_only = not self.allow_download
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only, trust_remote_code=False)
-            if torch.cuda.is_available():
-                device = "cuda"
-                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-            else:
-                device, dtype = "cpu", torch.float32  # bf16 on CPU is slow and rounds differently
-            model = AutoModelForCausalLM.from_pretrained(
-                name, local_files_only=local_only, trust_remote_code=False, use_safetensors=True, dtype=dtype,
-            ).to(device).eval()
-        except (OSError, ValueError) as err:
-            hint = "" if self.allow_download or Path(name).exists() else (
-                " (not a local folder, and downloads are off: give a local path or --allow-download)")
-            raise DocfinetuneError(f"llm.model {name!r}: cannot load it{hint}: {err}") from None
-        tokenizer.padding_side = "left"
+            tokenizer = load_tokenizer(source)
+            model = load_model(source, TrainConfig()).eval()
+        except DocfinetuneError as err:
+            raise DocfinetuneError(f"{setting}: {err}") from None
         if tokenizer.pad_token_id is None:
-            if tokenizer.eos_token_id is None:
-                raise DocfinetuneError(f"llm.model {name!r}: its tokenizer has neither a pad nor an eos token")
-            tokenizer.pad_token = tokenizer.eos_token
+            raise DocfinetuneError(f"{setting}: its tokenizer has neither a pad nor an eos token")
+        tokenizer.padding_side = "left"
         self._local = (model, tokenizer)
         return self._local

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from docfinetune import __version__
 from docfinetune.config import IngestConfig
 from docfinetune.errors import BadInputError, IngestFailed
-from docfinetune.ingest.chunk import chunk_document, document_title
+from docfinetune.ingest.chunk import chunk_document, document_title, page_offsets
 from docfinetune.ingest.clean import clean_pages
 from docfinetune.ingest.extract import PDF_SUFFIXES, collect_inputs, extract_pdf, read_text_pages
 from docfinetune.workspace import Workspace, file_sha256, write_json, write_jsonl
@@ -119,13 +119,9 @@ def _stage_document(path: Path, doc_id: str, sha256: str, workspace: Workspace,
     seconds = time.perf_counter() - started
     staged = workspace.staging_dir(doc_id)
     try:
-        offsets, offset = [], 0
-        for p in pages:
-            offsets.append(offset)
-            offset += len(p) + 2
         write_jsonl(staged / "pages.jsonl",
                     ({"page": i + 1, "char_start": o, "text": p}
-                     for i, (o, p) in enumerate(zip(offsets, pages))))
+                     for i, (o, p) in enumerate(zip(page_offsets(pages), pages))))
         write_jsonl(staged / "chunks.jsonl", chunks)
         # source.json last: its presence marks the folder complete.
         write_json(staged / "source.json", {

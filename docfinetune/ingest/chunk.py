@@ -27,6 +27,15 @@ _TITLE_WORDS = re.compile(
 )
 
 
+def page_offsets(pages: list[str]) -> list[int]:
+    """Where each page starts in the document text (pages joined by PAGE_SEPARATOR)."""
+    starts, offset = [], 0
+    for page in pages:
+        starts.append(offset)
+        offset += len(page) + len(PAGE_SEPARATOR)
+    return starts
+
+
 def heading_of(paragraph: str) -> str | None:
     """The heading a paragraph is or starts with, or None."""
     first_line = paragraph.split("\n", 1)[0]
@@ -82,10 +91,7 @@ def chunk_document(
 ) -> list[dict]:
     """Chunks of the document whose cleaned page texts are `pages`, as chunks.jsonl rows."""
     text = PAGE_SEPARATOR.join(pages)
-    page_starts, offset = [], 0
-    for page in pages:
-        page_starts.append(offset)
-        offset += len(page) + len(PAGE_SEPARATOR)
+    page_starts = page_offsets(pages)
     heading_starts, headings = find_headings(text)
     rows: list[dict] = []
     search_from = 0
