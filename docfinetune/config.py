@@ -191,6 +191,7 @@ class BuildConfig:
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 QUANTIZATIONS = ("none", "nf4")
+FUSED_KERNELS = ("auto", "on", "off")
 SELECT_BY = ("accuracy", "val_loss")
 LORA_ALL_LINEAR = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
@@ -249,6 +250,13 @@ class TrainConfig:
     quantization: str = option("none", "none, or nf4: 4-bit NF4 base weights with double quantization (QLoRA; CUDA only).",
                                choices=QUANTIZATIONS)
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass to save memory.")
+    fused_kernels: str = option(
+        "auto", "liger-kernel's Triton kernels (RMSNorm, SwiGLU, RoPE, and a cross-entropy fused with the "
+                "output layer so the logits are never stored): auto (on with CUDA when liger-kernel is "
+                "installed), on or off.", choices=FUSED_KERNELS)
+    gpu_memory_gib: float = option(
+        0.0, "GPU memory training may use, in GiB (e.g. 24 to rehearse an A10G on a larger card); "
+             "0 means all of it. Checked against an estimate before the first step.")
     optimizer: str = option("adamw_torch", "transformers optimizer name (adamw_torch, paged_adamw_8bit...).")
     dataloader_workers: int = option(0, "Processes preparing batches.")
 
@@ -266,8 +274,10 @@ class TrainConfig:
             problems.append(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
         if "{question}" not in self.prompt_template:
             problems.append("prompt_template: must contain {question}")
-        for name, allowed in (("device", DEVICES), ("precision", PRECISIONS),
-                              ("quantization", QUANTIZATIONS), ("select_by", SELECT_BY)):
+        if self.gpu_memory_gib < 0:
+            problems.append(f"gpu_memory_gib: {self.gpu_memory_gib} is below 0")
+        for name, allowed in (("device", DEVICES), ("precision", PRECISIONS), ("quantization", QUANTIZATIONS),
+                              ("fused_kernels", FUSED_KERNELS), ("select_by", SELECT_BY)):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         if problems:

@@ -312,12 +312,15 @@ def load_model(model: ModelConfig, train: TrainConfig):
     try:
         with _progress_bars(shown):
             loaded = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        if train.quantization != "nf4":
+            loaded.to(device)
+    except torch.OutOfMemoryError:
+        raise ConfigError(f"model.base_model: {model.base_model} does not fit in the GPU's memory in {dtype}; "
+                          "use train.quantization: nf4 (QLoRA) or a larger GPU") from None
     except OSError as err:
         if source.kind == "hub":
             raise DocfinetuneError(_hub_offline_hint(source.location)) from None
         raise DocfinetuneError(f"{location}: cannot load model weights ({err})") from None
-    if train.quantization != "nf4":
-        loaded.to(device)
     return loaded
 
 

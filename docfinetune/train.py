@@ -29,6 +29,8 @@ from docfinetune.config import PipelineConfig, TrainConfig
 from docfinetune.errors import ConfigError, WorkspaceError
 from docfinetune.evaluate.score import answer_matches
 from docfinetune.generate import answer_questions, format_prompt
+from docfinetune.memory import apply_cap, check_fits, estimate
+from docfinetune.models import resolve_device
 from docfinetune.runs import (CHECKPOINT_METRICS_FILE, CONFIG_FILE, METRICS_FILE, checkpoint_path, checkpoint_step,
                               config_yaml, last_checkpoint, new_run_dir, run_to_resume, write_latest)
 from docfinetune.select import plot_curves, select_checkpoint
@@ -75,7 +77,15 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
     train_set = to_dataset(training_mix(data, config.train), tokenizer, config.train, shuffle=True)
     val_set = to_dataset([qa_example(config.train.prompt_template, r) for r in data["qa_val"]],
                          tokenizer, config.train, shuffle=False)
+    fused = fused_kernels_on(config.train)
+    budget_gib = apply_cap(config.train) if resolve_device(config.train) == "cuda" else None
     model = prepare_model(config)  # before the run folder exists: a model that fails to load leaves none
+    if budget_gib is not None:
+        lengths = [len(ids) for ids in train_set["input_ids"]]
+        found = estimate(model, config, lengths, fused_loss=fused)
+        per_example = sum(lengths) / max(len(lengths), 1) if config.train.packing else max(lengths, default=1)
+        check_fits(found, budget_gib, config.train, per_example)
+        log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
 
     if resume:
         seconds_before = keep_metrics_until(run_dir, checkpoint_step(checkpoint))
@@ -88,8 +98,8 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
              "warnings": warnings}
     recorder = RunRecorder(run_dir, config, tokenizer, accuracy_sample(data["qa_val"], config.train),
                            emit, start, seconds_before)
-    fit(model, tokenizer, train_set, val_set, run_dir, config.train, recorder, checkpoint,
-        quiet=on_event is not None)
+    fit(model, tokenizer, train_set, val_set, run_dir, config.train, [recorder], checkpoint,
+        quiet=on_event is not None, fused_kernels=fused)
 
     selection = select_checkpoint(run_dir, config.train.select_by)
     curves = plot_curves(run_dir)
@@ -98,9 +108,9 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
     return run_dir
 
 
-def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, recorder: "RunRecorder",
-        checkpoint: Path | None, quiet: bool) -> None:
-    """The loop: transformers' Trainer with our schedule, cadence and recorder."""
+def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, callbacks: list,
+        checkpoint: Path | None, quiet: bool, fused_kernels: bool = False) -> None:
+    """The loop: transformers' Trainer with our schedule, cadence and callbacks (RunRecorder)."""
     import torch
     from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, PrinterCallback, Trainer,
                               TrainingArguments)
@@ -145,11 +155,12 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, rec
         label_names=["labels"],
         remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_workers,
+        use_liger_kernel=fused_kernels,  # patches the model's modules when training starts
         report_to=[],
         disable_tqdm=quiet,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set if has_val else None,
-                      data_collator=collator, processing_class=tokenizer, callbacks=[recorder])
+                      data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     if quiet:
         trainer.remove_callback(PrinterCallback)  # the caller shows progress from our events
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -193,6 +204,7 @@ class RunRecorder(TrainerCallback):
         done = state.global_step - self.first_step
         elapsed = time.perf_counter() - self.session_start
         self.emit("step", {"step": state.global_step, "loss": logs["loss"], "tokens_per_s": self.tokens_per_s(state),
+                           "tokens_seen": state.num_input_tokens_seen,
                            "eta_s": round(elapsed / max(done, 1) * (state.max_steps - state.global_step), 1),
                            "learning_rate": self.learning_rate})
 
@@ -349,14 +361,15 @@ def prepare_model(config: PipelineConfig):
     # transformers builds the packed (block-causal) mask only when no KV cache is passed;
     # with use_cache on, the forward makes one and packed examples would attend to each other.
     model.config.use_cache = False
-    checkpointing = {"use_reentrant": False}
-    if t.quantization == "nf4":
-        from peft import prepare_model_for_kbit_training  # CUDA only: load_model refused nf4 elsewhere
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=t.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs=checkpointing)
-    elif t.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
+    if t.gradient_checkpointing:
+        # QLoRA takes this path too, without peft's prepare_model_for_kbit_training: that casts
+        # the frozen bf16 weights left unquantized (embeddings, output layer, norms) to fp32,
+        # +1 GiB on Mistral 7B and an fp32 output layer, for a stability bf16 does not need.
+        checkpointing = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; older ones lack it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpointing)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()  # the frozen embeddings' output must carry grads to the adapters
     set_seed(t.seed)  # the adapter's initial weights
     lora = config.lora
@@ -370,6 +383,20 @@ def prepare_model(config: PipelineConfig):
                           f"{config.model.base_model} ({err})") from None
     model.train()
     return model
+
+
+def fused_kernels_on(t: TrainConfig) -> bool:
+    """Whether Trainer applies liger-kernel: `auto` when training on CUDA with it installed."""
+    import importlib.util
+
+    if t.fused_kernels == "off":
+        return False
+    cuda = resolve_device(t) == "cuda"
+    installed = importlib.util.find_spec("liger_kernel") is not None
+    if t.fused_kernels == "on" and not (cuda and installed):
+        raise ConfigError("train.fused_kernels: on needs a CUDA GPU and liger-kernel "
+                          "(pip install 'docfinetune[gpu]'); use auto or off")
+    return cuda and installed
 
 
 # --------------------------------------------------------------------------- resume

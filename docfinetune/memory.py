@@ -1,0 +1,112 @@
+"""GPU memory for training: cap it, estimate what a micro-batch needs, refuse what cannot fit.
+
+A 7B model that runs out of memory does so minutes in, after loading and the first steps. This
+check runs right after the model is loaded — its weights are then measured, not guessed — and
+adds the adapter's optimizer state and the activations of the largest micro-batch the data can
+make, from the model's shape. When the sum is over the budget it names the setting to change.
+
+The per-token constants are counted from what a decoder layer keeps for its backward pass and
+were checked against peaks measured on the GPU machine (benchmarks/RESULTS.md, "Training
+throughput"): the estimate is meant to be a little high, never far low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from docfinetune.config import PipelineConfig, TrainConfig
+from docfinetune.errors import ConfigError
+
+GIB = 2 ** 30
+HEADROOM = 0.92  # the caching allocator fragments; leave some of the budget free
+OPTIMIZER_STATE_BYTES = {"8bit": 2, "default": 8}  # per trainable parameter: Adam's two moments
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_gib: float  # measured: the loaded model with its adapter
+    optimizer_gib: float  # the adapter's gradients and optimizer state
+    activations_gib: float  # what the largest micro-batch keeps for its backward pass
+    tokens: int  # tokens in that micro-batch
+    bytes_per_token: int
+
+    @property
+    def total_gib(self) -> float:
+        return self.weights_gib + self.optimizer_gib + self.activations_gib
+
+
+def apply_cap(t: TrainConfig) -> float:
+    """Limit this process to `gpu_memory_gib` (when set); returns the budget in GiB."""
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory / GIB
+    if not t.gpu_memory_gib:
+        return total
+    if t.gpu_memory_gib > total:
+        raise ConfigError(f"train.gpu_memory_gib: {t.gpu_memory_gib:g} GiB is more than this GPU's {total:.1f} GiB")
+    torch.cuda.set_per_process_memory_fraction(t.gpu_memory_gib / total, 0)
+    return t.gpu_memory_gib
+
+
+def bytes_per_token(model_config, t: TrainConfig, lora_dropout: float, fused_loss: bool, element_bytes: int) -> int:
+    """Activation bytes one token of a micro-batch holds at the peak of the backward pass."""
+    hidden = model_config.hidden_size
+    inner = getattr(model_config, "intermediate_size", 4 * hidden)
+    layers = model_config.num_hidden_layers
+    # One decoder layer keeps ~10 hidden-sized tensors (norm inputs and outputs, q/k/v/o inputs
+    # and outputs, rotary copies, the residual) and ~5 MLP-sized ones (gate, up, their activation
+    # and product, down's input); LoRA dropout adds a masked copy of each adapted input.
+    layer = (10 * hidden + 5 * inner) * element_bytes
+    if lora_dropout > 0:
+        layer += (6 * hidden + inner) * element_bytes
+    if t.gradient_checkpointing:  # every layer's input, plus one layer rebuilt at a time
+        kept = layers * hidden * element_bytes + layer
+    else:
+        kept = layers * layer
+    # Unfused loss: the logits, their fp32 copy in the cross-entropy and its gradient.
+    logits = 0 if fused_loss else model_config.vocab_size * (element_bytes + 4 + 4)
+    return kept + logits
+
+
+def largest_micro_batch_tokens(lengths: list[int], t: TrainConfig) -> int:
+    """Tokens in the largest micro-batch the data can make: packed rows hold the sum of their
+    examples, padded ones micro_batch_size times the longest."""
+    longest = sorted(lengths, reverse=True)[:t.micro_batch_size]
+    if not longest:
+        return 0
+    return sum(longest) if t.packing else longest[0] * t.micro_batch_size
+
+
+def estimate(model, config: PipelineConfig, lengths: list[int], fused_loss: bool) -> MemoryEstimate:
+    """The peak a training step should reach, for the model as loaded now (on the GPU)."""
+    import torch
+
+    t = config.train
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    state = OPTIMIZER_STATE_BYTES["8bit" if "8bit" in t.optimizer else "default"]
+    element_bytes = 2 if t.precision != "fp32" else 4
+    per_token = bytes_per_token(model.config, t, config.lora.lora_dropout, fused_loss, element_bytes)
+    tokens = largest_micro_batch_tokens(lengths, t)
+    return MemoryEstimate(weights_gib=torch.cuda.memory_allocated() / GIB,
+                          optimizer_gib=trainable * (4 + state) / GIB,
+                          activations_gib=tokens * per_token / GIB, tokens=tokens, bytes_per_token=per_token)
+
+
+def check_fits(found: MemoryEstimate, budget_gib: float, t: TrainConfig, mean_example_tokens: float) -> None:
+    """Raise a ConfigError naming the setting to change when the estimate is over the budget."""
+    usable = budget_gib * HEADROOM
+    if found.total_gib <= usable:
+        return
+    need = (f"about {found.total_gib:.1f} GiB of GPU memory (weights {found.weights_gib:.1f}, optimizer "
+            f"{found.optimizer_gib:.1f}, activations {found.activations_gib:.1f} for {found.tokens:,} tokens), "
+            f"more than the {usable:.1f} GiB usable of {budget_gib:.1f}")
+    room = usable - found.weights_gib - found.optimizer_gib
+    if room <= 0:
+        raise ConfigError(f"model: the weights alone need {need}; use train.quantization: nf4 (QLoRA) "
+                          "or a GPU with more memory")
+    fits = int(room * GIB / found.bytes_per_token / max(mean_example_tokens, 1))
+    advice = (f"set train.micro_batch_size to {fits} or less (raise gradient_accumulation_steps to keep the "
+              "batch)" if fits >= 1 else "shorten train.max_seq_tokens")
+    if not t.gradient_checkpointing:
+        advice += ", or turn on train.gradient_checkpointing"
+    raise ConfigError(f"train.micro_batch_size: {t.micro_batch_size} examples need {need}; {advice}")
