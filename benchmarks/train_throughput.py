@@ -401,7 +401,7 @@ def main() -> int:
                              args.profile)
         print(json.dumps(result, default=float))
         return 0
-    return run(args.workspace, args.model_dir, [v.strip() for v in args.variants.split(",")], args.steps,
+    return run(args.workspace, args.model_dir, [v.strip() for v in args.variants.split(",") if v.strip()], args.steps,
                args.warmup, args.results, args.profile, args.tiny)
 
 
