@@ -53,12 +53,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "baseline-b8": ("baseline", {"batch": 8}),
     "recipe": ("recipe", {}),
     "recipe-unfused": ("recipe", {"train.fused_kernels": "off"}),
-    "recipe-mb16": ("recipe", {"train.micro_batch_size": 16}),
-    "recipe-mb64": ("recipe", {"train.micro_batch_size": 64}),
+    "recipe-one-row": ("recipe", {"train.packed_row_tokens": 0}),
+    "recipe-rows2048": ("recipe", {"train.packed_row_tokens": 2048}),
+    "recipe-mb32": ("recipe", {"train.micro_batch_size": 32}),
+    "recipe-mb128": ("recipe", {"train.micro_batch_size": 128}),
     "recipe-dropout0.05": ("recipe", {"lora.lora_dropout": 0.05}),
     "recipe-no-checkpointing-mb8": ("recipe", {"train.gradient_checkpointing": False, "train.micro_batch_size": 8}),
 }
-DEFAULT_VARIANTS = "baseline-b4,baseline-b8,recipe,recipe-unfused"
+DEFAULT_VARIANTS = ",".join(VARIANTS)
 
 
 # --------------------------------------------------------------------------- prepare (CPU)
@@ -115,8 +117,10 @@ class StepTimer:
     """A TrainerCallback: wall time and tokens seen at the end of every step (synchronized),
     the peak memory of the steps, and an optional profile of two steps after warm-up."""
 
-    def __init__(self, warmup: int, profile_dir: Path | None) -> None:
+    def __init__(self, warmup: int, steps: int, profile_dir: Path | None) -> None:
+        # The profiled steps are the last two, outside the measured window (profiling slows them).
         self.warmup, self.profile_dir, self.profiler = warmup, profile_dir, None
+        self.profile_at = steps - 2 if profile_dir else steps
         self.marks: list[tuple[float, int]] = []
 
     def as_callback(self):
@@ -126,7 +130,7 @@ class StepTimer:
 
         class Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
-                if timer.profile_dir and state.global_step == timer.warmup and timer.profiler is None:
+                if timer.profile_dir and state.global_step == timer.profile_at and timer.profiler is None:
                     import torch
 
                     timer.profiler = torch.profiler.profile(
@@ -138,8 +142,12 @@ class StepTimer:
 
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
-                timer.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
-                if timer.profiler is not None and state.global_step == timer.warmup + 2:
+                # Packed rows carry some padding: their collator counts the real tokens.
+                loader = kwargs.get("train_dataloader")
+                collated = getattr(getattr(loader, "collate_fn", None), "tokens", None)
+                seen = collated if collated is not None else state.num_input_tokens_seen
+                timer.marks.append((time.perf_counter(), int(seen)))
+                if timer.profiler and state.global_step == timer.profile_at + 2:
                     timer.profiler.__exit__(None, None, None)
                     timer.profile_steps = (timer.marks[-1][0] - timer.marks[-3][0])
                     timer.write_profile()
@@ -166,7 +174,7 @@ class StepTimer:
                                           sorted(by_kernel.items(), key=lambda kv: -kv[1])[:25]}}
 
     def throughput(self) -> dict:
-        measured = self.marks[self.warmup:]
+        measured = self.marks[self.warmup:self.profile_at]
         if len(measured) < 2:
             raise SystemExit(f"only {len(self.marks)} steps ran; need more than --warmup + 1")
         (t0, n0), (t1, n1) = measured[0], measured[-1]
@@ -219,7 +227,7 @@ def run_variant(name: str, workspace: Path, model_dir: Path, steps: int, warmup:
     data = read_datasets(Workspace(workspace))
     tokenizer = load_tokenizer(config.model)
     texts = [row["text"] for row in data["cpt"]]
-    timer = StepTimer(warmup, profile_dir)
+    timer = StepTimer(warmup, steps, profile_dir)
     started = time.perf_counter()
     fused = False
     if kind == "baseline":

@@ -236,6 +236,10 @@ class TrainConfig:
     packing: bool = option(
         True, "Pack examples into one row with position ids restarting per example (no padding, "
               "and no attention across examples).")
+    packed_row_tokens: int = option(
+        0, "With packing: the longest packed row, in tokens. A micro-batch's examples go first-fit into "
+           "rows this long; attention is computed over whole rows, masked per example, so shorter rows "
+           "waste less on pairs of tokens that cannot see each other. 0: one row per micro-batch.")
     qa_repeats: int = option(1, "Times each Q&A-train row appears per epoch, beside one copy of the document text.")
     train_on_inputs: bool = option(False, "Also learn the question part of Q&A rows (default: answers only).")
     prompt_template: str = option("Question: {question}\nAnswer:", "How a question is shown to the model, in training and when asking.")
@@ -274,6 +278,9 @@ class TrainConfig:
             problems.append(f"warmup_ratio: {self.warmup_ratio} must be in [0, 1)")
         if "{question}" not in self.prompt_template:
             problems.append("prompt_template: must contain {question}")
+        if self.packed_row_tokens and self.packed_row_tokens < self.max_seq_tokens:
+            problems.append(f"packed_row_tokens: {self.packed_row_tokens} is below max_seq_tokens "
+                            f"({self.max_seq_tokens}); a row must hold the longest example")
         if self.gpu_memory_gib < 0:
             problems.append(f"gpu_memory_gib: {self.gpu_memory_gib} is below 0")
         for name, allowed in (("device", DEVICES), ("precision", PRECISIONS), ("quantization", QUANTIZATIONS),

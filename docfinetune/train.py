@@ -119,7 +119,9 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, cal
 
     device = resolve_device(t)
     has_val = len(val_set) > 0
-    if t.packing:
+    if t.packing and t.packed_row_tokens:
+        collator = PackedRows(t.packed_row_tokens, tokenizer.pad_token_id or tokenizer.eos_token_id)
+    elif t.packing:
         # One row per micro-batch, position ids restarting per example: transformers builds a
         # block-causal mask from them (sdpa/eager), so examples do not see each other.
         collator = DataCollatorWithFlattening()
@@ -164,6 +166,45 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, cal
     if quiet:
         trainer.remove_callback(PrinterCallback)  # the caller shows progress from our events
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+
+class PackedRows:
+    """Collate a micro-batch into rows of at most `row_tokens` tokens, longest example first into
+    the first row with room. Position ids restart at every example, which makes transformers'
+    mask block-causal (no attention across examples) — as DataCollatorWithFlattening does for
+    one row. Rows are evened out with padding that restarts its own positions and carries no
+    labels; `tokens` counts the real tokens collated so far (padding excluded)."""
+
+    def __init__(self, row_tokens: int, pad_id: int) -> None:
+        self.row_tokens, self.pad_id, self.tokens = row_tokens, pad_id, 0
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        rows: list[list[dict]] = []
+        room: list[int] = []
+        for example in sorted(features, key=lambda f: -len(f["input_ids"])):
+            size = len(example["input_ids"])
+            slot = next((i for i, free in enumerate(room) if size <= free), None)
+            if slot is None:
+                rows.append([]), room.append(self.row_tokens)
+                slot = len(rows) - 1
+            rows[slot].append(example)
+            room[slot] -= size
+        width = self.row_tokens - min(room)
+        columns: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
+        for row in rows:
+            ids, labels, positions = [], [], []
+            for example in row:
+                ids += example["input_ids"]
+                labels += [IGNORE] + list(example["labels"][1:])  # no loss across the example boundary
+                positions += range(len(example["input_ids"]))
+            self.tokens += len(ids)
+            pad = width - len(ids)
+            columns["input_ids"].append(ids + [self.pad_id] * pad)
+            columns["labels"].append(labels + [IGNORE] * pad)
+            columns["position_ids"].append(positions + list(range(pad)))
+        return {key: torch.tensor(value, dtype=torch.long) for key, value in columns.items()}
 
 
 # --------------------------------------------------------------------------- evaluation and checkpoints
