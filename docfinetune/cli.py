@@ -299,7 +299,8 @@ def train(ctx: click.Context, resume: bool, run_id: str | None, pipeline_name: s
         elif kind == "eval":
             accuracy = "-" if data.get("accuracy") is None else f"{data['accuracy']:.1%} ({data['correct']}/{data['questions']})"
             val = "-" if data.get("val_loss") is None else f"{data['val_loss']:.3f}"
-            progress.console.print(f"step {data['step']}: val loss {val}, accuracy {accuracy}")
+            peak = f", GPU peak {data['peak_gpu_gib']:.1f} GiB" if data.get("peak_gpu_gib") else ""
+            progress.console.print(f"step {data['step']}: val loss {val}, accuracy {accuracy}{peak}")
 
     with progress:
         run_dir = run_train(workspace, config, resume=resume, run_id=run_id, on_event=on_event)

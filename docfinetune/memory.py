@@ -7,7 +7,9 @@ make, from the model's shape. When the sum is over the budget it names the setti
 
 The per-token constants are counted from what a decoder layer keeps for its backward pass and
 were checked against peaks measured on the GPU machine (benchmarks/RESULTS.md, "Training
-throughput"): the estimate is meant to be a little high, never far low.
+throughput"): for the Mistral 7B recipe's typical micro-batch it says 7.5 GiB where 7.7 were
+allocated (8.4 reserved); the check takes the largest micro-batch the data can make (9.7 GiB
+there) and keeps 8% of the budget for the allocator's fragmentation.
 """
 
 from __future__ import annotations
@@ -77,17 +79,21 @@ def largest_micro_batch_tokens(lengths: list[int], t: TrainConfig) -> int:
     return sum(longest) if t.packing else longest[0] * t.micro_batch_size
 
 
-def estimate(model, config: PipelineConfig, lengths: list[int], fused_loss: bool) -> MemoryEstimate:
-    """The peak a training step should reach, for the model as loaded now (on the GPU)."""
-    import torch
-
+def estimate(model, config: PipelineConfig, lengths: list[int], fused_loss: bool,
+             weights_bytes: int | None = None) -> MemoryEstimate:
+    """The peak a training step should reach, for the model as loaded now: its weights are
+    what the GPU holds (`weights_bytes` overrides, for tests)."""
     t = config.train
+    if weights_bytes is None:
+        import torch
+
+        weights_bytes = torch.cuda.memory_allocated()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     state = OPTIMIZER_STATE_BYTES["8bit" if "8bit" in t.optimizer else "default"]
     element_bytes = 2 if t.precision != "fp32" else 4
     per_token = bytes_per_token(model.config, t, config.lora.lora_dropout, fused_loss, element_bytes)
     tokens = largest_micro_batch_tokens(lengths, t)
-    return MemoryEstimate(weights_gib=torch.cuda.memory_allocated() / GIB,
+    return MemoryEstimate(weights_gib=weights_bytes / GIB,
                           optimizer_gib=trainable * (4 + state) / GIB,
                           activations_gib=tokens * per_token / GIB, tokens=tokens, bytes_per_token=per_token)
 

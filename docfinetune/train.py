@@ -222,20 +222,25 @@ class RunRecorder(TrainerCallback):
         self.learning_rate: float | None = None
         self.validation: dict[str, Any] = {}
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         self.session_start = self.segment_start = self.last_step_end = time.perf_counter()
         self.first_step = self.saved_step = state.global_step  # a resumed run starts at its checkpoint
-        self.segment_tokens = state.num_input_tokens_seen
+        # PackedRows counts real tokens (its rows carry a little padding, which Trainer would count)
+        self.collator = getattr(train_dataloader, "collate_fn", None)
+        self.segment_tokens = self.tokens_seen(state)
         self.emit("start", {**self.start, "total_steps": state.max_steps,
                             "resumed_from_step": state.global_step or None})
 
     def on_step_end(self, args, state, control, **kwargs):
         self.last_step_end = time.perf_counter()
 
+    def tokens_seen(self, state) -> int:
+        return self.collator.tokens if isinstance(self.collator, PackedRows) else state.num_input_tokens_seen
+
     def tokens_per_s(self, state) -> float:
         """Input tokens (no padding) per second of training since the last evaluation."""
         seconds = self.last_step_end - self.segment_start
-        return round((state.num_input_tokens_seen - self.segment_tokens) / seconds, 1) if seconds > 0 else 0.0
+        return round((self.tokens_seen(state) - self.segment_tokens) / seconds, 1) if seconds > 0 else 0.0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:  # Trainer logs evaluations too
@@ -245,7 +250,7 @@ class RunRecorder(TrainerCallback):
         done = state.global_step - self.first_step
         elapsed = time.perf_counter() - self.session_start
         self.emit("step", {"step": state.global_step, "loss": logs["loss"], "tokens_per_s": self.tokens_per_s(state),
-                           "tokens_seen": state.num_input_tokens_seen,
+                           "tokens_seen": self.tokens_seen(state),
                            "eta_s": round(elapsed / max(done, 1) * (state.max_steps - state.global_step), 1),
                            "learning_rate": self.learning_rate})
 
@@ -280,7 +285,7 @@ class RunRecorder(TrainerCallback):
                 "train_loss": sum(self.losses) / len(self.losses) if self.losses else None,
                 "val_loss": validation.get("val_loss"), "accuracy": validation.get("accuracy"),
                 "correct": validation.get("correct"), "questions": validation.get("questions", 0),
-                "tokens_per_s": self.tokens_per_s(state),
+                "tokens_per_s": self.tokens_per_s(state), "peak_gpu_gib": peak_gpu_gib(),
                 "seconds": round(self.seconds_before + time.perf_counter() - self.session_start, 2),
                 "learning_rate": self.learning_rate}
         metrics_path = self.run_dir / METRICS_FILE
@@ -292,7 +297,14 @@ class RunRecorder(TrainerCallback):
         self.emit("eval", line)
         self.losses, self.saved_step = [], state.global_step
         self.segment_start = self.last_step_end = time.perf_counter()
-        self.segment_tokens = state.num_input_tokens_seen
+        self.segment_tokens = self.tokens_seen(state)
+
+
+def peak_gpu_gib() -> float | None:
+    """The most GPU memory the caching allocator has held so far (None without CUDA)."""
+    import torch
+
+    return round(torch.cuda.max_memory_reserved() / 2 ** 30, 2) if torch.cuda.is_available() else None
 
 
 # --------------------------------------------------------------------------- settings

@@ -147,3 +147,35 @@ def test_a_gguf_conversion_that_cannot_read_is_refused_and_not_cached(tiny_model
     with pytest.raises(DocfinetuneError, match="cannot read plain English"):
         models.load_model(config, TrainConfig(device="cpu"))
     assert not any((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_nf4_asks_transformers_for_4bit_nf4_with_double_quantization(monkeypatch, tiny_model_dir):
+    """The CUDA-only branch, checked on a CPU: what from_pretrained is asked for."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import docfinetune.models as models
+
+    asked = {}
+    monkeypatch.setattr(models, "resolve_device", lambda train: "cuda")
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda location, **kwargs: asked.update(kwargs))
+    models.load_model(ModelConfig(base_model=str(tiny_model_dir)), TrainConfig(quantization="nf4"))
+    q = asked["quantization_config"]
+    assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
+    assert q.bnb_4bit_compute_dtype == torch.bfloat16 and asked["dtype"] == torch.bfloat16
+    assert asked["device_map"] == {"": 0} and asked["attn_implementation"] == "sdpa"
+
+
+def test_weights_too_large_for_the_gpu_say_to_use_nf4(monkeypatch, tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import docfinetune.models as models
+
+    def out_of_memory(location, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(models, "resolve_device", lambda train: "cuda")
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", out_of_memory)
+    with pytest.raises(ConfigError, match="does not fit in the GPU's memory .* use train.quantization: nf4"):
+        models.load_model(ModelConfig(base_model=str(tiny_model_dir)), TrainConfig())

@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from docfinetune.config import load_pipeline
+from docfinetune.config import TrainConfig, load_pipeline
 from docfinetune.errors import ConfigError, DocfinetuneError
 from docfinetune.ingest import ingest
 from docfinetune.select import plot_curves, select_checkpoint
-from docfinetune.train import IGNORE, prepare_model, tokenize, train
+from docfinetune.train import IGNORE, PackedRows, fused_kernels_on, prepare_model, tokenize, train
 from docfinetune.workspace import Workspace, read_jsonl
 from tests.conftest import CONTRACT_PAGES, write_pdf
 
@@ -92,7 +92,7 @@ def test_train_builds_the_datasets_and_writes_every_run_file(reference):
     assert len(epoch_ends) == 2
     for r in rows:
         assert set(r) == {"step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
-                          "tokens_per_s", "seconds", "learning_rate"}
+                          "tokens_per_s", "peak_gpu_gib", "seconds", "learning_rate"}
         assert r["questions"] == 6 and r["accuracy"] == r["correct"] / 6
         assert 0 < r["train_loss"] < 20 and 0 < r["val_loss"] < 20 and r["tokens_per_s"] > 0
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
@@ -176,6 +176,34 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tiny_tokeni
         tiny_tokenizer.padding_side = "right"
         padded = model(**DataCollatorForSeq2Seq(tiny_tokenizer, padding=True, label_pad_token_id=IGNORE)(examples))
         assert padded.loss.item() == pytest.approx(expected, abs=1e-5)
+
+        # Several packed rows, evened out with label-less padding: the same loss and logits.
+        longest = max(len(e["input_ids"]) for e in examples)
+        collator = PackedRows(row_tokens=longest + 2, pad_id=tiny_tokenizer.pad_token_id or 0)
+        rows = collator(examples)
+        assert rows["input_ids"].shape[0] >= 2 and rows["input_ids"].shape[1] <= longest + 2
+        assert collator.tokens == sum(len(e["input_ids"]) for e in examples)  # padding not counted
+        in_rows = model(**rows)
+        assert in_rows.loss.item() == pytest.approx(expected, abs=1e-5)
+        for e, alone in zip(examples, separate):  # find each example by its tokens
+            row, start = next((r, i) for r in range(rows["input_ids"].shape[0])
+                              for i in range(rows["input_ids"].shape[1] - len(e["input_ids"]) + 1)
+                              if rows["input_ids"][r, i:i + len(e["input_ids"])].tolist() == e["input_ids"]
+                              and rows["position_ids"][r, i] == 0)
+            got = in_rows.logits[row, start:start + len(e["input_ids"])]
+            assert torch.allclose(got, alone.logits[0], atol=1e-4)
+
+
+def test_packed_rows_fill_first_fit_longest_first():
+    examples = [{"input_ids": [7] * n, "labels": [7] * n} for n in (5, 9, 3, 6, 2)]
+    collator = PackedRows(row_tokens=10, pad_id=0)
+    batch = collator(examples)
+    # longest first: 9 | 6+3 | 5+2 -> three rows, as wide as the fullest (9), the rest padded
+    assert batch["input_ids"].shape == (3, 9)
+    assert batch["position_ids"][1].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2]
+    assert batch["position_ids"][2].tolist() == [0, 1, 2, 3, 4, 0, 1, 0, 1]  # padding restarts its positions
+    assert batch["labels"][2].tolist() == [IGNORE, 7, 7, 7, 7, IGNORE, 7, IGNORE, IGNORE]
+    assert collator.tokens == 25
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -343,3 +371,15 @@ def test_train_keeps_the_qa_files_of_the_last_build(reference, tmp_path):
     stats = (workspace.datasets_dir / "stats.json").read_bytes()
     train(workspace, config, run_id="own-qa")
     assert (workspace.datasets_dir / "stats.json").read_bytes() == stats  # not rebuilt
+
+
+def test_fused_kernels_only_with_cuda_and_liger():
+    assert fused_kernels_on(TrainConfig(device="cpu", fused_kernels="auto")) is False
+    assert fused_kernels_on(TrainConfig(device="cpu", fused_kernels="off")) is False
+    with pytest.raises(ConfigError, match="train.fused_kernels: on needs a CUDA GPU and liger-kernel"):
+        fused_kernels_on(TrainConfig(device="cpu", fused_kernels="on"))
+
+
+def test_packed_rows_must_hold_the_longest_example():
+    with pytest.raises(ConfigError, match="packed_row_tokens: 256 is below max_seq_tokens"):
+        TrainConfig(packed_row_tokens=256, max_seq_tokens=512)
