@@ -72,6 +72,9 @@ def prepare(out: Path) -> int:
     from docfinetune.ingest import ingest
     from docfinetune.workspace import Workspace
 
+    if not CONTRACT.exists():
+        print(f"skipped: {CONTRACT} is absent")
+        return 0
     config = load_pipeline("default", {})
     workspace = Workspace(out)
     ingest([CONTRACT], workspace, config.ingest)
