@@ -145,11 +145,8 @@ class StepTimer:
 
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
-                # Packed rows carry some padding: their collator counts the real tokens.
-                loader = kwargs.get("train_dataloader")
-                collated = getattr(getattr(loader, "collate_fn", None), "tokens", None)
-                seen = collated if collated is not None else state.num_input_tokens_seen
-                timer.marks.append((time.perf_counter(), int(seen)))
+                # non-padding tokens: Trainer counts them (include_num_input_tokens_seen="non_padding")
+                timer.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
                 if timer.profiler and state.global_step == timer.profile_at + 2:
                     timer.profiler.__exit__(None, None, None)
                     timer.profile_steps = (timer.marks[-1][0] - timer.marks[-3][0])

@@ -105,7 +105,9 @@ def load_tokenizer(model: ModelConfig):
                 raise DocfinetuneError(_hub_offline_hint(source.location)) from None
             raise DocfinetuneError(f"{source.location}: no tokenizer files in this directory") from None
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        # Mistral's and Llama 2's tokenizers have no pad token. <unk> never occurs in encoded text,
+        # so padding stays countable apart from real tokens (eos ends every training example).
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     return tokenizer
 
 

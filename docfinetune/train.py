@@ -120,7 +120,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, cal
     device = resolve_device(t)
     has_val = len(val_set) > 0
     if t.packing and t.packed_row_tokens:
-        collator = PackedRows(t.packed_row_tokens, tokenizer.pad_token_id or tokenizer.eos_token_id)
+        collator = PackedRows(t.packed_row_tokens, tokenizer.pad_token_id)
     elif t.packing:
         # One row per micro-batch, position ids restarting per example: transformers builds a
         # block-causal mask from them (sdpa/eager), so examples do not see each other.
@@ -152,8 +152,9 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, cal
         prediction_loss_only=True,
         logging_strategy="steps",
         logging_steps=1,
-        # Packed rows hold no padding; padded ones carry an attention mask to count by.
-        include_num_input_tokens_seen="all" if t.packing else "non_padding",
+        # One packed row holds no padding; packed rows are evened out with pad tokens, padded
+        # batches carry an attention mask: "non_padding" counts only real tokens in both.
+        include_num_input_tokens_seen="all" if t.packing and not t.packed_row_tokens else "non_padding",
         label_names=["labels"],
         remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_workers,
@@ -172,11 +173,11 @@ class PackedRows:
     """Collate a micro-batch into rows of at most `row_tokens` tokens, longest example first into
     the first row with room. Position ids restart at every example, which makes transformers'
     mask block-causal (no attention across examples) — as DataCollatorWithFlattening does for
-    one row. Rows are evened out with padding that restarts its own positions and carries no
-    labels; `tokens` counts the real tokens collated so far (padding excluded)."""
+    one row. Rows are evened out with `pad_id` tokens that carry no labels and restart their own
+    positions (so they form a block of their own); Trainer counts tokens other than `pad_id`."""
 
     def __init__(self, row_tokens: int, pad_id: int) -> None:
-        self.row_tokens, self.pad_id, self.tokens = row_tokens, pad_id, 0
+        self.row_tokens, self.pad_id = row_tokens, pad_id
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
@@ -199,7 +200,6 @@ class PackedRows:
                 ids += example["input_ids"]
                 labels += [IGNORE] + list(example["labels"][1:])  # no loss across the example boundary
                 positions += range(len(example["input_ids"]))
-            self.tokens += len(ids)
             pad = width - len(ids)
             columns["input_ids"].append(ids + [self.pad_id] * pad)
             columns["labels"].append(labels + [IGNORE] * pad)
@@ -222,25 +222,20 @@ class RunRecorder(TrainerCallback):
         self.learning_rate: float | None = None
         self.validation: dict[str, Any] = {}
 
-    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+    def on_train_begin(self, args, state, control, **kwargs):
         self.session_start = self.segment_start = self.last_step_end = time.perf_counter()
         self.first_step = self.saved_step = state.global_step  # a resumed run starts at its checkpoint
-        # PackedRows counts real tokens (its rows carry a little padding, which Trainer would count)
-        self.collator = getattr(train_dataloader, "collate_fn", None)
-        self.segment_tokens = self.tokens_seen(state)
+        self.segment_tokens = state.num_input_tokens_seen
         self.emit("start", {**self.start, "total_steps": state.max_steps,
                             "resumed_from_step": state.global_step or None})
 
     def on_step_end(self, args, state, control, **kwargs):
         self.last_step_end = time.perf_counter()
 
-    def tokens_seen(self, state) -> int:
-        return self.collator.tokens if isinstance(self.collator, PackedRows) else state.num_input_tokens_seen
-
     def tokens_per_s(self, state) -> float:
         """Input tokens (no padding) per second of training since the last evaluation."""
         seconds = self.last_step_end - self.segment_start
-        return round((self.tokens_seen(state) - self.segment_tokens) / seconds, 1) if seconds > 0 else 0.0
+        return round((state.num_input_tokens_seen - self.segment_tokens) / seconds, 1) if seconds > 0 else 0.0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:  # Trainer logs evaluations too
@@ -250,7 +245,7 @@ class RunRecorder(TrainerCallback):
         done = state.global_step - self.first_step
         elapsed = time.perf_counter() - self.session_start
         self.emit("step", {"step": state.global_step, "loss": logs["loss"], "tokens_per_s": self.tokens_per_s(state),
-                           "tokens_seen": self.tokens_seen(state),
+                           "tokens_seen": state.num_input_tokens_seen,
                            "eta_s": round(elapsed / max(done, 1) * (state.max_steps - state.global_step), 1),
                            "learning_rate": self.learning_rate})
 
@@ -297,7 +292,7 @@ class RunRecorder(TrainerCallback):
         self.emit("eval", line)
         self.losses, self.saved_step = [], state.global_step
         self.segment_start = self.last_step_end = time.perf_counter()
-        self.segment_tokens = self.tokens_seen(state)
+        self.segment_tokens = state.num_input_tokens_seen
 
 
 def peak_gpu_gib() -> float | None:

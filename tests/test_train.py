@@ -182,7 +182,8 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tiny_tokeni
         collator = PackedRows(row_tokens=longest + 2, pad_id=tiny_tokenizer.pad_token_id or 0)
         rows = collator(examples)
         assert rows["input_ids"].shape[0] >= 2 and rows["input_ids"].shape[1] <= longest + 2
-        assert collator.tokens == sum(len(e["input_ids"]) for e in examples)  # padding not counted
+        real = (rows["input_ids"] != collator.pad_id).sum().item()  # what Trainer counts ("non_padding")
+        assert real == sum(len(e["input_ids"]) for e in examples)
         in_rows = model(**rows)
         assert in_rows.loss.item() == pytest.approx(expected, abs=1e-5)
         for e, alone in zip(examples, separate):  # find each example by its tokens
@@ -203,7 +204,7 @@ def test_packed_rows_fill_first_fit_longest_first():
     assert batch["position_ids"][1].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2]
     assert batch["position_ids"][2].tolist() == [0, 1, 2, 3, 4, 0, 1, 0, 1]  # padding restarts its positions
     assert batch["labels"][2].tolist() == [IGNORE, 7, 7, 7, 7, IGNORE, 7, IGNORE, IGNORE]
-    assert collator.tokens == 25
+    assert (batch["input_ids"] != 0).sum().item() == 25
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -383,3 +384,15 @@ def test_fused_kernels_only_with_cuda_and_liger():
 def test_packed_rows_must_hold_the_longest_example():
     with pytest.raises(ConfigError, match="packed_row_tokens: 256 is below max_seq_tokens"):
         TrainConfig(packed_row_tokens=256, max_seq_tokens=512)
+
+
+def test_a_run_in_packed_rows_counts_exactly_the_tokens_it_trained_on(reference, tmp_path):
+    """With rows of 64 tokens the micro-batches carry padding; tokens_seen must not count it."""
+    config = tiny_config(reference["config"].model.base_model, epochs=1.0, packed_row_tokens=64)
+    events: list[tuple[str, dict]] = []
+    train(reference["workspace"], config, run_id="packed-rows", on_event=lambda kind, data: events.append((kind, data)))
+    start = events[0][1]
+    steps = [d for k, d in events if k == "step"]
+    assert len(steps) == start["total_steps"] == math.ceil(start["examples"] / MICRO_BATCH)
+    assert steps[-1]["tokens_seen"] == start["tokens"]  # every example once, padding excluded
+    assert all(d["tokens_per_s"] > 0 for d in steps)
