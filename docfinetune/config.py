@@ -400,6 +400,8 @@ def _build(section_type: type, values: dict[str, Any], where: str, problems: lis
             kwargs[key] = _build(f.type, value, f"{name}.", problems)
         elif f.type is float and isinstance(value, int) and not isinstance(value, bool):
             kwargs[key] = float(value)
+        elif f.type is str and isinstance(value, bool) and {"on", "off"} <= set(f.metadata.get("choices", ())):
+            kwargs[key] = "on" if value else "off"  # YAML reads a bare on/off as a boolean
         elif not isinstance(value, f.type) or (f.type is int and isinstance(value, bool)):
             problems.append(f"{name}: expected {f.type.__name__}, got {value!r}")
         else:

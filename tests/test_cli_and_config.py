@@ -100,3 +100,9 @@ def test_overrides_and_validation():
     assert config.ingest.chunk_chars == 300 and config.ingest.extractor == "pypdfium2"
     with pytest.raises(ConfigError):
         IngestConfig(chunk_chars=10)
+
+
+def test_a_bare_yaml_off_is_read_as_the_word(tmp_path: Path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  fused_kernels: off\n")
+    assert load_pipeline(str(recipe)).train.fused_kernels == "off"
