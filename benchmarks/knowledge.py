@@ -136,7 +136,7 @@ def _summary(report: dict) -> dict:
 
 
 def report(results: Path, write: bool) -> int:
-    from results import machine, write_section
+    from results import machine, publish
 
     rows = json.loads(results.read_text())
     systems = ("base", "base+rag", "finetuned", "finetuned+rag")
@@ -192,11 +192,8 @@ def report(results: Path, write: bool) -> int:
                      f"| {tuned.get('reproduced_share', {}).get('mean', 0):.2f} "
                      f"| {tuned.get('exact_prefix_chars', {}).get('max', 0)} chars |")
     lines.append(f"| **mean over contracts** | **{sum(shares) / len(shares):.2f}** | | | |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if write:
-        write_section(SECTION, text)
-    return 0
+
+    return publish(SECTION, lines, write)
 
 
 def main() -> int:

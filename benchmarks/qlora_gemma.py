@@ -130,13 +130,9 @@ def report(results: Path, write: bool) -> int:
         lines.append(f"| {quantization} | {s['ingest']} | {s['build']} | {s['train']} | {last['seconds']} | {s['ask']} | "
                      f"{last['train_loss']:.3f} | {chosen['val_loss']:.3f} | {acc(r['lawyers'])} | "
                      f"{acc(r['held_out'])} | {acc(r['taught'])} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if write:
-        from results import write_section
+    from results import publish
 
-        write_section(SECTION, text)
-    return 0
+    return publish(SECTION, lines, write)
 
 
 def main() -> int:

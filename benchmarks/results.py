@@ -26,3 +26,12 @@ def write_section(heading: str, body: str) -> None:
     parts = [p for p in re.split(r"(?m)^(?=## )", text) if not p.startswith(heading)]
     RESULTS.write_text("".join(parts).rstrip() + "\n\n" + body.rstrip() + "\n", encoding="utf-8")
     print(f"updated {RESULTS}")
+
+
+def publish(heading: str, lines: list[str], write: bool) -> int:
+    """Print a report's lines; with `write`, also make them RESULTS.md's section `heading`."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        write_section(heading, text)
+    return 0

@@ -375,13 +375,9 @@ def report(results: Path, full_run: Path | None, write: bool) -> int:
                       "| kernel family | GPU s | share of busy |", "|---|---|---|"]
             lines += [f"| {k} | {v} | {100 * v / p['gpu_busy_s']:.0f}% |" for k, v in p["families_s"].items()]
             lines += a10g_projection(recipe, full_run)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if write:
-        from results import write_section
+    from results import publish
 
-        write_section(SECTION, text)
-    return 0
+    return publish(SECTION, lines, write)
 
 
 A10G = {"bf16_flops": 70e12, "bandwidth": 600e9}
