@@ -114,7 +114,7 @@ def report(results: Path, write: bool) -> int:
              f"`python benchmarks/qlora_gemma.py run …` on {any_row['device']}, {any_row['date']}: the whole "
              f"pipeline through the CLI on `{CONTRACT}` (cuad-dev), real Gemma 3 270M weights, "
              f"`--epochs 8 {' '.join(TRAIN_FLAGS)}`, the same seed; only train.quantization differs.", "",
-             "`train s` is the whole command (the first run also converted the GGUF once, ~25 s); "
+             "`train s` is the whole command (the first run also converted the GGUF once, which made its build and train commands 13 s and 22 s longer); "
              "`training s` is the run's own clock (steps, evaluations, checkpoints).", "",
              "| | ingest s | build s | train s | training s | ask s | final train loss | selected val loss "
              "| lawyers' questions | held-out facts | taught facts (sample) |", "|---|---|---|---|---|---|---|---|---|---|---|"]

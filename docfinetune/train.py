@@ -187,8 +187,9 @@ class PackedRows:
         for example in sorted(features, key=lambda f: -len(f["input_ids"])):
             size = len(example["input_ids"])
             slot = next((i for i, free in enumerate(room) if size <= free), None)
-            if slot is None:
-                rows.append([]), room.append(self.row_tokens)
+            if slot is None:  # no row has room: open one
+                rows.append([])
+                room.append(self.row_tokens)
                 slot = len(rows) - 1
             rows[slot].append(example)
             room[slot] -= size
