@@ -57,6 +57,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recipe-rows2048": ("recipe", {"train.packed_row_tokens": 2048}),
     "recipe-mb32": ("recipe", {"train.micro_batch_size": 32}),
     "recipe-mb128": ("recipe", {"train.micro_batch_size": 128}),
+    "recipe-checkpointed0.9": ("recipe", {"train.checkpointed_layers": 0.9}),
+    "recipe-checkpointed0.8": ("recipe", {"train.checkpointed_layers": 0.8}),
+    "recipe-mb32-checkpointed0.6": ("recipe", {"train.micro_batch_size": 32, "train.checkpointed_layers": 0.6}),
     "recipe-dropout0.05": ("recipe", {"lora.lora_dropout": 0.05}),
     "recipe-no-checkpointing-mb8": ("recipe", {"train.gradient_checkpointing": False, "train.micro_batch_size": 8}),
 }

@@ -254,6 +254,9 @@ class TrainConfig:
     quantization: str = option("none", "none, or nf4: 4-bit NF4 base weights with double quantization (QLoRA; CUDA only).",
                                choices=QUANTIZATIONS)
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass to save memory.")
+    checkpointed_layers: float = option(
+        1.0, "With gradient_checkpointing: the share of decoder layers that recompute their activations "
+             "in the backward pass; the others keep them, which is faster and takes more memory.")
     fused_kernels: str = option(
         "auto", "liger-kernel's Triton kernels (RMSNorm, SwiGLU, RoPE, and a cross-entropy fused with the "
                 "output layer so the logits are never stored): auto (on with CUDA when liger-kernel is "
@@ -281,6 +284,8 @@ class TrainConfig:
         if self.packed_row_tokens and self.packed_row_tokens < self.max_seq_tokens:
             problems.append(f"packed_row_tokens: {self.packed_row_tokens} is below max_seq_tokens "
                             f"({self.max_seq_tokens}); a row must hold the longest example")
+        if not 0 <= self.checkpointed_layers <= 1:
+            problems.append(f"checkpointed_layers: {self.checkpointed_layers} must be in [0, 1]")
         if self.gpu_memory_gib < 0:
             problems.append(f"gpu_memory_gib: {self.gpu_memory_gib} is below 0")
         for name, allowed in (("device", DEVICES), ("precision", PRECISIONS), ("quantization", QUANTIZATIONS),

@@ -61,8 +61,9 @@ def bytes_per_token(model_config, t: TrainConfig, lora_dropout: float, fused_los
     layer = (10 * hidden + 5 * inner) * element_bytes
     if lora_dropout > 0:
         layer += (6 * hidden + inner) * element_bytes
-    if t.gradient_checkpointing:  # every layer's input, plus one layer rebuilt at a time
-        kept = layers * hidden * element_bytes + layer
+    if t.gradient_checkpointing:  # recomputed layers keep their input, plus one layer rebuilt at a time
+        recomputed = round(layers * t.checkpointed_layers)
+        kept = recomputed * hidden * element_bytes + (layers - recomputed) * layer + (layer if recomputed else 0)
     else:
         kept = layers * layer
     # Unfused loss: the logits, their fp32 copy in the cross-entropy and its gradient.

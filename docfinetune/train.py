@@ -420,6 +420,7 @@ def prepare_model(config: PipelineConfig):
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()  # the frozen embeddings' output must carry grads to the adapters
+        keep_activations(model, t.checkpointed_layers)
     set_seed(t.seed)  # the adapter's initial weights
     lora = config.lora
     try:
@@ -432,6 +433,18 @@ def prepare_model(config: PipelineConfig):
                           f"{config.model.base_model} ({err})") from None
     model.train()
     return model
+
+
+def keep_activations(model, checkpointed_share: float) -> int:
+    """Selective checkpointing: the last decoder layers beyond `checkpointed_share` keep their
+    activations instead of recomputing them. Returns how many layers still recompute."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    recomputed = round(len(layers) * checkpointed_share)
+    for layer in layers[recomputed:]:
+        layer.gradient_checkpointing = False
+    return recomputed
 
 
 def fused_kernels_on(t: TrainConfig) -> bool:

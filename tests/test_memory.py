@@ -77,3 +77,11 @@ def test_without_checkpointing_the_advice_mentions_it():
     found = MemoryEstimate(weights_gib=4.0, optimizer_gib=0.2, activations_gib=40.0, tokens=7000, bytes_per_token=6_000_000)
     with pytest.raises(ConfigError, match="or turn on train.gradient_checkpointing"):
         check_fits(found, 24.0, t, 110)
+
+
+def test_fewer_checkpointed_layers_need_more_memory_per_token():
+    full = bytes_per_token(MISTRAL_7B, recipe().train, 0.0, fused_loss=True, element_bytes=2)
+    most = bytes_per_token(MISTRAL_7B, recipe(checkpointed_layers=0.75).train, 0.0, fused_loss=True, element_bytes=2)
+    none = bytes_per_token(MISTRAL_7B, recipe(gradient_checkpointing=False).train, 0.0, fused_loss=True, element_bytes=2)
+    assert full < most < none
+    assert bytes_per_token(MISTRAL_7B, recipe(checkpointed_layers=0.0).train, 0.0, True, 2) == none

@@ -396,3 +396,14 @@ def test_a_run_in_packed_rows_counts_exactly_the_tokens_it_trained_on(reference,
     assert len(steps) == start["total_steps"] == math.ceil(start["examples"] / MICRO_BATCH)
     assert steps[-1]["tokens_seen"] == start["tokens"]  # every example once, padding excluded
     assert all(d["tokens_per_s"] > 0 for d in steps)
+
+
+def test_selective_checkpointing_leaves_the_last_layers_alone(tiny_model_dir):
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    model = prepare_model(tiny_config(tiny_model_dir, gradient_checkpointing=True, checkpointed_layers=0.5))
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert [layer.gradient_checkpointing for layer in layers] == [True, False]  # the tiny model has 2 layers
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "labels": torch.tensor([[5, 6, 7, 8]])}
+    model(**batch).loss.backward()  # both kinds of layer train
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
