@@ -57,6 +57,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recipe-rows2048": ("recipe", {"train.packed_row_tokens": 2048}),
     "recipe-mb32": ("recipe", {"train.micro_batch_size": 32}),
     "recipe-mb128": ("recipe", {"train.micro_batch_size": 128}),
+    "recipe-checkpointed1.0": ("recipe", {"train.checkpointed_layers": 1.0}),
     "recipe-checkpointed0.9": ("recipe", {"train.checkpointed_layers": 0.9}),
     "recipe-checkpointed0.8": ("recipe", {"train.checkpointed_layers": 0.8}),
     "recipe-mb32-checkpointed0.6": ("recipe", {"train.micro_batch_size": 32, "train.checkpointed_layers": 0.6}),
@@ -339,8 +340,26 @@ def run(workspace: Path, model_dir: Path, variants: list[str], steps: int, warmu
 # --------------------------------------------------------------------------- report
 
 
-def report(results: Path, full_run: Path | None, write: bool) -> int:
-    rows = {r["variant"]: r for r in json.loads(results.read_text())}
+def variant_table(rows: dict[str, dict], reference: dict | None) -> list[str]:
+    lines = [f"| variant | useful tokens/s | × {reference['variant'] if reference else '?'} | tokens/step "
+             "| median step s | peak allocated GiB | peak reserved GiB | estimate GiB | MFU |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error'].strip().splitlines()[-1][:120]} | | | | | | | |")
+            continue
+        ratio = r["tokens_per_s"] / reference["tokens_per_s"] if reference else float("nan")
+        estimate = f"{estimate_at(r):.1f}" if r["kind"] == "recipe" else "–"
+        lines.append(f"| {name} | {r['tokens_per_s']:,.0f} | {ratio:.2f} | {r['tokens_per_step']:,.0f} | "
+                     f"{r['median_step_s']:.2f} | {r.get('peak_allocated_gib', 0):.1f} | {r.get('peak_reserved_gib', 0):.1f} "
+                     f"| {estimate} | {100 * (r.get('mfu') or 0):.1f}% |")
+    return lines
+
+
+def report(results: list[Path], full_run: Path | None, write: bool) -> int:
+    """The first results file is the main table; later ones (other runs) follow as their own
+    tables, each compared with its own run's `recipe`."""
+    rows = {r["variant"]: r for r in json.loads(results[0].read_text())}
     baseline = max((r for n, r in rows.items() if n.startswith("baseline") and "error" not in r),
                    key=lambda r: r["tokens_per_s"], default=None)
     first = next(iter(rows.values()))
@@ -350,19 +369,15 @@ def report(results: Path, full_run: Path | None, write: bool) -> int:
              f"`models.load_model`, LoRA r=16 on all seven projections, capped at {CAP_GIB:.0f} GiB; all variants "
              "train on the 835 chunks of the 154-page CERES contract (~112 tokens each), one process each, "
              "12 steps of which the first 4 are not timed. Useful tokens are non-padding tokens; MFU counts "
-             "6 × 7.24e9 FLOPs per useful token against 989 TFLOP/s dense bf16. The estimate is the "
-             "project's memory check (memory.py) for the largest micro-batch these chunks can make.", "",
-             "| variant | useful tokens/s | × best baseline | tokens/step | median step s | peak allocated GiB "
-             "| peak reserved GiB | estimate GiB | MFU |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        if "error" in r:
-            lines.append(f"| {name} | failed: {r['error'].strip().splitlines()[-1][:120]} | | | | | | | |")
-            continue
-        ratio = r["tokens_per_s"] / baseline["tokens_per_s"] if baseline else float("nan")
-        estimate = f"{r['estimate_gib']:.1f}" if r.get("estimate_gib") else "–"
-        lines.append(f"| {name} | {r['tokens_per_s']:,.0f} | {ratio:.2f} | {r['tokens_per_step']:,.0f} | "
-                     f"{r['median_step_s']:.2f} | {r.get('peak_allocated_gib', 0):.1f} | {r.get('peak_reserved_gib', 0):.1f} "
-                     f"| {estimate} | {100 * (r.get('mfu') or 0):.1f}% |")
+             "6 × 7.24e9 FLOPs per useful token against 989 TFLOP/s dense bf16. The estimate is memory.py's "
+             f"for the micro-batch measured (its tokens/step), with the {WEIGHTS_GIB} GiB the 4-bit weights "
+             "and adapter measured on the GPU; the check before training applies it to the largest "
+             f"micro-batch a shuffled run meets, with 8% headroom. `{results[0].name}`:", "",
+             *variant_table(rows, baseline)]
+    for extra in results[1:]:
+        more = {r["variant"]: r for r in json.loads(extra.read_text())}
+        lines += ["", f"Another run, same machine and day (`{extra.name}`), against its own `recipe`:", "",
+                  *variant_table(more, more.get("recipe"))]
     recipe = rows.get("recipe")
     if recipe and "error" not in recipe and baseline and recipe.get("device"):
         lines += ["", f"**{recipe['tokens_per_s']:,.0f} useful tokens/s with `{RECIPE}`, "
@@ -381,6 +396,27 @@ def report(results: Path, full_run: Path | None, write: bool) -> int:
     from results import publish
 
     return publish(SECTION, lines, write)
+
+
+WEIGHTS_GIB = 4.0  # torch.cuda.memory_allocated() after loading the 7B shape in 4-bit with its adapter
+ADAPTER_PARAMETERS = 41_943_040  # LoRA r=16 on the seven projections of 32 layers
+
+
+def estimate_at(row: dict) -> float:
+    """memory.py's peak for a recipe variant at the micro-batch it measured."""
+    from transformers import MistralConfig
+
+    from docfinetune.config import load_pipeline
+    from docfinetune.memory import GIB, OPTIMIZER_STATE_BYTES, activation_bytes
+
+    overrides: dict = {}
+    for key, value in row["settings"].items():
+        section, field = key.split(".")
+        overrides.setdefault(section, {})[field] = value
+    config = load_pipeline(RECIPE, overrides)
+    activations = activation_bytes(MistralConfig(), config.train, round(row["tokens_per_step"]),
+                                   config.lora.lora_dropout, row["fused_kernels"], 2)
+    return WEIGHTS_GIB + ADAPTER_PARAMETERS * (4 + OPTIMIZER_STATE_BYTES["8bit"]) / GIB + activations / GIB
 
 
 A10G = {"bf16_flops": 70e12, "bandwidth": 600e9}
@@ -461,7 +497,7 @@ def main() -> int:
         p.add_argument("--warmup", type=int, default=4)
         p.add_argument("--profile", type=Path, help="profile two steps of the recipe; the table goes in the results")
     p = sub.add_parser("report")
-    p.add_argument("--results", type=Path, required=True)
+    p.add_argument("--results", type=Path, nargs="+", required=True)
     p.add_argument("--full-run", type=Path, help="results JSON with the whole recipe's run on the GPU (A10G projection)")
     p.add_argument("--write-results", action="store_true")
     args = parser.parse_args()

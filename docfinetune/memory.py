@@ -5,11 +5,10 @@ check runs right after the model is loaded — its weights are then measured, no
 adds the adapter's optimizer state and the activations of the largest micro-batch the data can
 make, from the model's shape. When the sum is over the budget it names the setting to change.
 
-The per-token constants are counted from what a decoder layer keeps for its backward pass and
-were checked against peaks measured on the GPU machine (benchmarks/RESULTS.md, "Training
-throughput"): for the Mistral 7B recipe's typical micro-batch it says 7.5 GiB where 7.7 were
-allocated (8.4 reserved); the check takes the largest micro-batch the data can make (9.7 GiB
-there) and keeps 8% of the budget for the allocator's fragmentation.
+The constants are counted from what a decoder layer keeps for its backward pass and fitted to
+peaks measured on the GPU machine (benchmarks/RESULTS.md, "Training throughput"). The check
+takes the largest micro-batch a shuffled run will meet and keeps 8% of the budget for the
+caching allocator's fragmentation.
 """
 
 from __future__ import annotations
@@ -50,34 +49,55 @@ def apply_cap(t: TrainConfig) -> float:
     return t.gpu_memory_gib
 
 
-def bytes_per_token(model_config, t: TrainConfig, lora_dropout: float, fused_loss: bool, element_bytes: int) -> int:
-    """Activation bytes one token of a micro-batch holds at the peak of the backward pass."""
+def layer_activation_bytes(model_config, tokens: int, lora_dropout: float, element_bytes: int) -> int:
+    """What one decoder layer keeps for its backward pass over `tokens` tokens: ~4 hidden-sized
+    and ~3 MLP-sized tensors per token (norm outputs, q/k/v/o inputs, rotary copies, gate, up and
+    their product), plus about one byte per weight of the layer that does not shrink with the
+    batch. Fitted to the peaks allocated by 11 configurations of the Mistral 7B shape: within
+    -6%..+11% (benchmarks/RESULTS.md, "Training throughput").
+    LoRA dropout adds a masked copy of each adapted input."""
     hidden = model_config.hidden_size
     inner = getattr(model_config, "intermediate_size", 4 * hidden)
-    layers = model_config.num_hidden_layers
-    # One decoder layer keeps ~10 hidden-sized tensors (norm inputs and outputs, q/k/v/o inputs
-    # and outputs, rotary copies, the residual) and ~5 MLP-sized ones (gate, up, their activation
-    # and product, down's input); LoRA dropout adds a masked copy of each adapted input.
-    layer = (10 * hidden + 5 * inner) * element_bytes
+    heads = getattr(model_config, "num_attention_heads", 1)
+    kv = hidden * getattr(model_config, "num_key_value_heads", heads) // heads
+    weights = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inner
+    per_token = (4 * hidden + 3 * inner) * element_bytes
     if lora_dropout > 0:
-        layer += (6 * hidden + inner) * element_bytes
-    if t.gradient_checkpointing:  # recomputed layers keep their input, plus one layer rebuilt at a time
-        recomputed = round(layers * t.checkpointed_layers)
-        kept = recomputed * hidden * element_bytes + (layers - recomputed) * layer + (layer if recomputed else 0)
-    else:
-        kept = layers * layer
+        per_token += (6 * hidden + inner) * element_bytes
+    return tokens * per_token + weights
+
+
+def activation_bytes(model_config, t: TrainConfig, tokens: int, lora_dropout: float, fused_loss: bool,
+                     element_bytes: int) -> int:
+    """Activation bytes of a micro-batch of `tokens` tokens at the peak of its backward pass."""
+    hidden = model_config.hidden_size
+    layers = model_config.num_hidden_layers
+    layer = layer_activation_bytes(model_config, tokens, lora_dropout, element_bytes)
+    recomputed = round(layers * t.checkpointed_layers) if t.gradient_checkpointing else 0
+    # Recomputed layers keep only their input; one of them at a time is rebuilt, holding its
+    # activations and the gradients flowing through it.
+    kept = recomputed * tokens * hidden * element_bytes + (layers - recomputed) * layer + (2 * layer if recomputed else 0)
     # Unfused loss: the logits, their fp32 copy in the cross-entropy and its gradient.
-    logits = 0 if fused_loss else model_config.vocab_size * (element_bytes + 4 + 4)
+    logits = 0 if fused_loss else tokens * model_config.vocab_size * (element_bytes + 4 + 4)
     return kept + logits
 
 
 def largest_micro_batch_tokens(lengths: list[int], t: TrainConfig) -> int:
-    """Tokens in the largest micro-batch the data can make: packed rows hold the sum of their
-    examples, padded ones micro_batch_size times the longest."""
-    longest = sorted(lengths, reverse=True)[:t.micro_batch_size]
-    if not longest:
+    """Tokens in the largest micro-batch a run will meet. Padded batches: micro_batch_size times
+    the longest example (some batch holds it). Packed rows hold the sum of micro_batch_size
+    examples drawn at random: their mean plus four standard deviations of that sum — what a
+    shuffled run reaches, where the sum of the longest examples would almost never come together
+    — and never more than that sum."""
+    n = min(t.micro_batch_size, len(lengths))
+    if not n:
         return 0
-    return sum(longest) if t.packing else longest[0] * t.micro_batch_size
+    longest = sorted(lengths, reverse=True)[:n]
+    if not t.packing:
+        return longest[0] * t.micro_batch_size
+    mean = sum(lengths) / len(lengths)
+    spread = (sum((x - mean) ** 2 for x in lengths) / len(lengths)) ** 0.5
+    # ... and at least the batch that holds the longest example, beside average ones
+    return min(sum(longest), round(max(n * mean + 4 * spread * n ** 0.5, longest[0] + (n - 1) * mean)))
 
 
 def estimate(model, config: PipelineConfig, lengths: list[int], fused_loss: bool,
@@ -92,11 +112,12 @@ def estimate(model, config: PipelineConfig, lengths: list[int], fused_loss: bool
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     state = OPTIMIZER_STATE_BYTES["8bit" if "8bit" in t.optimizer else "default"]
     element_bytes = 2 if t.precision != "fp32" else 4
-    per_token = bytes_per_token(model.config, t, config.lora.lora_dropout, fused_loss, element_bytes)
     tokens = largest_micro_batch_tokens(lengths, t)
+    activations = activation_bytes(model.config, t, tokens, config.lora.lora_dropout, fused_loss, element_bytes)
     return MemoryEstimate(weights_gib=weights_bytes / GIB,
                           optimizer_gib=trainable * (4 + state) / GIB,
-                          activations_gib=tokens * per_token / GIB, tokens=tokens, bytes_per_token=per_token)
+                          activations_gib=activations / GIB, tokens=tokens,
+                          bytes_per_token=activations // max(tokens, 1))
 
 
 def check_fits(found: MemoryEstimate, budget_gib: float, t: TrainConfig, mean_example_tokens: float) -> None:
