@@ -386,6 +386,14 @@ def report(results: list[Path], full_run: Path | None, write: bool) -> int:
                       f"baseline-b4), peak {recipe['peak_reserved_gib']:.1f} GiB reserved "
                       f"({recipe['peak_allocated_gib']:.1f} allocated), MFU {100 * recipe['mfu']:.1f}%, "
                       f"{recipe['device']}, {date.today()}."]
+        runs = [{r["variant"]: r for r in json.loads(path.read_text())} for path in results]
+        recipes = [run["recipe"]["tokens_per_s"] for run in runs if "recipe" in run]
+        b8 = [run["baseline-b8"]["tokens_per_s"] for run in runs if "baseline-b8" in run]
+        if len(runs) > 1:
+            lines += ["", f"Across the {len(runs)} runs the recipe made {', '.join(f'{x:,.0f}' for x in recipes)} "
+                          f"useful tokens/s (median {statistics.median(recipes):,.0f}) and baseline-b8 "
+                          f"{', '.join(f'{x:,.0f}' for x in b8)} (median {statistics.median(b8):,.0f}): "
+                          f"**{statistics.median(recipes) / statistics.median(b8):.1f}x** by the medians."]
         if recipe.get("profile"):
             p = recipe["profile"]
             lines += ["", f"Where two steps of `recipe` go (torch.profiler, kernel time by family; wall "
