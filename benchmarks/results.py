@@ -21,10 +21,16 @@ def machine() -> str:
 
 
 def write_section(heading: str, body: str) -> None:
-    """Replace the section that starts with `heading` (sections start with '## ') or append it."""
+    """Replace the section that starts with `heading` (sections start with '## ') where it
+    stands, or append it."""
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    parts = [p for p in re.split(r"(?m)^(?=## )", text) if not p.startswith(heading)]
-    RESULTS.write_text("".join(parts).rstrip() + "\n\n" + body.rstrip() + "\n", encoding="utf-8")
+    parts = re.split(r"(?m)^(?=## )", text)
+    fresh = body.rstrip() + "\n\n"
+    if any(p.startswith(heading) for p in parts):
+        parts = [fresh if p.startswith(heading) else p for p in parts]
+    else:
+        parts.append(fresh)
+    RESULTS.write_text("".join(parts).rstrip() + "\n", encoding="utf-8")
     print(f"updated {RESULTS}")
 
 
