@@ -11,7 +11,7 @@ useful (non-padding) tokens per second, peak memory (allocated and reserved), MF
 
     python benchmarks/train_throughput.py prepare --out .bench/throughput    # here (CPU): ingest + build
     python benchmarks/train_throughput.py run --workspace .bench/throughput \\
-        --model-dir /tmp/mistral-7b-shape --results $OUT/throughput.json [--profile DIR]   # GPU machine
+        --model-dir /tmp/mistral-7b-shape --results $OUT/throughput.json [--profile]   # GPU machine
     python benchmarks/train_throughput.py report --results throughput.json --write-results
 
 The random weights' tokenizer is a byte-level BPE trained on the contract with 2,500 entries,
@@ -65,6 +65,16 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "recipe-no-checkpointing-mb8": ("recipe", {"train.gradient_checkpointing": False, "train.micro_batch_size": 8}),
 }
 DEFAULT_VARIANTS = ",".join(VARIANTS)
+
+
+def recipe_overrides(settings: dict) -> dict:
+    """A variant's "section.key" settings as load_pipeline overrides (baseline-only keys skipped)."""
+    overrides: dict = {}
+    for key, value in settings.items():
+        if "." in key:
+            section, field = key.split(".")
+            overrides.setdefault(section, {})[field] = value
+    return overrides
 
 
 # --------------------------------------------------------------------------- prepare (CPU)
@@ -122,12 +132,12 @@ def make_model_dir(model_dir: Path, texts: list[str], tiny: bool) -> None:
 
 class StepTimer:
     """A TrainerCallback: wall time and tokens seen at the end of every step (synchronized),
-    the peak memory of the steps, and an optional profile of two steps after warm-up."""
+    and an optional profile of the last two steps (outside the timed window)."""
 
-    def __init__(self, warmup: int, steps: int, profile_dir: Path | None) -> None:
+    def __init__(self, warmup: int, steps: int, profile: bool) -> None:
         # The profiled steps are the last two, outside the measured window (profiling slows them).
-        self.warmup, self.profile_dir, self.profiler = warmup, profile_dir, None
-        self.profile_at = steps - 2 if profile_dir else steps
+        self.warmup, self.profile_wanted, self.profiler = warmup, profile, None
+        self.profile_at = steps - 2 if profile else steps
         self.marks: list[tuple[float, int]] = []
 
     def as_callback(self):
@@ -137,7 +147,7 @@ class StepTimer:
 
         class Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
-                if timer.profile_dir and state.global_step == timer.profile_at and timer.profiler is None:
+                if timer.profile_wanted and state.global_step == timer.profile_at and timer.profiler is None:
                     import torch
 
                     timer.profiler = torch.profiler.profile(
@@ -204,7 +214,7 @@ def kernel_family(name: str) -> str:
 
 
 def run_variant(name: str, workspace: Path, model_dir: Path, steps: int, warmup: int, cap_gib: float,
-                profile_dir: Path | None) -> dict:
+                profile: bool) -> dict:
     import torch
 
     from docfinetune.config import load_pipeline
@@ -219,10 +229,8 @@ def run_variant(name: str, workspace: Path, model_dir: Path, steps: int, warmup:
                  "train": {"max_steps": steps, "eval_every_steps": 10 ** 6, "gpu_memory_gib": cap_gib if on_gpu else 0}}
     if not on_gpu:  # the CPU smoke test: same code, no 4-bit
         overrides["train"].update(device="cpu", quantization="none", optimizer="adamw_torch", precision="fp32")
-    for key, value in settings.items():
-        if "." in key:
-            section, field = key.split(".")
-            overrides.setdefault(section, {})[field] = value
+    for section, values in recipe_overrides(settings).items():
+        overrides.setdefault(section, {}).update(values)
     config = load_pipeline(RECIPE, overrides)
     t = config.train
     if on_gpu:
@@ -231,7 +239,7 @@ def run_variant(name: str, workspace: Path, model_dir: Path, steps: int, warmup:
     data = read_datasets(Workspace(workspace))
     tokenizer = load_tokenizer(config.model)
     texts = [row["text"] for row in data["cpt"]]
-    timer = StepTimer(warmup, steps, profile_dir)
+    timer = StepTimer(warmup, steps, profile)
     started = time.perf_counter()
     fused = False
     if kind == "baseline":
@@ -310,7 +318,7 @@ def baseline_trainer(model, tokenizer, dataset, batch: int, steps: int, on_gpu: 
 
 
 def run(workspace: Path, model_dir: Path, variants: list[str], steps: int, warmup: int, results: Path,
-        profile: Path | None, tiny: bool) -> int:
+        profile: bool, tiny: bool) -> int:
     from docfinetune.workspace import write_json
 
     if not (model_dir / "config.json").is_file():
@@ -323,7 +331,7 @@ def run(workspace: Path, model_dir: Path, variants: list[str], steps: int, warmu
         command = [sys.executable, __file__, "variant", name, "--workspace", str(workspace), "--model-dir",
                    str(model_dir), "--steps", str(steps), "--warmup", str(warmup)]
         if profile and name == "recipe":
-            command += ["--profile", str(profile)]
+            command.append("--profile")
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -417,11 +425,7 @@ def estimate_at(row: dict) -> float:
     from docfinetune.config import load_pipeline
     from docfinetune.memory import GIB, OPTIMIZER_STATE_BYTES, activation_bytes
 
-    overrides: dict = {}
-    for key, value in row["settings"].items():
-        section, field = key.split(".")
-        overrides.setdefault(section, {})[field] = value
-    config = load_pipeline(RECIPE, overrides)
+    config = load_pipeline(RECIPE, recipe_overrides(row["settings"]))
     activations = activation_bytes(MistralConfig(), config.train, round(row["tokens_per_step"]),
                                    config.lora.lora_dropout, row["fused_kernels"], 2)
     return WEIGHTS_GIB + ADAPTER_PARAMETERS * (4 + OPTIMIZER_STATE_BYTES["8bit"]) / GIB + activations / GIB
@@ -503,7 +507,8 @@ def main() -> int:
         p.add_argument("--model-dir", type=Path, default=Path("/tmp/mistral-7b-shape"))
         p.add_argument("--steps", type=int, default=14)
         p.add_argument("--warmup", type=int, default=4)
-        p.add_argument("--profile", type=Path, help="profile two steps of the recipe; the table goes in the results")
+        p.add_argument("--profile", action="store_true",
+                       help="profile the recipe's last two steps (not timed); the table goes in the results")
     p = sub.add_parser("report")
     p.add_argument("--results", type=Path, nargs="+", required=True)
     p.add_argument("--full-run", type=Path, help="results JSON with the whole recipe's run on the GPU (A10G projection)")
