@@ -57,8 +57,9 @@ def cli(workspace: Path, *args: str) -> float:
                           env={**os.environ, "DOCFINETUNE_WORKSPACE": str(workspace)})
     if done.returncode != 0:
         raise SystemExit(f"docfinetune {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    print(f"docfinetune {' '.join(args)[:80]}: {time.perf_counter() - started:.1f} s", flush=True)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    print(f"docfinetune {' '.join(args)[:80]}: {seconds:.1f} s", flush=True)
+    return seconds
 
 
 def run(out: Path, base_model: str, results: Path, quantizations: list[str], device: str, epochs: str) -> int:
