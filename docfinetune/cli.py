@@ -51,6 +51,15 @@ class _Consoles:
 _consoles = _Consoles()
 
 
+def _print_problem(kind: str, text: str) -> None:
+    """One line on stderr. The text is escaped: file names and advice may hold [brackets],
+    which rich would otherwise read as markup and drop."""
+    from rich.markup import escape
+
+    colour = "red" if kind == "error" else "yellow"
+    _consoles.err.print(f"[{colour}]{kind}:[/] {escape(str(text))}", soft_wrap=True)
+
+
 class _Group(click.Group):
     """Turns DocfinetuneError into a one-line message and exit code 2 (never a traceback)."""
 
@@ -59,14 +68,14 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except IngestFailed as failure:
             for bad in failure.failures:
-                _consoles.err.print(f"[red]error:[/] {bad}", soft_wrap=True)
+                _print_problem("error", bad)
             if ctx.meta.get("inputs", 0) > 1:
                 _consoles.err.print(f"{len(failure.failures)} input(s) failed; nothing was ingested and the "
                           "workspace is unchanged (--keep-going ingests the good ones)", soft_wrap=True)
             sys.exit(EXIT_BAD_INPUT)
         except DocfinetuneError as error:
             for line in str(error).splitlines() or [type(error).__name__]:
-                _consoles.err.print(f"[red]error:[/] {line}", soft_wrap=True)
+                _print_problem("error", line)
             sys.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             _consoles.err.print("interrupted; nothing half-written was kept")
@@ -196,10 +205,10 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], password: str | None, ke
     _consoles.out.print(table)
     for r in results:
         for warning in r.warnings:
-            _consoles.err.print(f"[yellow]warning:[/] {r.path}: {warning}", soft_wrap=True)
+            _print_problem("warning", f"{r.path}: {warning}")
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
-        _consoles.err.print(f"[red]error:[/] {r.path}: {r.error}", soft_wrap=True)
+        _print_problem("error", f"{r.path}: {r.error}")
     if failed:
         sys.exit(EXIT_BAD_INPUT)
 
@@ -286,7 +295,7 @@ def train(ctx: click.Context, resume: bool, run_id: str | None, pipeline_name: s
     def on_event(kind: str, data: dict) -> None:
         if kind == "start":
             for warning in data.get("warnings", []):
-                progress.console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+                _print_problem("warning", warning)  # progress.console is this same stderr console
             progress.console.print(
                 f"run {data['run_id']}: {data['examples']} examples, {data['tokens']:,} tokens, "
                 f"{data['total_steps']} steps" + (f", resumed at step {data['resumed_from_step']}"

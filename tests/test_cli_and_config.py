@@ -106,3 +106,11 @@ def test_a_bare_yaml_off_is_read_as_the_word(tmp_path: Path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train:\n  fused_kernels: off\n")
     assert load_pipeline(str(recipe)).train.fused_kernels == "off"
+
+
+def test_errors_keep_square_brackets(run_cli, tmp_path: Path, workspace_dir: Path):
+    """rich would read "[draft]" as markup and drop it from the file name."""
+    missing = tmp_path / "scan[draft].pdf"
+    result = run_cli("ingest", missing)
+    assert result.exit_code == 2 and "scan[draft].pdf" in result.stderr
+    assert not workspace_dir.exists()
