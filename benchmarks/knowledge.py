@@ -35,9 +35,9 @@ SECTION = "## Knowledge"
 
 
 def prepare(out: Path) -> int:
-    from docfinetune.config import IngestConfig
+    from docfinetune.core.config import IngestConfig
     from docfinetune.ingest import doc_id_for, ingest
-    from docfinetune.workspace import Workspace, write_jsonl
+    from docfinetune.core.workspace import Workspace, write_jsonl
 
     if not CUAD.is_dir():
         print(f"skipped: {CUAD} is absent")
@@ -78,10 +78,10 @@ def run(out: Path, base_model: str, pipeline: str, sets: list[str], results: Pat
         budget_minutes: float) -> int:
     import torch
 
-    from docfinetune.config import load_pipeline
+    from docfinetune.core.config import load_pipeline
     from docfinetune.evaluate import evaluate
     from docfinetune.train import train
-    from docfinetune.workspace import Workspace
+    from docfinetune.core.workspace import Workspace
 
     overrides = parse_sets(sets)
     overrides.setdefault("model", {})["base_model"] = base_model

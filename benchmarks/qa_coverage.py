@@ -5,7 +5,7 @@
 For each contract of ../shared/cuad-dev/pdf the chunks come from `docfinetune ingest` (run
 into a temporary workspace), or with `--source txt` from CUAD's reference text split by
 langchain's RecursiveCharacterTextSplitter (512/64). For every field of questions.jsonl it
-reports the share of the lawyers' answers that match (docfinetune.evaluate.score.answer_matches)
+reports the share of the lawyers' answers that match (docfinetune.core.score.answer_matches)
 at least one generated answer OF THAT FIELD for that contract, then facts, Q&A pairs and
 seconds per contract. Exits 0 with a message when cuad-dev is absent.
 """
@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from docfinetune.data.qa_rules import RulesQAGenerator  # noqa: E402
-from docfinetune.data.qa_types import Chunk, Document  # noqa: E402
-from docfinetune.config import BuildConfig  # noqa: E402
-from docfinetune.data.curate import curate  # noqa: E402
-from docfinetune.evaluate.score import answer_matches  # noqa: E402
+from docfinetune.build.generators.rules import RulesQAGenerator  # noqa: E402
+from docfinetune.core.records import Chunk, Document  # noqa: E402
+from docfinetune.core.config import BuildConfig  # noqa: E402
+from docfinetune.build.curate import curate  # noqa: E402
+from docfinetune.core.score import answer_matches  # noqa: E402
 from results import machine, write_section  # noqa: E402
 
 CUAD = ROOT.parent / "shared" / "cuad-dev"

@@ -65,10 +65,10 @@ def cli(workspace: Path, *args: str) -> float:
 def run(out: Path, base_model: str, results: Path, quantizations: list[str], device: str, epochs: str) -> int:
     import torch
 
-    from docfinetune.config import load_pipeline
+    from docfinetune.core.config import load_pipeline
     from docfinetune.evaluate import evaluate
-    from docfinetune.runs import find_run
-    from docfinetune.workspace import Workspace, read_jsonl, write_json, write_jsonl
+    from docfinetune.core.runs import find_run
+    from docfinetune.core.workspace import Workspace, read_jsonl, write_json, write_jsonl
 
     rows = json.loads(results.read_text()) if results.is_file() else []
     for quantization in quantizations:

@@ -82,9 +82,9 @@ def recipe_overrides(settings: dict) -> dict:
 
 def prepare(out: Path) -> int:
     from docfinetune.build import build
-    from docfinetune.config import load_pipeline
+    from docfinetune.core.config import load_pipeline
     from docfinetune.ingest import ingest
-    from docfinetune.workspace import Workspace
+    from docfinetune.core.workspace import Workspace
 
     if not CONTRACT.exists():
         print(f"skipped: {CONTRACT} is absent")
@@ -217,11 +217,11 @@ def run_variant(name: str, workspace: Path, model_dir: Path, steps: int, warmup:
                 profile: bool) -> dict:
     import torch
 
-    from docfinetune.config import load_pipeline
-    from docfinetune.memory import apply_cap, estimate
-    from docfinetune.models import load_tokenizer
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.train.memory import apply_cap, estimate
+    from docfinetune.core.models import load_tokenizer
     from docfinetune.train import fit, fused_kernels_on, prepare_model, read_datasets, to_dataset, training_mix
-    from docfinetune.workspace import Workspace
+    from docfinetune.core.workspace import Workspace
 
     kind, settings = VARIANTS[name]
     on_gpu = torch.cuda.is_available()
@@ -279,7 +279,7 @@ def baseline_model_and_data(config, tokenizer, texts: list[str]):
     import torch
     from datasets import Dataset
 
-    from docfinetune.models import load_model, peft_import
+    from docfinetune.core.models import load_model, peft_import
 
     with peft_import():
         from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
@@ -319,7 +319,7 @@ def baseline_trainer(model, tokenizer, dataset, batch: int, steps: int, on_gpu: 
 
 def run(workspace: Path, model_dir: Path, variants: list[str], steps: int, warmup: int, results: Path,
         profile: bool, tiny: bool) -> int:
-    from docfinetune.workspace import write_json
+    from docfinetune.core.workspace import write_json
 
     if not (model_dir / "config.json").is_file():
         texts = [json.loads(line)["text"] for line in open(workspace / "datasets" / "cpt.jsonl", encoding="utf-8")]
@@ -422,8 +422,8 @@ def estimate_at(row: dict) -> float:
     """memory.py's peak for a recipe variant at the micro-batch it measured."""
     from transformers import MistralConfig
 
-    from docfinetune.config import load_pipeline
-    from docfinetune.memory import GIB, OPTIMIZER_STATE_BYTES, activation_bytes
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.train.memory import GIB, OPTIMIZER_STATE_BYTES, activation_bytes
 
     config = load_pipeline(RECIPE, recipe_overrides(row["settings"]))
     activations = activation_bytes(MistralConfig(), config.train, round(row["tokens_per_step"]),

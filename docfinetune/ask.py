@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from docfinetune.config import PipelineConfig, TrainConfig
-from docfinetune.data.qa_types import Chunk
-from docfinetune.errors import DocfinetuneError, WorkspaceError
-from docfinetune.generate import first_line, format_prompt, greedy_settings
-from docfinetune.runs import find_run, load_answerer, resolve_checkpoint, runs_dir
-from docfinetune.workspace import Workspace
+from docfinetune.core.config import PipelineConfig, TrainConfig
+from docfinetune.core.records import Chunk
+from docfinetune.core.errors import DocfinetuneError, WorkspaceError
+from docfinetune.core.generate import first_line, format_prompt, greedy_settings
+from docfinetune.core.runs import find_run, load_answerer, resolve_checkpoint, runs_dir
+from docfinetune.core.workspace import Workspace
 
 BASE_MODEL = "base model"
 
@@ -172,7 +172,7 @@ def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | N
         chosen = resolve_checkpoint(run, checkpoint)
     found: list[tuple[Chunk, float]] = []
     if sources:
-        from docfinetune.retrieve import BM25Index
+        from docfinetune.core.retrieve import BM25Index
 
         found = BM25Index.from_workspace(workspace).search(question, sources)
 

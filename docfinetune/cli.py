@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from docfinetune import __version__
-from docfinetune.config import (
+from docfinetune.core.config import (
     DEFAULT_WORKSPACE,
     WORKSPACE_ENV,
     BuildConfig,
@@ -30,8 +30,8 @@ from docfinetune.config import (
     load_pipeline,
     section_fields,
 )
-from docfinetune.errors import DocfinetuneError, IngestFailed
-from docfinetune.workspace import Workspace
+from docfinetune.core.errors import DocfinetuneError, IngestFailed
+from docfinetune.core.workspace import Workspace
 
 EXIT_BAD_INPUT = 2
 

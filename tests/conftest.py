@@ -114,9 +114,9 @@ def contract_pdf(tmp_path: Path) -> Path:
 def ingested_contract(tmp_path_factory: pytest.TempPathFactory):
     """A workspace holding the generated contract, ingested with the default settings and
     nothing else; shared by the session's tests, so treat it as read-only (copy it to change it)."""
-    from docfinetune.config import IngestConfig
+    from docfinetune.core.config import IngestConfig
     from docfinetune.ingest import ingest
-    from docfinetune.workspace import Workspace
+    from docfinetune.core.workspace import Workspace
 
     root = tmp_path_factory.mktemp("ingested")
     workspace = Workspace(root / "ws")

@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from docfinetune.ask import BASE_MODEL, AskResult, ask
-from docfinetune.config import PipelineConfig, load_pipeline
-from docfinetune.errors import DocfinetuneError
-from docfinetune.generate import answer_questions
-from docfinetune.models import load_model, load_tokenizer
-from docfinetune.workspace import Workspace
+from docfinetune.core.config import PipelineConfig, load_pipeline
+from docfinetune.core.errors import DocfinetuneError
+from docfinetune.core.generate import answer_questions
+from docfinetune.core.models import load_model, load_tokenizer
+from docfinetune.core.workspace import Workspace
 
 QUESTION = "Which state's laws govern the agreement?"
 RUN_ID = "20250101-120000"

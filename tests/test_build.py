@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from docfinetune.data.curate import curate
-from docfinetune.data.qa_types import Chunk, QAPair
-from docfinetune.data.split import check_no_leak, split_by_fact
+from docfinetune.build.curate import curate
+from docfinetune.core.records import Chunk, QAPair
+from docfinetune.build.split import check_no_leak, split_by_fact
 from tests.conftest import CONTRACT_PAGES, tree_snapshot, write_pdf
 
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from docfinetune import __version__
 from docfinetune.cli import main
-from docfinetune.config import PIPELINES_DIR, IngestConfig, load_pipeline
-from docfinetune.errors import ConfigError
+from docfinetune.core.config import PIPELINES_DIR, IngestConfig, load_pipeline
+from docfinetune.core.errors import ConfigError
 
 
 def test_version():

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from docfinetune.config import EvalConfig, load_pipeline
-from docfinetune.errors import BadInputError, ConfigError, WorkspaceError
+from docfinetune.core.config import EvalConfig, load_pipeline
+from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
 from docfinetune.evaluate import SYSTEMS, evaluate
 from docfinetune.evaluate.memorization import (
     VerbatimIndex, audit_answers, common_prefix_chars, copied, score_extraction, split_record)
@@ -23,8 +23,8 @@ from docfinetune.evaluate.questions import load_questions
 from docfinetune.evaluate.rag import chunk_pages, rag_prompt
 from docfinetune.evaluate.report import summary_table
 from docfinetune.evaluate.stats import accuracy, by_field, compare, mcnemar_p, wilson_interval
-from docfinetune.retrieve import BM25Index
-from docfinetune.workspace import Workspace, read_jsonl
+from docfinetune.core.retrieve import BM25Index
+from docfinetune.core.workspace import Workspace, read_jsonl
 from tests.conftest import write_pdf
 
 FAST = {"max_new_tokens": 6, "eval_batch_size": 4, "device": "cpu"}
@@ -186,7 +186,7 @@ def test_eval_answers_every_question_with_all_four_systems_and_writes_the_report
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from docfinetune.generate import answer_questions
+    from docfinetune.core.generate import answer_questions
 
     run_dir = make_run(built, tiny_model_dir)
     events = []
@@ -257,13 +257,13 @@ def test_base_systems_need_no_run_and_a_reader_of_the_context_scores_with_rag(
         ingested, tiny_model_dir, tmp_path, monkeypatch):
     """No run is needed for the base systems; a stand-in generator that answers from the RAG
     context shows the retrieved chunk reaches the model and the answer is scored right."""
-    import docfinetune.generate
+    import docfinetune.core.generate
 
     def reader(model, tokenizer, questions, template, batch_size, max_new_tokens):
         prompts = [template.format(question=q.strip()) for q in questions]
         return ["the State of Vermont" if "State of Vermont" in p else "no idea" for p in prompts]
 
-    monkeypatch.setattr(docfinetune.generate, "answer_questions", reader)
+    monkeypatch.setattr(docfinetune.core.generate, "answer_questions", reader)
     questions = tmp_path / "questions.jsonl"
     questions.write_text("\n".join(json.dumps(r) for r in [
         {"question": "Which state's laws govern the agreement?", "answer": "Vermont", "field": "governing_law",

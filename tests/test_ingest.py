@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from docfinetune.config import IngestConfig
+from docfinetune.core.config import IngestConfig
 from docfinetune.ingest import doc_id_for, ingest
 from docfinetune.ingest.chunk import PAGE_SEPARATOR
-from docfinetune.workspace import Workspace, read_jsonl
+from docfinetune.core.workspace import Workspace, read_jsonl
 from tests.conftest import CONTRACT_PAGES, write_pdf
 
 

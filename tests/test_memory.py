@@ -3,9 +3,9 @@
 import pytest
 from transformers import MistralConfig
 
-from docfinetune.config import load_pipeline
-from docfinetune.errors import ConfigError
-from docfinetune.memory import GIB, MemoryEstimate, activation_bytes, check_fits, estimate, largest_micro_batch_tokens
+from docfinetune.core.config import load_pipeline
+from docfinetune.core.errors import ConfigError
+from docfinetune.train.memory import GIB, MemoryEstimate, activation_bytes, check_fits, estimate, largest_micro_batch_tokens
 
 MISTRAL_7B = MistralConfig()  # the defaults are Mistral 7B's shape
 

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from docfinetune.config import ModelConfig, TrainConfig
-from docfinetune.errors import ConfigError, DocfinetuneError
-from docfinetune.generate import answer_questions
-from docfinetune.models import load_model, load_tokenizer, resolve
+from docfinetune.core.config import ModelConfig, TrainConfig
+from docfinetune.core.errors import ConfigError, DocfinetuneError
+from docfinetune.core.generate import answer_questions
+from docfinetune.core.models import load_model, load_tokenizer, resolve
 from tests.tiny_model import TRAINING_TEXT, build_tiny_gemma_tokenizer
 
 # Text that exercises normalization, pre-tokenization, byte fallback and special tokens.
@@ -134,7 +134,7 @@ def test_a_gguf_conversion_that_cannot_read_is_refused_and_not_cached(tiny_model
     stands in for the broken conversion."""
     import transformers
 
-    from docfinetune import models
+    from docfinetune.core import models
 
     fake = tmp_path / "broken.gguf"
     fake.write_bytes(b"GGUF")
@@ -154,7 +154,7 @@ def test_nf4_asks_transformers_for_4bit_nf4_with_double_quantization(monkeypatch
     import torch
     from transformers import AutoModelForCausalLM
 
-    import docfinetune.models as models
+    import docfinetune.core.models as models
 
     asked = {}
     monkeypatch.setattr(models, "resolve_device", lambda train: "cuda")
@@ -170,7 +170,7 @@ def test_weights_too_large_for_the_gpu_say_to_use_nf4(monkeypatch, tiny_model_di
     import torch
     from transformers import AutoModelForCausalLM
 
-    import docfinetune.models as models
+    import docfinetune.core.models as models
 
     def out_of_memory(location, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")

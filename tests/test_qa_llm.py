@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from docfinetune.config import LLMQAConfig
-from docfinetune.data.qa_llm import LLMQAGenerator, generate_replies, parse_reply, render_prompt
-from docfinetune.data.qa_types import Chunk, Document
-from docfinetune.errors import DocfinetuneError
+from docfinetune.core.config import LLMQAConfig
+from docfinetune.build.generators.llm import LLMQAGenerator, generate_replies, parse_reply, render_prompt
+from docfinetune.core.records import Chunk, Document
+from docfinetune.core.errors import DocfinetuneError
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_REQUESTS = 60  # the fake server refuses more, so a retry loop gone wrong fails fast
@@ -243,9 +243,9 @@ def test_http_backend_does_not_import_torch(endpoint, tmp_path):
     script = f"""
 import sys
 from pathlib import Path
-from docfinetune.config import LLMQAConfig
-from docfinetune.data.qa_llm import LLMQAGenerator
-from docfinetune.data.qa_types import Chunk, Document
+from docfinetune.core.config import LLMQAConfig
+from docfinetune.build.generators.llm import LLMQAGenerator
+from docfinetune.core.records import Chunk, Document
 chunk = Chunk("d:0000", "d", 0, 1, 1, 0, 60, "good", {TEXTS["good"]!r})
 gen = LLMQAGenerator(LLMQAConfig(url={endpoint.url!r}, api_model="m"), Path({str(tmp_path)!r}))
 pairs = gen.generate([Document("d", "SUPPLY AGREEMENT", "d.pdf")], [chunk])

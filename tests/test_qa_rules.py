@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from docfinetune.data.qa_rules import RulesQAGenerator
-from docfinetune.data.qa_types import Chunk, Document, QAPair
-from docfinetune.evaluate.score import answer_matches
+from docfinetune.build.generators.rules import RulesQAGenerator
+from docfinetune.core.records import Chunk, Document, QAPair
+from docfinetune.core.score import answer_matches
 
 CONTRACT = """SUPPLY AGREEMENT
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from docfinetune.data.qa_types import Chunk
-from docfinetune.errors import DocfinetuneError, WorkspaceError
-from docfinetune.retrieve import BM25Index, tokenize
-from docfinetune.workspace import Workspace
+from docfinetune.core.records import Chunk
+from docfinetune.core.errors import DocfinetuneError, WorkspaceError
+from docfinetune.core.retrieve import BM25Index, tokenize
+from docfinetune.core.workspace import Workspace
 
 
 @pytest.fixture(scope="module")

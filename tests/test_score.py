@@ -2,7 +2,7 @@
 
 import pytest
 
-from docfinetune.evaluate.score import answer_matches, find_dates, normalize_answer
+from docfinetune.core.score import answer_matches, find_dates, normalize_answer
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,12 @@ import pytest
 import torch
 import yaml
 
-from docfinetune.config import TrainConfig, load_pipeline
-from docfinetune.errors import ConfigError, DocfinetuneError
+from docfinetune.core.config import TrainConfig, load_pipeline
+from docfinetune.core.errors import ConfigError, DocfinetuneError
 from docfinetune.ingest import ingest
-from docfinetune.select import plot_curves, select_checkpoint
+from docfinetune.train.select import plot_curves, select_checkpoint
 from docfinetune.train import IGNORE, PackedRows, fused_kernels_on, prepare_model, tokenize, train
-from docfinetune.workspace import Workspace, read_jsonl
+from docfinetune.core.workspace import Workspace, read_jsonl
 from tests.conftest import CONTRACT_PAGES, write_pdf
 
 EVAL_EVERY = 4

@@ -24,11 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from docfinetune.config import EvalConfig, PipelineConfig, load_pipeline
-from docfinetune.errors import ConfigError, WorkspaceError
+from docfinetune.core.config import EvalConfig, PipelineConfig, load_pipeline
+from docfinetune.core.errors import ConfigError, WorkspaceError
 from docfinetune.evaluate.questions import Question, QuestionSet, load_questions
-from docfinetune.runs import Checkpoint, Run, find_run, load_answerer, resolve_checkpoint, runs_dir
-from docfinetune.workspace import Workspace, read_jsonl
+from docfinetune.core.runs import Checkpoint, Run, find_run, load_answerer, resolve_checkpoint, runs_dir
+from docfinetune.core.workspace import Workspace, read_jsonl
 
 SYSTEMS = ("base", "base+rag", "finetuned", "finetuned+rag")
 COMPARISONS = (("finetuned", "base"), ("base+rag", "base"), ("finetuned", "base+rag"),
@@ -77,7 +77,7 @@ def _answer(model, tokenizer, prompts: list[str], template: str | None, batch_si
     With `template` None the prompts are complete (RAG): each is passed as the question of the
     template "{question}", with the whitespace `format_prompt`'s strip would drop put back
     into the template."""
-    from docfinetune.generate import answer_questions
+    from docfinetune.core.generate import answer_questions
 
     answers: list[str | None] = [None] * len(prompts)
     groups: dict[str, list[int]] = {}
@@ -118,7 +118,7 @@ def _training_texts(workspace: Workspace) -> list[str] | None:
 
 def groundedness(questions: list[str], answers: list[str], index, k: int) -> dict:
     """How many non-empty answers some chunk (of the `k` BM25 finds for question + answer) supports."""
-    from docfinetune.data.curate import is_supported
+    from docfinetune.build.curate import is_supported
 
     grounded = answered = 0
     for question, answer in zip(questions, answers):
@@ -155,7 +155,7 @@ def evaluate(
     from docfinetune.evaluate import memorization, stats
     from docfinetune.evaluate.rag import rag_prompt
     from docfinetune.evaluate.report import write_report
-    from docfinetune.evaluate.score import answer_matches
+    from docfinetune.core.score import answer_matches
 
     started = time.perf_counter()
     now = datetime.now(timezone.utc)
@@ -170,7 +170,7 @@ def evaluate(
     # Retrieval, before the model: a workspace without chunks fails here, not after loading.
     index = None
     if any(s.endswith("+rag") for s in systems) or workspace.doc_ids():
-        from docfinetune.retrieve import BM25Index
+        from docfinetune.core.retrieve import BM25Index
 
         index = BM25Index.from_workspace(workspace)
     rag_prompts: list[str] = []

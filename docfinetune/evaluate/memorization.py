@@ -180,7 +180,7 @@ def continue_greedily(model, tokenizer, prompts: list[str], max_new_tokens: int,
     of the first line: a memorized paragraph runs on)."""
     import torch
 
-    from docfinetune.generate import greedy_settings
+    from docfinetune.core.generate import greedy_settings
 
     out: list[str] = []
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"

@@ -14,9 +14,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docfinetune.config import EvalConfig
-from docfinetune.errors import BadInputError, WorkspaceError
-from docfinetune.workspace import Workspace, read_jsonl, read_jsonl_lines
+from docfinetune.core.config import EvalConfig
+from docfinetune.core.errors import BadInputError, WorkspaceError
+from docfinetune.core.workspace import Workspace, read_jsonl, read_jsonl_lines
 
 TEST_SOURCE = "qa_test"
 

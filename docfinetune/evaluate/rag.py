@@ -3,9 +3,9 @@ question in the very prompt template the model was trained with."""
 
 from __future__ import annotations
 
-from docfinetune.config import EvalConfig
-from docfinetune.data.qa_types import Chunk
-from docfinetune.generate import format_prompt
+from docfinetune.core.config import EvalConfig
+from docfinetune.core.records import Chunk
+from docfinetune.core.generate import format_prompt
 
 
 def chunk_pages(chunk: Chunk) -> str:

@@ -8,7 +8,7 @@ import io
 from datetime import datetime
 from pathlib import Path
 
-from docfinetune.workspace import Workspace, write_bytes_atomic, write_json, write_text_atomic
+from docfinetune.core.workspace import Workspace, write_bytes_atomic, write_json, write_text_atomic
 
 SYSTEM_LABELS = {
     "base": "base, closed-book",

@@ -10,7 +10,7 @@ import bisect
 import re
 from dataclasses import asdict
 
-from docfinetune.data.qa_types import Chunk
+from docfinetune.core.records import Chunk
 from docfinetune.ingest.clean import is_heading_line
 
 PAGE_SEPARATOR = "\n\n"

@@ -12,7 +12,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Callable, Protocol
 
-from docfinetune.errors import BadInputError, DocfinetuneError
+from docfinetune.core.errors import BadInputError, DocfinetuneError
 
 PDF_SUFFIXES = {".pdf"}
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}

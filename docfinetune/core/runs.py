@@ -24,9 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from docfinetune.config import PipelineConfig, load_pipeline
-from docfinetune.errors import ConfigError, DocfinetuneError, WorkspaceError
-from docfinetune.workspace import Workspace, write_text_atomic
+from docfinetune.core.config import PipelineConfig, load_pipeline
+from docfinetune.core.errors import ConfigError, DocfinetuneError, WorkspaceError
+from docfinetune.core.workspace import Workspace, write_text_atomic
 
 RUNS_DIR = "runs"
 LATEST = "latest"
@@ -199,7 +199,7 @@ def resolve_checkpoint(run: Run, checkpoint: int | str | Path | None = None) -> 
 def load_answerer(config: PipelineConfig, adapter: Path | None):
     """(model, tokenizer): the base model of `config` with the adapter at `adapter` on top, if
     any, in inference mode."""
-    from docfinetune.models import load_model, load_tokenizer, peft_import
+    from docfinetune.core.models import load_model, load_tokenizer, peft_import
 
     model = load_model(config.model, config.train)
     if adapter is not None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
-from docfinetune.data.qa_types import Chunk, QAPair
-from docfinetune.evaluate.score import normalize_answer
+from docfinetune.core.records import Chunk, QAPair
+from docfinetune.core.score import normalize_answer
 
 _WORD = re.compile(r"[a-z0-9]+")
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from docfinetune.config import PipelineConfig, TrainConfig
-from docfinetune.errors import ConfigError
+from docfinetune.core.config import PipelineConfig, TrainConfig
+from docfinetune.core.errors import ConfigError
 
 GIB = 2 ** 30
 HEADROOM = 0.85  # the caching allocator fragments: reserved peaks ran up to 16% above the estimate

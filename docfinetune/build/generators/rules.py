@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from docfinetune.config import RulesQAConfig
-from docfinetune.data.qa_types import Chunk, Document, QAPair
-from docfinetune.evaluate.score import ParsedDate, find_dates
+from docfinetune.core.config import RulesQAConfig
+from docfinetune.core.records import Chunk, Document, QAPair
+from docfinetune.core.score import ParsedDate, find_dates
 
 # --------------------------------------------------------------------------- shared patterns
 
@@ -69,7 +69,7 @@ def _format_date(date: ParsedDate) -> str:
 
 def _duration_months(text: str) -> tuple[int, int] | None:
     """(months, days) of a duration such as "three (3) years" or "ninety (90) days"."""
-    from docfinetune.evaluate.score import find_durations, words_to_numbers
+    from docfinetune.core.score import find_durations, words_to_numbers
 
     found = find_durations(re.sub(r"\(\s*(\d+)\s*\)", "", words_to_numbers(text)))
     if not found:

@@ -16,9 +16,9 @@ import json
 import math
 from pathlib import Path
 
-from docfinetune.errors import WorkspaceError
-from docfinetune.runs import METRICS_FILE, SELECTION_FILE, checkpoint_path
-from docfinetune.workspace import read_jsonl, write_bytes_atomic, write_json
+from docfinetune.core.errors import WorkspaceError
+from docfinetune.core.runs import METRICS_FILE, SELECTION_FILE, checkpoint_path
+from docfinetune.core.workspace import read_jsonl, write_bytes_atomic, write_json
 
 CHECKPOINT_FIELDS = ("step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions")
 

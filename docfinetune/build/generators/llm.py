@@ -40,10 +40,10 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
 
-from docfinetune.config import LLMQAConfig
-from docfinetune.data.qa_types import Chunk, Document, QAPair
-from docfinetune.errors import DocfinetuneError
-from docfinetune.workspace import write_json
+from docfinetune.core.config import LLMQAConfig
+from docfinetune.core.records import Chunk, Document, QAPair
+from docfinetune.core.errors import DocfinetuneError
+from docfinetune.core.workspace import write_json
 
 # Bump when PROMPT_TEMPLATE or the way replies are requested changes: it is part of the cache key.
 PROMPT_VERSION = "llm-qa-1"
@@ -542,8 +542,8 @@ class LLMQAGenerator:
         local folder, .gguf), on CUDA in bf16 when present, else fp32 on CPU."""
         if self._local is not None:
             return self._local
-        from docfinetune.config import ModelConfig, TrainConfig
-        from docfinetune.models import load_model, load_tokenizer
+        from docfinetune.core.config import ModelConfig, TrainConfig
+        from docfinetune.core.models import load_model, load_tokenizer
 
         setting = f"llm.model {self.config.model!r}"
         source = ModelConfig(base_model=self.config.model, allow_download=self.allow_download)

@@ -15,9 +15,9 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from docfinetune.errors import ConfigError
+from docfinetune.core.errors import ConfigError
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
 DEFAULT_WORKSPACE = "docfinetune-workspace"
 WORKSPACE_ENV = "DOCFINETUNE_WORKSPACE"
 
