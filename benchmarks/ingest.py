@@ -30,13 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from results import machine, write_section  # noqa: E402
+
 from docfinetune.core.config import IngestConfig  # noqa: E402
+from docfinetune.core.workspace import Workspace  # noqa: E402
 from docfinetune.ingest import ingest  # noqa: E402
 from docfinetune.ingest.chunk import chunk_document  # noqa: E402
 from docfinetune.ingest.clean import clean_pages, normalize_chars  # noqa: E402
 from docfinetune.ingest.extract import EXTRACTORS  # noqa: E402
-from docfinetune.core.workspace import Workspace  # noqa: E402
-from results import machine, write_section  # noqa: E402
 
 CUAD = ROOT.parent / "shared" / "cuad-dev"
 SECTION = "## Ingest"

@@ -36,8 +36,8 @@ SECTION = "## Knowledge"
 
 def prepare(out: Path) -> int:
     from docfinetune.core.config import IngestConfig
-    from docfinetune.ingest import doc_id_for, ingest
     from docfinetune.core.workspace import Workspace, write_jsonl
+    from docfinetune.ingest import doc_id_for, ingest
 
     if not CUAD.is_dir():
         print(f"skipped: {CUAD} is absent")
@@ -79,9 +79,9 @@ def run(out: Path, base_model: str, pipeline: str, sets: list[str], results: Pat
     import torch
 
     from docfinetune.core.config import load_pipeline
+    from docfinetune.core.workspace import Workspace
     from docfinetune.evaluate import evaluate
     from docfinetune.train import train
-    from docfinetune.core.workspace import Workspace
 
     overrides = parse_sets(sets)
     overrides.setdefault("model", {})["base_model"] = base_model

@@ -66,9 +66,9 @@ def run(out: Path, base_model: str, results: Path, quantizations: list[str], dev
     import torch
 
     from docfinetune.core.config import load_pipeline
-    from docfinetune.evaluate import evaluate
     from docfinetune.core.runs import find_run
     from docfinetune.core.workspace import Workspace, read_jsonl, write_json, write_jsonl
+    from docfinetune.evaluate import evaluate
 
     rows = json.loads(results.read_text()) if results.is_file() else []
     for quantization in quantizations:

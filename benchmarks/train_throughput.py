@@ -83,8 +83,8 @@ def recipe_overrides(settings: dict) -> dict:
 def prepare(out: Path) -> int:
     from docfinetune.build import build
     from docfinetune.core.config import load_pipeline
-    from docfinetune.ingest import ingest
     from docfinetune.core.workspace import Workspace
+    from docfinetune.ingest import ingest
 
     if not CONTRACT.exists():
         print(f"skipped: {CONTRACT} is absent")
@@ -218,10 +218,10 @@ def run_variant(name: str, workspace: Path, model_dir: Path, steps: int, warmup:
     import torch
 
     from docfinetune.core.config import load_pipeline
-    from docfinetune.train.memory import apply_cap, estimate
     from docfinetune.core.models import load_tokenizer
-    from docfinetune.train import fit, fused_kernels_on, prepare_model, read_datasets, to_dataset, training_mix
     from docfinetune.core.workspace import Workspace
+    from docfinetune.train import fit, fused_kernels_on, prepare_model, read_datasets, to_dataset, training_mix
+    from docfinetune.train.memory import apply_cap, estimate
 
     kind, settings = VARIANTS[name]
     on_gpu = torch.cuda.is_available()
@@ -284,7 +284,7 @@ def baseline_model_and_data(config, tokenizer, texts: list[str]):
     with peft_import():
         from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
-    model = load_model(config.model, config.train)
+    model = load_model(config.model)
     if torch.cuda.is_available():
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from docfinetune import __version__
 from docfinetune.core.config import (
@@ -22,6 +20,7 @@ from docfinetune.core.config import (
     WORKSPACE_ENV,
     BuildConfig,
     EvalConfig,
+    GenerationConfig,
     IngestConfig,
     LLMQAConfig,
     LoRAConfig,
@@ -32,32 +31,9 @@ from docfinetune.core.config import (
 )
 from docfinetune.core.errors import DocfinetuneError, IngestFailed
 from docfinetune.core.workspace import Workspace
+from docfinetune.display import consoles, print_problem
 
 EXIT_BAD_INPUT = 2
-
-
-class _Consoles:
-    """stdout and stderr consoles made on first use, so each run sees its own terminal."""
-
-    @property
-    def out(self) -> Console:
-        return Console(highlight=False)
-
-    @property
-    def err(self) -> Console:
-        return Console(stderr=True, highlight=False)
-
-
-_consoles = _Consoles()
-
-
-def _print_problem(kind: str, text: str) -> None:
-    """One line on stderr. The text is escaped: file names and advice may hold [brackets],
-    which rich would otherwise read as markup and drop."""
-    from rich.markup import escape
-
-    colour = "red" if kind == "error" else "yellow"
-    _consoles.err.print(f"[{colour}]{kind}:[/] {escape(str(text))}", soft_wrap=True)
 
 
 class _Group(click.Group):
@@ -68,39 +44,42 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except IngestFailed as failure:
             for bad in failure.failures:
-                _print_problem("error", bad)
+                print_problem("error", bad)
             if ctx.meta.get("inputs", 0) > 1:
-                _consoles.err.print(f"{len(failure.failures)} input(s) failed; nothing was ingested and the "
+                consoles.err.print(f"{len(failure.failures)} input(s) failed; nothing was ingested and the "
                           "workspace is unchanged (--keep-going ingests the good ones)", soft_wrap=True)
             sys.exit(EXIT_BAD_INPUT)
         except DocfinetuneError as error:
             for line in str(error).splitlines() or [type(error).__name__]:
-                _print_problem("error", line)
+                print_problem("error", line)
             sys.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
-            _consoles.err.print("interrupted; nothing half-written was kept")
+            consoles.err.print("interrupted; nothing half-written was kept")
             sys.exit(130)
 
 
 def config_options(section: str, section_type: type, flag_prefix: str = "") -> Callable:
     """Add one `--flag` per plain field of a config section (nested sections are skipped);
-    the help text comes from the field. Defaults stay None so that the pipeline YAML decides
-    unless the flag is given. `section` may be dotted ("build.llm")."""
+    the help text comes from the field, and the default shown is the field's, which is the
+    `default` pipeline's value (pipelines/default.yaml sets no field). Flags stay None unless
+    given, so the chosen pipeline decides. A list field takes a comma-separated value.
+    `section` may be dotted ("build.llm")."""
 
     def decorate(command: Callable) -> Callable:
-        for f in reversed(section_fields(section_type)):
-            if dataclasses.is_dataclass(f.type):
+        for spec in reversed(section_fields(section_type)):
+            if spec.is_section:
                 continue
-            flag = f"--{flag_prefix}{f.name.replace('_', '-')}"
-            key = f"{section.replace('.', '__')}__{f.name}"
-            help_text = f"{f.metadata.get('help', '')} [default: {f.default}]"
-            if f.type is bool:
-                flag = f"{flag}/--no-{flag[2:]}"
-                command = click.option(flag, key, default=None, help=help_text)(command)
-                continue
-            kind = f.metadata.get("choices")
-            command = click.option(flag, key, type=click.Choice(kind) if kind else f.type,
-                                   default=None, help=help_text)(command)
+            flag = f"--{flag_prefix}{spec.name.replace('_', '-')}"
+            key = f"{section.replace('.', '__')}__{spec.name}"
+            shown = ",".join(spec.default) if spec.is_list else spec.default
+            help_text = f"{spec.help} [default: {shown}]"
+            if spec.type is bool:
+                command = click.option(f"{flag}/--no-{flag[2:]}", key, default=None, help=help_text)(command)
+            elif spec.is_list:
+                command = click.option(flag, key, type=str, default=None, help=help_text)(command)
+            else:
+                kind = click.Choice(spec.choices) if spec.choices else spec.type
+                command = click.option(flag, key, type=kind, default=None, help=help_text)(command)
         return command
 
     return decorate
@@ -119,23 +98,6 @@ def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
                 target = target.setdefault(part, {})
             target[key] = value
     return overrides
-
-
-def _stage_progress():
-    """A transient progress display with one bar per named stage, and the callback
-    (`on_progress(stage, done, total)`) that stage functions report to."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=_consoles.err, transient=True)
-    tasks: dict[str, Any] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
-
-    return progress, on_progress
 
 
 pipeline_option = click.option(
@@ -174,41 +136,23 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], password: str | None, ke
 
     Nothing is written unless every input is usable; a re-ingested unchanged file is skipped.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from docfinetune.display import ingest_table, progress_bars
     from docfinetune.ingest import ingest as run_ingest
 
     config = load_pipeline(pipeline_name, _overrides(flags)).ingest
     workspace: Workspace = ctx.obj["workspace"]
     ctx.meta["inputs"] = len(paths)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("pages"), TimeRemainingColumn(), console=_consoles.err, transient=True)
-    tasks: dict[Path, Any] = {}
-
-    def on_progress(path: Path, done: int, total: int) -> None:
-        if path not in tasks:
-            tasks[path] = progress.add_task(path.name[:40], total=total)
-        progress.update(tasks[path], completed=done, total=total)
-
+    progress, on_progress = progress_bars(unit="pages", label=lambda path: path.name[:40])
     with progress:
         results = run_ingest(paths, workspace, config, password=password,
                              keep_going=keep_going, on_progress=on_progress)
-
-    table = Table(title=f"ingested into {workspace.root}")
-    table.add_column("file", no_wrap=True, max_width=40)
-    table.add_column("status")
-    for column in ("pages", "chunks", "characters", "seconds"):
-        table.add_column(column, justify="right")
-    for r in results:
-        table.add_row(r.path.name, r.status, str(r.pages), str(r.chunks), f"{r.chars:,}",
-                      f"{r.seconds:.2f}" if r.status in ("new", "replaced") else "-")
-    _consoles.out.print(table)
+    consoles.out.print(ingest_table(workspace.root, results))
     for r in results:
         for warning in r.warnings:
-            _print_problem("warning", f"{r.path}: {warning}")
+            print_problem("warning", f"{r.path}: {warning}")
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
-        _print_problem("error", f"{r.path}: {r.error}")
+        print_problem("error", f"{r.path}: {r.error}")
     if failed:
         sys.exit(EXIT_BAD_INPUT)
 
@@ -231,38 +175,28 @@ def build(ctx: click.Context, qa_files: tuple[Path, ...], force: bool, pipeline_
     """
     from docfinetune.build import build as run_build
     from docfinetune.build import datasets_stale
+    from docfinetune.display import progress_bars
 
     config = load_pipeline(pipeline_name, _overrides(flags))
     workspace: Workspace = ctx.obj["workspace"]
     reason = datasets_stale(workspace, config, list(qa_files))
     if reason is None and not force:
-        _consoles.out.print("datasets are up to date (use --force to rebuild)")
+        consoles.out.print("datasets are up to date (use --force to rebuild)")
         _print_datasets(workspace)
         return
-    progress, on_progress = _stage_progress()
+    progress, on_progress = progress_bars()
     with progress:
         run_build(workspace, config, list(qa_files), on_progress=on_progress)
-    _consoles.err.print(f"built the datasets ({reason or 'forced'})", soft_wrap=True)
+    consoles.err.print(f"built the datasets ({reason or 'forced'})", soft_wrap=True)
     _print_datasets(workspace)
 
 
 def _print_datasets(workspace: Workspace) -> None:
-    from docfinetune.build import read_stats
+    from docfinetune.display import datasets_table
 
-    stats = read_stats(workspace)
-    if not stats:
-        return
-    table = Table(title=f"datasets ({stats['qa']['generator']} Q&A, built {stats['built_at']})")
-    for column in ("set", "facts", "rows", "tokens"):
-        table.add_column(column, justify="left" if column == "set" else "right")
-    table.add_row("continued pretraining", "", str(stats["cpt"]["records"]), f"{stats['cpt']['tokens']:,}")
-    for name, split in stats["splits"].items():
-        table.add_row(f"Q&A {name}", str(split["facts"]), str(split["pairs"]), f"{split['tokens']:,}")
-    qa = stats["qa"]
-    dropped = ", ".join(f"{k} {v}" for k, v in qa["dropped"].items()) or "none"
-    table.caption = (f"Q&A generated {qa['generated']}, yours {qa['user_rows']}, kept {qa['kept']}; "
-                     f"dropped: {dropped}")
-    _consoles.out.print(table)
+    stats = workspace.read_stats()
+    if stats:
+        consoles.out.print(datasets_table(stats))
 
 
 @main.command()
@@ -270,6 +204,7 @@ def _print_datasets(workspace: Workspace) -> None:
 @click.option("--run-id", default=None, help="Name of the run (default: the UTC time).")
 @pipeline_option
 @config_options("model", ModelConfig)
+@config_options("generation", GenerationConfig)
 @config_options("lora", LoRAConfig)
 @config_options("train", TrainConfig)
 @click.pass_context
@@ -278,60 +213,24 @@ def train(ctx: click.Context, resume: bool, run_id: str | None, pipeline_name: s
 
     Builds the datasets first when they are missing or stale.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from docfinetune.core.runs import SELECTION_FILE
+    from docfinetune.display import progress_bars, selection_table, train_events
+    from docfinetune.pipeline import fresh_datasets
+    from docfinetune.train import resume_point
     from docfinetune.train import train as run_train
 
     overrides = _overrides(flags)
     config = load_pipeline(pipeline_name, overrides)
     if resume and overrides:
-        _consoles.err.print("warning: --resume uses the run's own settings; the other flags are ignored")
+        print_problem("warning", "--resume uses the run's own settings; the other flags are ignored")
     workspace: Workspace = ctx.obj["workspace"]
-    progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(),
-                        TextColumn("loss {task.fields[loss]}  {task.fields[speed]} tok/s"),
-                        TimeRemainingColumn(), console=_consoles.err)
-    state: dict[str, Any] = {}
-
-    def on_event(kind: str, data: dict) -> None:
-        if kind == "start":
-            for warning in data.get("warnings", []):
-                _print_problem("warning", warning)  # progress.console is this same stderr console
-            progress.console.print(
-                f"run {data['run_id']}: {data['examples']} examples, {data['tokens']:,} tokens, "
-                f"{data['total_steps']} steps" + (f", resumed at step {data['resumed_from_step']}"
-                                                 if data.get("resumed_from_step") else ""), soft_wrap=True)
-            state["task"] = progress.add_task("train", total=data["total_steps"], loss="-", speed="-",
-                                              completed=data.get("resumed_from_step") or 0)
-        elif kind == "step":
-            progress.update(state["task"], completed=data["step"], loss=f"{data['loss']:.3f}",
-                            speed=f"{data['tokens_per_s']:,.0f}")
-        elif kind == "eval":
-            accuracy = "-" if data.get("accuracy") is None else f"{data['accuracy']:.1%} ({data['correct']}/{data['questions']})"
-            val = "-" if data.get("val_loss") is None else f"{data['val_loss']:.3f}"
-            peak = f", GPU peak {data['peak_gpu_gib']:.1f} GiB" if data.get("peak_gpu_gib") else ""
-            progress.console.print(f"step {data['step']}: val loss {val}, accuracy {accuracy}{peak}")
-
+    building, on_progress = progress_bars()
+    with building:  # the datasets first, when missing or stale
+        fresh_datasets(workspace, resume_point(workspace, run_id)[0].config if resume else config, on_progress)
+    progress, _ = progress_bars(transient=False, fields="loss {task.fields[loss]}  {task.fields[speed]} tok/s")
     with progress:
-        run_dir = run_train(workspace, config, resume=resume, run_id=run_id, on_event=on_event)
-    _print_selection(run_dir)
-
-
-def _print_selection(run_dir: Path) -> None:
-    selection = json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))
-    table = Table(title=f"checkpoints of run {selection['run_id']} ({selection['rule']})")
-    for column in ("step", "epoch", "train loss", "val loss", "accuracy", ""):
-        table.add_column(column, justify="right")
-
-    def fmt(value: Any, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
-    chosen = selection["selected"]["step"] if selection.get("selected") else None
-    for c in selection["checkpoints"]:
-        table.add_row(str(c["step"]), fmt(c.get("epoch"), ".2f"), fmt(c.get("train_loss"), ".3f"),
-                      fmt(c.get("val_loss"), ".3f"), fmt(c.get("accuracy"), ".1%"),
-                      "[bold green]selected[/]" if c["step"] == chosen else "")
-    table.caption = f"{selection['reason']}; curves: {run_dir / 'curves.png'}"
-    _consoles.out.print(table)
+        run_dir = run_train(workspace, config, resume=resume, run_id=run_id, on_event=train_events(progress))
+    consoles.out.print(selection_table(run_dir, SELECTION_FILE))
 
 
 @main.command()
@@ -353,13 +252,11 @@ def ask(ctx: click.Context, question: str, checkpoint: str | None, base: bool, s
                      config=load_pipeline(pipeline_name) if base else None, run_id=run_id)
     click.echo()
     who = result.checkpoint if result.step is None else f"run {result.run_id}, step {result.step}"
-    _consoles.err.print(f"[dim]{who}; first token after {result.seconds_to_first_token or 0:.1f} s[/]",
+    consoles.err.print(f"[dim]{who}; first token after {result.seconds_to_first_token or 0:.1f} s[/]",
                         soft_wrap=True)
-    for chunk, score in result.sources:
-        pages = f"{chunk.page_start}" if chunk.page_start == chunk.page_end else f"{chunk.page_start}-{chunk.page_end}"
-        _consoles.out.print(f"[bold]{chunk.doc_id}[/], page {pages}, {chunk.heading or 'no heading'} "
-                            f"(BM25 {score:.1f}):", soft_wrap=True)
-        _consoles.out.print(f"  {chunk.text}", soft_wrap=True, highlight=False)
+    from docfinetune.display import print_sources
+
+    print_sources(result.sources)
 
 
 @main.command(name="eval")
@@ -379,16 +276,17 @@ def evaluate_command(ctx: click.Context, questions_file: Path | None, include_te
                      **flags: Any) -> None:
     """Did fine-tuning beat retrieval? Base vs RAG vs fine-tuned, with memorization and
     groundedness audits; writes reports/<time>.{json,md,png}."""
+    from docfinetune.display import progress_bars
     from docfinetune.evaluate import evaluate
     from docfinetune.evaluate.report import summary_table
 
     config = load_pipeline(pipeline_name, _overrides(flags))
-    progress, on_progress = _stage_progress()
+    progress, on_progress = progress_bars()
     with progress:
         report = evaluate(ctx.obj["workspace"], config=config, questions_file=questions_file,
                           include_test=include_test, run_id=run_id, checkpoint=checkpoint,
                           systems=systems, on_progress=on_progress)
-    _consoles.out.print(summary_table(report))
+    consoles.out.print(summary_table(report))
 
 
 @main.command()
@@ -402,20 +300,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
         return
     if not workspace.root.exists():
-        _consoles.out.print(f"{workspace.root}: no workspace yet; run `docfinetune ingest FILE...`", soft_wrap=True)
+        consoles.out.print(f"{workspace.root}: no workspace yet; run `docfinetune ingest FILE...`", soft_wrap=True)
         return
-    docs = summary["documents"]
-    table = Table(title=f"{len(docs)} document(s)", caption=f"workspace: {workspace.root}")
-    table.add_column("document", no_wrap=True, max_width=36)
-    table.add_column("title", no_wrap=True, max_width=30)
-    for column in ("pages", "chunks", "characters"):
-        table.add_column(column, justify="right")
-    for d in docs:
-        table.add_row(d["doc_id"], d["title"], str(d["pages"]), str(d["chunks"]), f"{d['chars']:,}")
-    totals = summary["totals"]
-    table.add_section()
-    table.add_row("total", "", str(totals["pages"]), str(totals["chunks"]), f"{totals['chars']:,}")
-    _consoles.out.print(table)
+    from docfinetune.display import status_table
+
+    consoles.out.print(status_table(summary))
     _print_datasets(workspace)
 
 

@@ -115,8 +115,8 @@ def ingested_contract(tmp_path_factory: pytest.TempPathFactory):
     """A workspace holding the generated contract, ingested with the default settings and
     nothing else; shared by the session's tests, so treat it as read-only (copy it to change it)."""
     from docfinetune.core.config import IngestConfig
-    from docfinetune.ingest import ingest
     from docfinetune.core.workspace import Workspace
+    from docfinetune.ingest import ingest
 
     root = tmp_path_factory.mktemp("ingested")
     workspace = Workspace(root / "ws")

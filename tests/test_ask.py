@@ -34,7 +34,7 @@ def make_run(workspace: Workspace, config: PipelineConfig, run_id: str = RUN_ID)
     entries = []
     for step in STEPS:
         torch.manual_seed(step)  # init_lora_weights=False: random A and B, so the adapter matters
-        model = get_peft_model(load_model(config.model, config.train), LoraConfig(
+        model = get_peft_model(load_model(config.model), LoraConfig(
             r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False))
         path = f"checkpoints/checkpoint-{step}"
         model.save_pretrained(run / path)
@@ -51,8 +51,8 @@ def make_run(workspace: Workspace, config: PipelineConfig, run_id: str = RUN_ID)
 
 @pytest.fixture(scope="module")
 def config(tiny_model_dir: Path) -> PipelineConfig:
-    return load_pipeline("default", {"model": {"base_model": str(tiny_model_dir)},
-                                     "train": {"max_new_tokens": 10, "device": "cpu"}})
+    return load_pipeline("default", {"model": {"base_model": str(tiny_model_dir), "device": "cpu"},
+                                     "generation": {"max_new_tokens": 10}})
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +80,13 @@ def copy_of(tmp_path: Path):
 
 def reference_answer(config: PipelineConfig, adapter: Path | None, question: str = QUESTION) -> str:
     """What training-time evaluation (`answer_questions`) answers with the same weights."""
-    model = load_model(config.model, config.train)
+    model = load_model(config.model)
     if adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
     tokenizer = load_tokenizer(config.model)
-    return answer_questions(model, tokenizer, [question], config.train.prompt_template,
-                            config.train.eval_batch_size, config.train.max_new_tokens)[0]
+    return answer_questions(model, tokenizer, [question], config.generation)[0]
 
 
 def checkpoint_dir(workspace: Workspace, step: int) -> Path:

@@ -9,8 +9,8 @@ import pytest
 from datasets import load_dataset
 
 from docfinetune.build.curate import curate
-from docfinetune.core.records import Chunk, QAPair
 from docfinetune.build.split import check_no_leak, split_by_fact
+from docfinetune.core.records import Chunk, QAPair
 from tests.conftest import CONTRACT_PAGES, tree_snapshot, write_pdf
 
 

@@ -14,20 +14,26 @@ from pathlib import Path
 import pytest
 import yaml
 
-from docfinetune.core.config import EvalConfig, load_pipeline
+from docfinetune.core.config import EvalConfig, GenerationConfig, load_pipeline
 from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
+from docfinetune.core.retrieve import BM25Index
+from docfinetune.core.workspace import Workspace, read_jsonl
 from docfinetune.evaluate import SYSTEMS, evaluate
 from docfinetune.evaluate.memorization import (
-    VerbatimIndex, audit_answers, common_prefix_chars, copied, score_extraction, split_record)
+    VerbatimIndex,
+    audit_answers,
+    common_prefix_chars,
+    copied,
+    score_extraction,
+    split_record,
+)
 from docfinetune.evaluate.questions import load_questions
 from docfinetune.evaluate.rag import chunk_pages, rag_prompt
 from docfinetune.evaluate.report import summary_table
 from docfinetune.evaluate.stats import accuracy, by_field, compare, mcnemar_p, wilson_interval
-from docfinetune.core.retrieve import BM25Index
-from docfinetune.core.workspace import Workspace, read_jsonl
 from tests.conftest import write_pdf
 
-FAST = {"max_new_tokens": 6, "eval_batch_size": 4, "device": "cpu"}
+FAST = {"max_new_tokens": 6, "batch_size": 4}
 FAST_EVAL = {"extraction_chunks": 3, "extraction_max_new_tokens": 8}
 
 
@@ -48,7 +54,7 @@ def built(ingested: Workspace, run_cli, tiny_model_dir: Path) -> Workspace:
 
 
 def pipeline(tiny_model_dir: Path, **eval_overrides):
-    return load_pipeline("default", {"model": {"base_model": str(tiny_model_dir)}, "train": FAST,
+    return load_pipeline("default", {"model": {"base_model": str(tiny_model_dir), "device": "cpu"}, "generation": FAST,
                                      "eval": {**FAST_EVAL, **eval_overrides}})
 
 
@@ -213,10 +219,10 @@ def test_eval_answers_every_question_with_all_four_systems_and_writes_the_report
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     questions = [r["question"] for r in test_rows]
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    plain = answer_questions(base, tokenizer, questions, "Question: {question}\nAnswer:", 4, 6)
+    plain = answer_questions(base, tokenizer, questions, GenerationConfig(batch_size=4, max_new_tokens=6))
     assert [r["answers"]["base"]["answer"] for r in report["records"]] == plain
     tuned = PeftModel.from_pretrained(base, str(run_dir / "checkpoints/checkpoint-20"))
-    fine = answer_questions(tuned, tokenizer, questions, "Question: {question}\nAnswer:", 4, 6)
+    fine = answer_questions(tuned, tokenizer, questions, GenerationConfig(batch_size=4, max_new_tokens=6))
     assert [r["answers"]["finetuned"]["answer"] for r in report["records"]] == fine
     assert fine != plain
 
@@ -259,11 +265,10 @@ def test_base_systems_need_no_run_and_a_reader_of_the_context_scores_with_rag(
     context shows the retrieved chunk reaches the model and the answer is scored right."""
     import docfinetune.core.generate
 
-    def reader(model, tokenizer, questions, template, batch_size, max_new_tokens):
-        prompts = [template.format(question=q.strip()) for q in questions]
+    def reader(model, tokenizer, prompts, **settings):
         return ["the State of Vermont" if "State of Vermont" in p else "no idea" for p in prompts]
 
-    monkeypatch.setattr(docfinetune.core.generate, "answer_questions", reader)
+    monkeypatch.setattr(docfinetune.core.generate, "generate", reader)
     questions = tmp_path / "questions.jsonl"
     questions.write_text("\n".join(json.dumps(r) for r in [
         {"question": "Which state's laws govern the agreement?", "answer": "Vermont", "field": "governing_law",

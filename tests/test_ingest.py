@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from docfinetune.core.config import IngestConfig
+from docfinetune.core.workspace import Workspace, read_jsonl
 from docfinetune.ingest import doc_id_for, ingest
 from docfinetune.ingest.chunk import PAGE_SEPARATOR
-from docfinetune.core.workspace import Workspace, read_jsonl
 from tests.conftest import CONTRACT_PAGES, write_pdf
 
 

@@ -5,7 +5,14 @@ from transformers import MistralConfig
 
 from docfinetune.core.config import load_pipeline
 from docfinetune.core.errors import ConfigError
-from docfinetune.train.memory import GIB, MemoryEstimate, activation_bytes, check_fits, estimate, largest_micro_batch_tokens
+from docfinetune.train.memory import (
+    GIB,
+    MemoryEstimate,
+    activation_bytes,
+    check_fits,
+    estimate,
+    largest_micro_batch_tokens,
+)
 
 MISTRAL_7B = MistralConfig()  # the defaults are Mistral 7B's shape
 
@@ -78,7 +85,7 @@ def test_too_large_a_micro_batch_names_the_setting_and_a_size_that_fits():
 
 def test_weights_that_cannot_fit_point_to_4bit():
     found = MemoryEstimate(weights_gib=28.0, optimizer_gib=0.2, activations_gib=1.0, tokens=1000, bytes_per_token=1)
-    with pytest.raises(ConfigError, match="weights alone .* use train.quantization: nf4"):
+    with pytest.raises(ConfigError, match="weights alone .* use model.quantization: nf4"):
         check_fits(found, 24.0, recipe(quantization="none").train, 100)
 
 

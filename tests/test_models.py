@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
 
-from docfinetune.core.config import ModelConfig, TrainConfig
+from docfinetune.core.config import GenerationConfig, ModelConfig
 from docfinetune.core.errors import ConfigError, DocfinetuneError
 from docfinetune.core.generate import answer_questions
 from docfinetune.core.models import load_model, load_tokenizer, resolve
@@ -26,7 +27,7 @@ def test_local_directory_loads_model_and_tokenizer(tiny_model_dir):
     config = ModelConfig(base_model=str(tiny_model_dir))
     assert resolve(config).kind == "local"
     tokenizer = load_tokenizer(config)
-    model = load_model(config, TrainConfig(device="cpu"))
+    model = load_model(dataclasses.replace(config, device="cpu"))
     assert tokenizer.pad_token is not None and next(model.parameters()).device.type == "cpu"
 
 
@@ -45,16 +46,16 @@ def test_missing_paths_are_named(tmp_path):
 
 def test_qlora_needs_cuda(tiny_model_dir):
     with pytest.raises(ConfigError, match="nf4 .* needs a CUDA GPU"):
-        load_model(ModelConfig(base_model=str(tiny_model_dir)), TrainConfig(device="cpu", quantization="nf4"))
+        load_model(ModelConfig(base_model=str(tiny_model_dir), device="cpu", quantization="nf4"))
 
 
 def test_batched_answers_equal_one_at_a_time(tiny_model_dir):
     config = ModelConfig(base_model=str(tiny_model_dir))
-    tokenizer, model = load_tokenizer(config), load_model(config, TrainConfig(device="cpu"))
+    tokenizer, model = load_tokenizer(config), load_model(dataclasses.replace(config, device="cpu"))
     questions = ["Who is the Supplier?", "What is the governing law of the agreement between the parties?",
                  "When?", "How long is the Initial Term of the Master Services Agreement?"]
-    batched = answer_questions(model, tokenizer, questions, "Question: {question}\nAnswer:", 4, 12)
-    single = [answer_questions(model, tokenizer, [q], "Question: {question}\nAnswer:", 1, 12)[0] for q in questions]
+    batched = answer_questions(model, tokenizer, questions, GenerationConfig(batch_size=4, max_new_tokens=12))
+    single = [answer_questions(model, tokenizer, [q], GenerationConfig(batch_size=1, max_new_tokens=12))[0] for q in questions]
     assert batched == single
 
 
@@ -63,10 +64,10 @@ def test_embedded_gemma_answers_in_batches_like_one_at_a_time():
     """The real Gemma 3 270M: converted from GGUF once, then cached; batched greedy answers are
     non-empty and equal to one-at-a-time answers."""
     model_config = ModelConfig()
-    tokenizer, model = load_tokenizer(model_config), load_model(model_config, TrainConfig(device="cpu"))
+    tokenizer, model = load_tokenizer(model_config), load_model(dataclasses.replace(model_config, device="cpu"))
     questions = ["What is the capital of France?", "Who wrote Hamlet?", "What is 2 plus 2?"]
-    batched = answer_questions(model, tokenizer, questions, "Question: {question}\nAnswer:", 3, 16)
-    single = [answer_questions(model, tokenizer, [q], "Question: {question}\nAnswer:", 1, 16)[0] for q in questions]
+    batched = answer_questions(model, tokenizer, questions, GenerationConfig(batch_size=3, max_new_tokens=16))
+    single = [answer_questions(model, tokenizer, [q], GenerationConfig(batch_size=1, max_new_tokens=16))[0] for q in questions]
     assert batched == single and all(batched)
     assert "Paris" in batched[0]
 
@@ -145,7 +146,7 @@ def test_a_gguf_conversion_that_cannot_read_is_refused_and_not_cached(tiny_model
     monkeypatch.setattr(models, "load_tokenizer", lambda config: tiny)
     config = ModelConfig(base_model=str(fake))
     with pytest.raises(DocfinetuneError, match="cannot read plain English"):
-        models.load_model(config, TrainConfig(device="cpu"))
+        models.load_model(dataclasses.replace(config, device="cpu"))
     assert not any((tmp_path / "cache").rglob("*.safetensors"))
 
 
@@ -159,7 +160,7 @@ def test_nf4_asks_transformers_for_4bit_nf4_with_double_quantization(monkeypatch
     asked = {}
     monkeypatch.setattr(models, "resolve_device", lambda train: "cuda")
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda location, **kwargs: asked.update(kwargs))
-    models.load_model(ModelConfig(base_model=str(tiny_model_dir)), TrainConfig(quantization="nf4"))
+    models.load_model(ModelConfig(base_model=str(tiny_model_dir), quantization="nf4"))
     q = asked["quantization_config"]
     assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
     assert q.bnb_4bit_compute_dtype == torch.bfloat16 and asked["dtype"] == torch.bfloat16
@@ -177,5 +178,5 @@ def test_weights_too_large_for_the_gpu_say_to_use_nf4(monkeypatch, tiny_model_di
 
     monkeypatch.setattr(models, "resolve_device", lambda train: "cuda")
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", out_of_memory)
-    with pytest.raises(ConfigError, match="does not fit in the GPU's memory .* use train.quantization: nf4"):
-        models.load_model(ModelConfig(base_model=str(tiny_model_dir)), TrainConfig())
+    with pytest.raises(ConfigError, match="does not fit in the GPU's memory .* use model.quantization: nf4"):
+        models.load_model(ModelConfig(base_model=str(tiny_model_dir)))

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from docfinetune.build.generators.llm import LLMQAGenerator, encode_prompt, parse_reply, render_prompt
 from docfinetune.core.config import LLMQAConfig
-from docfinetune.build.generators.llm import LLMQAGenerator, generate_replies, parse_reply, render_prompt
-from docfinetune.core.records import Chunk, Document
 from docfinetune.core.errors import DocfinetuneError
+from docfinetune.core.generate import generate
+from docfinetune.core.records import Chunk, Document
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_REQUESTS = 60  # the fake server refuses more, so a retry loop gone wrong fails fast
@@ -329,8 +330,9 @@ def test_batched_generation_equals_one_at_a_time(tiny_model_dir):
                                                   return_dict=False)) for p in prompts}
     assert len(lengths) == len(prompts)  # all different, so the batch really is padded
 
-    batched = generate_replies(model, tokenizer, prompts, max_new_tokens=12, temperature=0.0)
-    single = [generate_replies(model, tokenizer, [p], max_new_tokens=12, temperature=0.0)[0] for p in prompts]
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    batched = generate(model, tokenizer, encoded, max_new_tokens=12, stop_at_line_end=False)
+    single = [generate(model, tokenizer, [e], max_new_tokens=12, stop_at_line_end=False)[0] for e in encoded]
     assert batched == single
     assert all(reply.strip() for reply in batched)
     assert len(set(batched)) > 1  # the prompts steer the (random) model: not one constant string

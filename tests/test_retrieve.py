@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from docfinetune.core.records import Chunk
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
+from docfinetune.core.records import Chunk
 from docfinetune.core.retrieve import BM25Index, tokenize
 from docfinetune.core.workspace import Workspace
 

@@ -15,10 +15,11 @@ import yaml
 
 from docfinetune.core.config import TrainConfig, load_pipeline
 from docfinetune.core.errors import ConfigError, DocfinetuneError
-from docfinetune.ingest import ingest
-from docfinetune.train.select import plot_curves, select_checkpoint
-from docfinetune.train import IGNORE, PackedRows, fused_kernels_on, prepare_model, tokenize, train
 from docfinetune.core.workspace import Workspace, read_jsonl
+from docfinetune.ingest import ingest
+from docfinetune.pipeline import build_then_train as train  # train on datasets built when stale, as the CLI does
+from docfinetune.train import IGNORE, PackedRows, fused_kernels_on, prepare_model, tokenize
+from docfinetune.train.select import plot_curves, select_checkpoint
 from tests.conftest import CONTRACT_PAGES, write_pdf
 
 EVAL_EVERY = 4
@@ -26,14 +27,14 @@ MICRO_BATCH = 4
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def tiny_config(model_dir: Path, **train_overrides):
+def tiny_config(model_dir: Path, model_overrides: dict | None = None, **train_overrides):
     """Two epochs of the tiny model; evaluation every 4 steps, so epoch ends fall between."""
     return load_pipeline("default", {
-        "model": {"base_model": str(model_dir)},
+        "model": {"base_model": str(model_dir), **(model_overrides or {})},
+        "generation": {"batch_size": 8, "max_new_tokens": 8},
         "build": {"split_val_fraction": 0.2, "split_test_fraction": 0.2},
         "train": {"epochs": 2.0, "eval_every_steps": EVAL_EVERY, "micro_batch_size": MICRO_BATCH,
-                  "max_seq_tokens": 64, "eval_max_questions": 6, "eval_batch_size": 8, "max_new_tokens": 8,
-                  "learning_rate": 1e-3, **train_overrides},
+                  "max_seq_tokens": 64, "eval_max_questions": 6, "learning_rate": 1e-3, **train_overrides},
     })
 
 
@@ -342,8 +343,8 @@ def test_bad_settings_are_reported_together_before_a_model_loads(reference, tmp_
 def test_nf4_on_cpu_is_a_clear_config_error(reference, tmp_path):
     """The QLoRA branch needs CUDA: on CPU load_model refuses it before peft is involved."""
     workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
-    config = tiny_config(reference["config"].model.base_model, quantization="nf4", device="cpu")
-    with pytest.raises(ConfigError, match="train.quantization: nf4 .* needs a CUDA GPU"):
+    config = tiny_config(reference["config"].model.base_model, {"quantization": "nf4", "device": "cpu"})
+    with pytest.raises(ConfigError, match="model.quantization: nf4 .* needs a CUDA GPU"):
         train(workspace, config)
     assert not (workspace.root / "runs").exists()  # no run folder for a run that never started
 
@@ -375,10 +376,11 @@ def test_train_keeps_the_qa_files_of_the_last_build(reference, tmp_path):
 
 
 def test_fused_kernels_only_with_cuda_and_liger():
-    assert fused_kernels_on(TrainConfig(device="cpu", fused_kernels="auto")) is False
-    assert fused_kernels_on(TrainConfig(device="cpu", fused_kernels="off")) is False
+    on_cpu = {"model": {"device": "cpu"}}
+    assert fused_kernels_on(load_pipeline("default", {**on_cpu, "train": {"fused_kernels": "auto"}})) is False
+    assert fused_kernels_on(load_pipeline("default", {**on_cpu, "train": {"fused_kernels": "off"}})) is False
     with pytest.raises(ConfigError, match="train.fused_kernels: on needs a CUDA GPU and liger-kernel"):
-        fused_kernels_on(TrainConfig(device="cpu", fused_kernels="on"))
+        fused_kernels_on(load_pipeline("default", {**on_cpu, "train": {"fused_kernels": "on"}}))
 
 
 def test_packed_rows_must_hold_the_longest_example():

@@ -18,29 +18,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from docfinetune.core.config import PipelineConfig
 from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
-from docfinetune.core.records import Chunk, Document, QAGenerator, QAPair
+from docfinetune.build.generators import make_generator
 from docfinetune.build.split import SPLITS, split_by_fact
 from docfinetune.build.user_qa import read_qa_file
-from docfinetune.core.errors import WorkspaceError
-from docfinetune.core.workspace import Workspace, file_sha256, read_jsonl, swap_in, write_json, write_jsonl
+from docfinetune.core.config import PipelineConfig
+from docfinetune.core.records import QAPair
+from docfinetune.core.workspace import Workspace, file_sha256, swap_in, write_json, write_jsonl
 
 QA_FIELDS = ("question", "answer", "fact_id", "source_chunk_ids", "doc_id", "generator", "field")
 ProgressFn = Callable[[str, int, int], None]
-
-
-def load_corpus(workspace: Workspace) -> tuple[list[Document], list[Chunk]]:
-    doc_ids = workspace.doc_ids()
-    if not doc_ids:
-        raise WorkspaceError(f"{workspace.root}: no documents ingested yet; run `docfinetune ingest FILE...`")
-    documents, chunks = [], []
-    for doc_id in doc_ids:
-        source = workspace.read_source(doc_id) or {}
-        documents.append(Document(doc_id, source.get("title") or doc_id, source.get("file_name", "")))
-        chunks.extend(Chunk.from_dict(row) for row in read_jsonl(workspace.document_dir(doc_id) / "chunks.jsonl"))
-    return documents, chunks
 
 
 def inputs_fingerprint(workspace: Workspace, config: PipelineConfig, qa_files: list[Path]) -> str:
@@ -58,28 +46,12 @@ def inputs_fingerprint(workspace: Workspace, config: PipelineConfig, qa_files: l
 
 def datasets_stale(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = ()) -> str | None:
     """Why the datasets must be (re)built, or None when they are up to date."""
-    stats = read_stats(workspace)
+    stats = workspace.read_stats()
     if stats is None:
         return "no datasets yet"
     if stats.get("inputs_fingerprint") != inputs_fingerprint(workspace, config, list(qa_files)):
         return "the documents, settings or Q&A files changed"
     return None
-
-
-def make_generator(config: PipelineConfig, workspace: Workspace,
-                   on_progress: ProgressFn | None = None) -> QAGenerator:
-    if config.build.generator == "llm":
-        from docfinetune.build.generators.llm import LLMQAGenerator
-
-        return LLMQAGenerator(
-            config.build.llm,
-            cache_dir=workspace.root / "cache" / "qa_llm",
-            allow_download=config.model.allow_download,
-            on_progress=(lambda done, total: on_progress("writing Q&A", done, total)) if on_progress else None,
-        )
-    from docfinetune.build.generators.rules import RulesQAGenerator
-
-    return RulesQAGenerator(config.build.rules)
 
 
 def count_tokens(tokenizer, texts: list[str]) -> int:
@@ -98,13 +70,18 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     started = time.perf_counter()
     qa_files = [Path(p) for p in qa_files]
     user_pairs = [pair for path in qa_files for pair in read_qa_file(path)]  # bad rows fail first
-    documents, chunks = load_corpus(workspace)
+    documents, chunks = workspace.read_corpus()
     fingerprint = inputs_fingerprint(workspace, config, qa_files)
     tokenizer = load_tokenizer(config.model)
 
     cpt = cpt_records(documents, chunks, config.build.cpt_context)
-    generator = make_generator(config, workspace, on_progress)
-    generated = list(generator.generate(documents, chunks))
+    generated: list[QAPair] = []
+    generator_stats: dict[str, dict] = {}
+    for name in config.build.generators:
+        generator = make_generator(name, config, workspace, on_progress)
+        rows = list(generator.generate(documents, chunks))
+        generator_stats[name] = {"generated": len(rows), **getattr(generator, "stats", {})}
+        generated.extend(rows)
     build_config = config.build
     kept, dropped = curate(generated + user_pairs, chunks, build_config.curate_max_question_chars,
                            build_config.curate_max_answer_chars, build_config.curate_duplicate_similarity)
@@ -121,12 +98,12 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
         "cpt": {"records": len(cpt), "chars": sum(len(r["text"]) for r in cpt),
                 "tokens": count_tokens(tokenizer, [r["text"] for r in cpt])},
         "qa": {
-            "generator": generator.name,
+            "generators": list(config.build.generators),
             "generated": len(generated),
             "user_rows": len(user_pairs),
             "kept": len(kept),
             "dropped": dict(sorted(dropped.items())),
-            "generator_stats": getattr(generator, "stats", {}),
+            "generator_stats": generator_stats,
         },
         "splits": {
             name: {
@@ -171,7 +148,3 @@ def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]
         workspace.discard(staged)
         raise
 
-
-def read_stats(workspace: Workspace) -> dict | None:
-    path = workspace.datasets_dir / "stats.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

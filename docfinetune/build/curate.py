@@ -5,24 +5,10 @@ Every drop is counted by reason, for stats.json.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 
 from docfinetune.core.records import Chunk, QAPair
-from docfinetune.core.score import normalize_answer
-
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def is_supported(answer: str, source_text: str) -> bool:
-    """The answer's words all occur in the source text (after the scorer's normalization:
-    case, punctuation, numbers in words), or its normalized form occurs there whole."""
-    normalized_answer = normalize_answer(answer)
-    normalized_source = normalize_answer(source_text)
-    if normalized_answer and normalized_answer in normalized_source:
-        return True
-    words = set(_WORD.findall(normalized_answer))
-    return bool(words) and words <= set(_WORD.findall(normalized_source))
+from docfinetune.core.score import is_supported
 
 
 def curate(pairs: list[QAPair], chunks: list[Chunk], max_question_chars: int,

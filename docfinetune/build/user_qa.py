@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from docfinetune.core.records import QAPair
 from docfinetune.core.errors import BadInputError
+from docfinetune.core.records import QAPair
 from docfinetune.core.workspace import read_jsonl_lines
-
 
 
 def read_qa_file(path: Path) -> list[QAPair]:

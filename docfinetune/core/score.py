@@ -385,3 +385,17 @@ def answer_matches(
         return False
     results = (_part_matches(prediction, p, field, max_extra_values) for p in parts)
     return all(results) if field in ("parties", "governing_law") else any(results)
+
+
+_SUPPORT_WORD = re.compile(r"[a-z0-9]+")
+
+
+def is_supported(answer: str, source_text: str) -> bool:
+    """The answer's words all occur in the source text (after the scorer's normalization:
+    case, punctuation, numbers in words), or its normalized form occurs there whole."""
+    normalized_answer = normalize_answer(answer)
+    normalized_source = normalize_answer(source_text)
+    if normalized_answer and normalized_answer in normalized_source:
+        return True
+    words = set(_SUPPORT_WORD.findall(normalized_answer))
+    return bool(words) and words <= set(_SUPPORT_WORD.findall(normalized_source))

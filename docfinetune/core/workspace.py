@@ -1,8 +1,17 @@
-"""The workspace directory: where each stage's files live, and how they are written safely.
+"""The workspace directory: every stage's files, their names and readers, in one place, and
+how they are written safely.
 
-    documents/<doc-id>/source.json    file name, sha256, pages, extractor, settings, time
-    documents/<doc-id>/pages.jsonl    page number, cleaned text
-    documents/<doc-id>/chunks.jsonl   chunk id, doc id, page span, char span, heading, text
+    documents/<doc-id>/source.json    ingest: file name, sha256, pages, extractor, settings, time
+    documents/<doc-id>/pages.jsonl    ingest: page number, cleaned text
+    documents/<doc-id>/chunks.jsonl   ingest: chunk id, doc id, page span, char span, heading, text
+    datasets/cpt.jsonl                build: the reading text (one record per chunk and restatement)
+    datasets/qa_{train,val,test}.jsonl  build: question, answer, fact id, source chunk ids, doc id,
+                                      generator, field
+    datasets/stats.json               build: counts, tokens, kept/dropped, the inputs' fingerprint
+                                      (written last: marks the folder complete)
+    runs/...                          train: the run folders, laid out in core/runs.py
+    reports/<time>.{json,md,png}      eval: one report per call
+    cache/<name>/                     build: replies of the llm generators, by chunk and prompt
 
 Every file is written to a temporary name and renamed into place, and a document's folder is
 swapped in whole, so a crash never leaves a half-written file that a later stage trusts.
@@ -20,7 +29,18 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from docfinetune.core.errors import WorkspaceError
+from docfinetune.core.records import Chunk, Document
 
+DOCUMENTS_DIR = "documents"
+SOURCE_FILE = "source.json"
+PAGES_FILE = "pages.jsonl"
+CHUNKS_FILE = "chunks.jsonl"
+DATASETS_DIR = "datasets"
+CPT_FILE = "cpt.jsonl"
+QA_SPLITS = ("train", "val", "test")
+STATS_FILE = "stats.json"
+REPORTS_DIR = "reports"
+CACHE_DIR = "cache"
 STAGING_PREFIX = ".staging-"
 RETIRED_PREFIX = ".retired-"
 
@@ -127,7 +147,7 @@ class Workspace:
 
     @property
     def documents_dir(self) -> Path:
-        return self.root / "documents"
+        return self.root / DOCUMENTS_DIR
 
     def document_dir(self, doc_id: str) -> Path:
         return self.documents_dir / doc_id
@@ -139,18 +159,58 @@ class Workspace:
         return sorted(
             p.name
             for p in self.documents_dir.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and (p / "source.json").is_file()
+            if p.is_dir() and not p.name.startswith(".") and (p / SOURCE_FILE).is_file()
         )
 
     def read_source(self, doc_id: str) -> dict | None:
-        path = self.document_dir(doc_id) / "source.json"
+        path = self.document_dir(doc_id) / SOURCE_FILE
         if not path.is_file():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def chunks_file(self, doc_id: str) -> Path:
+        return self.document_dir(doc_id) / CHUNKS_FILE
+
+    def read_corpus(self) -> tuple[list[Document], list[Chunk]]:
+        """Every ingested document and its chunks, in document-id then chunk order."""
+        doc_ids = self.doc_ids()
+        if not doc_ids:
+            raise WorkspaceError(f"{self.root}: no documents ingested yet; run `docfinetune ingest FILE...`")
+        documents, chunks = [], []
+        for doc_id in doc_ids:
+            source = self.read_source(doc_id) or {}
+            documents.append(Document(doc_id, source.get("title") or doc_id, source.get("file_name", "")))
+            chunks.extend(Chunk.from_dict(row) for row in read_jsonl(self.chunks_file(doc_id)))
+        return documents, chunks
+
     @property
     def datasets_dir(self) -> Path:
-        return self.root / "datasets"
+        return self.root / DATASETS_DIR
+
+    def dataset_file(self, name: str) -> Path:
+        """datasets/<name>.jsonl: name is cpt or qa_train, qa_val, qa_test."""
+        return self.datasets_dir / f"{name}.jsonl"
+
+    @property
+    def stats_file(self) -> Path:
+        return self.datasets_dir / STATS_FILE
+
+    def read_stats(self) -> dict | None:
+        """datasets/stats.json, or None before the first build."""
+        path = self.stats_file
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def read_dataset(self, name: str) -> list[dict]:
+        """The rows of datasets/<name>.jsonl; [] when the file is absent."""
+        path = self.dataset_file(name)
+        return list(read_jsonl(path)) if path.is_file() else []
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / REPORTS_DIR
+
+    def cache_dir(self, name: str) -> Path:
+        return self.root / CACHE_DIR / name
 
     def staging_dir(self, name: str, parent: Path | None = None) -> Path:
         """A fresh hidden folder beside its final place, for building that folder's files."""
@@ -196,8 +256,7 @@ class Workspace:
                     "ingested_at": source.get("ingested_at", ""),
                 }
             )
-        stats_path = self.datasets_dir / "stats.json"
-        datasets = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else None
+        datasets = self.read_stats()
         return {
             "workspace": str(self.root),
             "documents": docs,

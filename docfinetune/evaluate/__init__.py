@@ -24,16 +24,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from docfinetune.core.config import EvalConfig, PipelineConfig, load_pipeline
+from docfinetune.core.config import EvalConfig, GenerationConfig, PipelineConfig, load_pipeline
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.evaluate.questions import Question, QuestionSet, load_questions
+from docfinetune.core.generate import format_prompt
 from docfinetune.core.runs import Checkpoint, Run, find_run, load_answerer, resolve_checkpoint, runs_dir
 from docfinetune.core.workspace import Workspace, read_jsonl
+from docfinetune.evaluate.questions import Question, QuestionSet, load_questions
 
 SYSTEMS = ("base", "base+rag", "finetuned", "finetuned+rag")
 COMPARISONS = (("finetuned", "base"), ("base+rag", "base"), ("finetuned", "base+rag"),
                ("finetuned+rag", "base+rag"), ("finetuned+rag", "finetuned"))
-ANSWER_BLOCK_BATCHES = 4  # batches per answer_questions call, so progress moves
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -70,47 +70,22 @@ def _pipeline(workspace: Workspace, config: PipelineConfig | None, fine_tuned: b
     return pipeline, pipeline.eval, None, None
 
 
-def _answer(model, tokenizer, prompts: list[str], template: str | None, batch_size: int, max_new_tokens: int,
+def _answer(model, tokenizer, prompts: list[str], generation: GenerationConfig,
             progress: Callable[[int], None]) -> list[str]:
-    """`answer_questions` over `prompts` in blocks (shortest first), reporting progress.
+    """Answers to complete prompts (closed-book or RAG), reporting progress after each batch."""
+    from docfinetune.core.generate import generate
 
-    With `template` None the prompts are complete (RAG): each is passed as the question of the
-    template "{question}", with the whitespace `format_prompt`'s strip would drop put back
-    into the template."""
-    from docfinetune.core.generate import answer_questions
-
-    answers: list[str | None] = [None] * len(prompts)
-    groups: dict[str, list[int]] = {}
-    for i, prompt in enumerate(prompts):
-        if template is None:
-            stripped = prompt.strip()
-            start = prompt.index(stripped[0]) if stripped else 0
-            escape = lambda s: s.replace("{", "{{").replace("}", "}}")  # noqa: E731
-            key = escape(prompt[:start]) + "{question}" + escape(prompt[start + len(stripped):])
-        else:
-            key = template
-        groups.setdefault(key, []).append(i)
-    done = 0
-    block = batch_size * ANSWER_BLOCK_BATCHES
-    for key, members in groups.items():
-        members.sort(key=lambda i: len(prompts[i]))
-        for start in range(0, len(members), block):
-            part = members[start:start + block]
-            texts = answer_questions(model, tokenizer, [prompts[i] for i in part], key, batch_size, max_new_tokens)
-            for i, text in zip(part, texts):
-                answers[i] = text
-            done += len(part)
-            progress(done)
-    return answers  # type: ignore[return-value]
+    return generate(model, tokenizer, prompts, max_new_tokens=generation.max_new_tokens,
+                    batch_size=generation.batch_size, on_progress=progress)
 
 
 def _training_texts(workspace: Workspace) -> list[str] | None:
     """CPT records and Q&A-train answers: what the model was trained to say; None without datasets."""
-    cpt = workspace.datasets_dir / "cpt.jsonl"
+    cpt = workspace.dataset_file("cpt")
     if not cpt.is_file():
         return None
     texts = [row["text"] for row in read_jsonl(cpt)]
-    train = workspace.datasets_dir / "qa_train.jsonl"
+    train = workspace.dataset_file("qa_train")
     if train.is_file():
         texts += [row["answer"] for row in read_jsonl(train)]
     return texts
@@ -118,7 +93,7 @@ def _training_texts(workspace: Workspace) -> list[str] | None:
 
 def groundedness(questions: list[str], answers: list[str], index, k: int) -> dict:
     """How many non-empty answers some chunk (of the `k` BM25 finds for question + answer) supports."""
-    from docfinetune.build.curate import is_supported
+    from docfinetune.core.score import is_supported
 
     grounded = answered = 0
     for question, answer in zip(questions, answers):
@@ -152,10 +127,10 @@ def evaluate(
     the model; a run's own config.yaml decides model and prompt. Questions: the held-out
     Q&A-test rows, or `questions_file`'s rows (both with `include_test=True`).
     """
+    from docfinetune.core.score import answer_matches
     from docfinetune.evaluate import memorization, stats
     from docfinetune.evaluate.rag import rag_prompt
     from docfinetune.evaluate.report import write_report
-    from docfinetune.core.score import answer_matches
 
     started = time.perf_counter()
     now = datetime.now(timezone.utc)
@@ -177,7 +152,7 @@ def evaluate(
     if any(s.endswith("+rag") for s in systems):
         titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
         rag_prompts = [rag_prompt(q, [c for c, _ in index.search(q, eval_config.rag_k)], titles, eval_config,
-                                  pipeline.train.prompt_template) for q in texts]
+                                  pipeline.generation.prompt_template) for q in texts]
 
     progress("loading model", 0, 1)
     model, tokenizer = load_answerer(pipeline, chosen.path if chosen and fine_tuned else None)
@@ -189,16 +164,16 @@ def evaluate(
             return model.disable_adapter()
         return contextlib.nullcontext()
 
-    train = pipeline.train
+    generation = pipeline.generation
+    closed_book = [format_prompt(generation.prompt_template, q) for q in texts]
     answers: dict[str, list[str]] = {}
     for system in systems:
         stage = f"answering ({system})"
         progress(stage, 0, len(texts))
-        prompts = rag_prompts if system.endswith("+rag") else texts
-        template = None if system.endswith("+rag") else train.prompt_template
+        prompts = rag_prompts if system.endswith("+rag") else closed_book
         with adapter(system):
-            answers[system] = _answer(model, tokenizer, prompts, template, train.eval_batch_size,
-                                      train.max_new_tokens, lambda done: progress(stage, done, len(texts)))
+            answers[system] = _answer(model, tokenizer, prompts, generation,
+                                      lambda done: progress(stage, done, len(texts)))
 
     verdicts = {s: [answer_matches(a, q.reference, q.field or None) if q.reference is not None else None
                     for a, q in zip(answers[s], questions)] for s in systems}
@@ -213,9 +188,9 @@ def evaluate(
             "systems": list(systems),
             "base_model": pipeline.model.base_model,
             "device": str(next(model.parameters()).device),
-            "prompt_template": train.prompt_template,
-            "max_new_tokens": train.max_new_tokens,
-            "batch_size": train.eval_batch_size,
+            "prompt_template": generation.prompt_template,
+            "max_new_tokens": generation.max_new_tokens,
+            "batch_size": generation.batch_size,
             "eval": dataclasses.asdict(eval_config),
         },
         "questions": {
@@ -243,10 +218,10 @@ def evaluate(
         }
         progress("memorization audit", len(systems), len(systems))
     else:
-        report["memorization_skipped"] = f"no training text ({workspace.datasets_dir / 'cpt.jsonl'} is missing)"
+        report["memorization_skipped"] = f"no training text ({workspace.dataset_file('cpt')} is missing)"
 
     report["extraction"] = None
-    cpt_path = workspace.datasets_dir / "cpt.jsonl"
+    cpt_path = workspace.dataset_file("cpt")
     if eval_config.extraction_chunks and cpt_path.is_file():
         records = memorization.sample_records(list(read_jsonl(cpt_path)), eval_config.extraction_chunks,
                                               eval_config.seed)
@@ -262,7 +237,7 @@ def evaluate(
                 with adapter(name):
                     generated = memorization.continue_greedily(
                         model, tokenizer, [c["prompt"] for c in cases], eval_config.extraction_max_new_tokens,
-                        train.eval_batch_size)
+                        generation.batch_size)
                 report["extraction"]["models"][name] = memorization.score_extraction(
                     cases, generated, eval_config.memorization_min_chars)
                 progress(stage, len(cases), len(cases))

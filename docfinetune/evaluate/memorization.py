@@ -178,25 +178,10 @@ def split_record(text: str, prefix_share: float) -> tuple[str, str]:
 def continue_greedily(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
     """Greedy continuations of `prompts` (the answers' settings, without the stop at the end
     of the first line: a memorized paragraph runs on)."""
-    import torch
+    from docfinetune.core.generate import generate
 
-    from docfinetune.core.generate import greedy_settings
-
-    out: list[str] = []
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        device = next(model.parameters()).device
-        for start in range(0, len(prompts), batch_size):
-            encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
-            length = encoded["input_ids"].shape[1]
-            settings = greedy_settings(tokenizer, length, max_new_tokens)
-            settings.pop("stopping_criteria")
-            with torch.no_grad():
-                output = model.generate(**encoded, **settings)
-            out += tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = padding_side
-    return out
+    return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    stop_at_line_end=False)
 
 
 def sample_records(records: list[dict], count: int, seed: int) -> list[dict]:

@@ -4,8 +4,8 @@ question in the very prompt template the model was trained with."""
 from __future__ import annotations
 
 from docfinetune.core.config import EvalConfig
-from docfinetune.core.records import Chunk
 from docfinetune.core.generate import format_prompt
+from docfinetune.core.records import Chunk
 
 
 def chunk_pages(chunk: Chunk) -> str:

@@ -20,10 +20,10 @@ from typing import Callable, Sequence
 from docfinetune import __version__
 from docfinetune.core.config import IngestConfig
 from docfinetune.core.errors import BadInputError, IngestFailed
+from docfinetune.core.workspace import Workspace, file_sha256, write_json, write_jsonl
 from docfinetune.ingest.chunk import chunk_document, document_title, page_offsets
 from docfinetune.ingest.clean import clean_pages
 from docfinetune.ingest.extract import PDF_SUFFIXES, collect_inputs, extract_pdf, read_text_pages
-from docfinetune.core.workspace import Workspace, file_sha256, write_json, write_jsonl
 
 # Bump when cleaning or chunking changes what the same settings produce.
 INGEST_FORMAT = 1

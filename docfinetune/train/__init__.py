@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,17 +25,27 @@ from docfinetune.core.models import peft_import
 with peft_import():  # transformers' trainer module imports peft, and peft bitsandbytes
     from transformers import TrainerCallback
 
-from docfinetune.build import build, datasets_stale, read_stats
 from docfinetune.core.config import PipelineConfig, TrainConfig
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.score import answer_matches
 from docfinetune.core.generate import answer_questions, format_prompt
-from docfinetune.train.memory import apply_cap, check_fits, estimate
 from docfinetune.core.models import resolve_device
-from docfinetune.core.runs import (CHECKPOINT_METRICS_FILE, CONFIG_FILE, METRICS_FILE, checkpoint_path, checkpoint_step,
-                              config_yaml, last_checkpoint, new_run_dir, run_to_resume, write_latest)
-from docfinetune.train.select import plot_curves, select_checkpoint
+from docfinetune.core.runs import (
+    CHECKPOINT_METRICS_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    Run,
+    checkpoint_path,
+    checkpoint_step,
+    config_yaml,
+    last_checkpoint,
+    new_run_dir,
+    run_to_resume,
+    write_latest,
+)
+from docfinetune.core.score import answer_matches
 from docfinetune.core.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
+from docfinetune.train.memory import apply_cap, check_fits, estimate
+from docfinetune.train.select import plot_curves, select_checkpoint
 
 log = logging.getLogger(__name__)
 EventFn = Callable[[str, dict], None]
@@ -45,79 +56,115 @@ IGNORE = -100  # label of tokens left out of the loss
 # --------------------------------------------------------------------------- the stage
 
 
-def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False, run_id: str | None = None,
-          on_event: EventFn | None = None) -> Path:
-    """Fine-tune a LoRA adapter on the workspace's datasets; returns the run folder.
+@dataclass
+class Prepared:
+    """Everything a run needs before its first step: `prepare()`'s result, `fit()`'s input."""
 
-    `resume` continues the latest run (or `run_id`) from its last checkpoint with the config
-    stored in that run. `on_event(kind, data)` receives "start", "step", "eval" and "done".
-    """
-    emit = on_event or (lambda kind, data: None)
-    checkpoint = None
+    config: PipelineConfig
+    tokenizer: Any
+    model: Any
+    train_set: Any  # datasets.Dataset of input_ids/labels
+    val_set: Any
+    questions: list[dict]  # the val questions answered at each evaluation
+    warnings: list[str]
+    fused_kernels: bool
+    resume_from: Path | None  # the checkpoint a resumed run continues from
+    run_dir: Path | None  # set for a resumed run; a new run gets its folder in train()
+
+
+def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
+            run_id: str | None = None) -> Prepared:
+    """Read the datasets, tokenize the training mix, load the model with its adapter and check
+    that the largest micro-batch fits the GPU. Writes nothing. With `resume` the run's own
+    config is used and its last complete checkpoint is where `fit` continues."""
+    checkpoint, run_dir = None, None
     if resume:
-        run = run_to_resume(workspace, run_id)
+        run, checkpoint = resume_point(workspace, run_id)
         run_dir, config = run.path, run.config
-        checkpoint = last_checkpoint(run_dir)
-        if checkpoint is None:
-            raise WorkspaceError(f"{run_dir / 'checkpoints'}: no complete checkpoint to resume from; "
-                                 "start a new run with `docfinetune train`")
-    qa_files = [Path(p) for p in (read_stats(workspace) or {}).get("qa_files", [])]  # the last build's --qa-file
-    reason = datasets_stale(workspace, config, qa_files)
-    if reason:
-        log.info("building the datasets first: %s", reason)
-        build(workspace, config, qa_files)
+    if workspace.read_stats() is None:
+        raise WorkspaceError(f"{workspace.datasets_dir}: no datasets yet; run `docfinetune build` first")
     data = read_datasets(workspace)
     warnings = check_settings(config, data, workspace.datasets_dir)
-    for warning in warnings:
-        log.warning(warning)
 
     from docfinetune.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
-    train_set = to_dataset(training_mix(data, config.train), tokenizer, config.train, shuffle=True)
-    val_set = to_dataset([qa_example(config.train.prompt_template, r) for r in data["qa_val"]],
-                         tokenizer, config.train, shuffle=False)
-    fused = fused_kernels_on(config.train)
-    budget_gib = apply_cap(config.train) if resolve_device(config.train) == "cuda" else None
-    model = prepare_model(config)  # before the run folder exists: a model that fails to load leaves none
+    template = config.generation.prompt_template
+    train_set = to_dataset(training_mix(data, config.train, template), tokenizer, config.train, shuffle=True)
+    val_set = to_dataset([qa_example(template, r) for r in data["qa_val"]], tokenizer, config.train, shuffle=False)
+    fused = fused_kernels_on(config)
+    budget_gib = apply_cap(config.train) if resolve_device(config.model) == "cuda" else None
+    model = prepare_model(config)
     if budget_gib is not None:
         lengths = [len(ids) for ids in train_set["input_ids"]]
         found = estimate(model, config, lengths, fused_loss=fused)
         per_example = sum(lengths) / max(len(lengths), 1) if config.train.packing else max(lengths, default=1)
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
+    return Prepared(config, tokenizer, model, train_set, val_set, accuracy_sample(data["qa_val"], config.train),
+                    warnings, fused, checkpoint, run_dir)
 
-    if resume:
-        seconds_before = keep_metrics_until(run_dir, checkpoint_step(checkpoint))
+
+def resume_point(workspace: Workspace, run_id: str | None = None) -> tuple[Run, Path]:
+    """The run `--resume` continues (the latest, or `run_id`) and its last complete checkpoint."""
+    run = run_to_resume(workspace, run_id)
+    checkpoint = last_checkpoint(run.path)
+    if checkpoint is None:
+        raise WorkspaceError(f"{run.path / 'checkpoints'}: no complete checkpoint to resume from; "
+                             "start a new run with `docfinetune train`")
+    return run, checkpoint
+
+
+def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False, run_id: str | None = None,
+          on_event: EventFn | None = None) -> Path:
+    """Fine-tune on the workspace's datasets, evaluate every checkpoint, choose one; returns
+    the run folder. Three phases: `prepare` (nothing written: a model that fails to load
+    leaves no run), `fit` (the run folder, its metrics and checkpoints), `select`.
+
+    `resume` continues the latest run (or `run_id`) from its last checkpoint with the config
+    stored in that run. `on_event(kind, data)` receives "start", "step", "eval" and "done".
+    """
+    emit = on_event or (lambda kind, data: None)
+    ready = prepare(workspace, config, resume=resume, run_id=run_id)
+    for warning in ready.warnings:
+        log.warning(warning)
+    if ready.run_dir is not None:
+        run_dir = ready.run_dir
+        seconds_before = keep_metrics_until(run_dir, checkpoint_step(ready.resume_from))
     else:
         run_dir = new_run_dir(workspace, run_id)
-        write_text_atomic(run_dir / CONFIG_FILE, config_yaml(config))
+        write_text_atomic(run_dir / CONFIG_FILE, config_yaml(ready.config))
         seconds_before = 0.0
-    start = {"run_id": run_dir.name, "run_dir": str(run_dir), "examples": len(train_set),
-             "tokens": sum(len(ids) for ids in train_set["input_ids"]), "val_rows": len(val_set),
-             "warnings": warnings}
-    recorder = RunRecorder(run_dir, config, tokenizer, accuracy_sample(data["qa_val"], config.train),
-                           emit, start, seconds_before)
-    fit(model, tokenizer, train_set, val_set, run_dir, config.train, [recorder], checkpoint,
-        quiet=on_event is not None, fused_kernels=fused)
+    start = {"run_id": run_dir.name, "run_dir": str(run_dir), "examples": len(ready.train_set),
+             "tokens": sum(len(ids) for ids in ready.train_set["input_ids"]), "val_rows": len(ready.val_set),
+             "warnings": ready.warnings}
+    recorder = RunRecorder(run_dir, ready.config, ready.tokenizer, ready.questions, emit, start, seconds_before)
+    fit(ready.model, ready.tokenizer, ready.train_set, ready.val_set, run_dir, ready.config, [recorder],
+        ready.resume_from, quiet=on_event is not None, fused_kernels=ready.fused_kernels)
 
-    selection = select_checkpoint(run_dir, config.train.select_by)
+    selection = select_checkpoint(run_dir, ready.config.train.select_by)
     curves = plot_curves(run_dir)
     write_latest(workspace, run_dir)
     emit("done", {**selection, "curves": str(curves)})
     return run_dir
 
 
-def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, callbacks: list,
+def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineConfig, callbacks: list,
         checkpoint: Path | None, quiet: bool, fused_kernels: bool = False) -> None:
     """The loop: transformers' Trainer with our schedule, cadence and callbacks (RunRecorder)."""
     import torch
-    from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, PrinterCallback, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        DataCollatorForSeq2Seq,
+        DataCollatorWithFlattening,
+        PrinterCallback,
+        Trainer,
+        TrainingArguments,
+    )
 
     from docfinetune.core.models import resolve_device, resolve_dtype
 
-    device = resolve_device(t)
+    t = config.train
+    device = resolve_device(config.model)
     has_val = len(val_set) > 0
     if t.packing and t.packed_row_tokens:
         collator = PackedRows(t.packed_row_tokens, tokenizer.pad_token_id)
@@ -133,7 +180,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, cal
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.micro_batch_size,
-        per_device_eval_batch_size=t.eval_batch_size,
+        per_device_eval_batch_size=config.generation.batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
@@ -141,7 +188,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, t: TrainConfig, cal
         warmup_steps=t.warmup_ratio,  # a float below 1 is a share of the steps
         optim=t.optimizer,
         seed=t.seed,
-        bf16=resolve_dtype(t, device) == torch.bfloat16,
+        bf16=resolve_dtype(config.model, device) == torch.bfloat16,
         use_cpu=device == "cpu",
         # Evaluate and save every eval_every_steps (RunRecorder adds each epoch's end); keep all.
         eval_strategy="steps" if has_val else "no",
@@ -260,9 +307,8 @@ class RunRecorder(TrainerCallback):
 
     def validate(self, model) -> dict:
         """Greedy answers to the sampled val questions, scored by the project's one scorer."""
-        t = self.config.train
         predictions = answer_questions(model, self.tokenizer, [q["question"] for q in self.questions],
-                                       t.prompt_template, t.eval_batch_size, t.max_new_tokens)
+                                       self.config.generation)
         results = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(predictions, self.questions)]
         correct = sum(results)
         examples = [{"question": q["question"], "reference": q["answer"], "prediction": p, "correct": ok}
@@ -319,11 +365,6 @@ def check_settings(config: PipelineConfig, data: dict[str, list[dict]], datasets
     if t.optimizer not in {o.value for o in OptimizerNames}:
         problems.append(f"train.optimizer: {t.optimizer!r} is not a transformers optimizer name "
                         "(e.g. adamw_torch, adamw_torch_fused, paged_adamw_8bit)")
-    try:
-        t.prompt_template.format(question="?")
-    except (KeyError, IndexError, ValueError) as err:
-        problems.append(f"train.prompt_template: {t.prompt_template!r} cannot be filled in ({err!r}); "
-                        "write literal braces as {{ and }}")
     if not data["cpt"] and not data["qa_train"]:
         problems.append(f"{datasets_dir}: cpt.jsonl and qa_train.jsonl are both empty, so there is nothing "
                         "to train on; ingest documents with text, then `docfinetune build --force`")
@@ -343,9 +384,7 @@ def check_settings(config: PipelineConfig, data: dict[str, list[dict]], datasets
 
 
 def read_datasets(workspace: Workspace) -> dict[str, list[dict]]:
-    folder = workspace.datasets_dir
-    return {name: list(read_jsonl(folder / f"{name}.jsonl")) if (folder / f"{name}.jsonl").is_file() else []
-            for name in ("cpt", "qa_train", "qa_val")}
+    return {name: workspace.read_dataset(name) for name in ("cpt", "qa_train", "qa_val")}
 
 
 def qa_example(template: str, row: dict) -> dict:
@@ -353,10 +392,10 @@ def qa_example(template: str, row: dict) -> dict:
     return {"prompt": format_prompt(template, row["question"]), "completion": " " + row["answer"].strip()}
 
 
-def training_mix(data: dict[str, list[dict]], t: TrainConfig) -> list[dict]:
+def training_mix(data: dict[str, list[dict]], t: TrainConfig, prompt_template: str) -> list[dict]:
     """One copy of the document text beside `qa_repeats` copies of the Q&A (shuffled later)."""
     cpt = [{"prompt": "", "completion": row["text"]} for row in data["cpt"]]
-    return cpt + [qa_example(t.prompt_template, row) for row in data["qa_train"]] * t.qa_repeats
+    return cpt + [qa_example(prompt_template, row) for row in data["qa_train"]] * t.qa_repeats
 
 
 def tokenize(tokenizer, prompt: str, completion: str, max_tokens: int, learn_prompt: bool) -> dict:
@@ -406,7 +445,7 @@ def prepare_model(config: PipelineConfig):
         from peft import LoraConfig, TaskType, get_peft_model
 
     t = config.train
-    model = load_model(config.model, t)
+    model = load_model(config.model)
     # transformers builds the packed (block-causal) mask only when no KV cache is passed;
     # with use_cache on, the forward makes one and packed examples would attend to each other.
     model.config.use_cache = False
@@ -426,7 +465,7 @@ def prepare_model(config: PipelineConfig):
     try:
         model = get_peft_model(model, LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha,
                                                  lora_dropout=lora.lora_dropout,
-                                                 target_modules=lora.target_modules(),
+                                                 target_modules=list(lora.lora_targets),
                                                  task_type=TaskType.CAUSAL_LM))
     except ValueError as err:
         raise ConfigError(f"lora.lora_targets: {lora.lora_targets!r} does not name modules of "
@@ -447,13 +486,14 @@ def keep_activations(model, checkpointed_share: float) -> int:
     return recomputed
 
 
-def fused_kernels_on(t: TrainConfig) -> bool:
+def fused_kernels_on(config: PipelineConfig) -> bool:
     """Whether Trainer applies liger-kernel: `auto` when training on CUDA with it installed."""
     import importlib.util
 
+    t = config.train
     if t.fused_kernels == "off":
         return False
-    cuda = resolve_device(t) == "cuda"
+    cuda = resolve_device(config.model) == "cuda"
     installed = importlib.util.find_spec("liger_kernel") is not None
     if t.fused_kernels == "on" and not (cuda and installed):
         raise ConfigError("train.fused_kernels: on needs a CUDA GPU and liger-kernel "

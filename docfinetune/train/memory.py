@@ -111,7 +111,7 @@ def estimate(model, config: PipelineConfig, lengths: list[int], fused_loss: bool
         weights_bytes = torch.cuda.memory_allocated()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     state = OPTIMIZER_STATE_BYTES["8bit" if "8bit" in t.optimizer else "default"]
-    element_bytes = 2 if t.precision != "fp32" else 4
+    element_bytes = 2 if config.model.precision != "fp32" else 4
     tokens = largest_micro_batch_tokens(lengths, t)
     activations = activation_bytes(model.config, t, tokens, config.lora.lora_dropout, fused_loss, element_bytes)
     return MemoryEstimate(weights_gib=weights_bytes / GIB,
@@ -130,7 +130,7 @@ def check_fits(found: MemoryEstimate, budget_gib: float, t: TrainConfig, mean_ex
             f"more than the {usable:.1f} GiB usable of {budget_gib:.1f}")
     room = usable - found.weights_gib - found.optimizer_gib
     if room <= 0:
-        raise ConfigError(f"model: the weights alone need {need}; use train.quantization: nf4 (QLoRA) "
+        raise ConfigError(f"model: the weights alone need {need}; use model.quantization: nf4 (QLoRA) "
                           "or a GPU with more memory")
     fits = int(room * GIB / found.bytes_per_token / max(mean_example_tokens, 1))
     advice = (f"set train.micro_batch_size to {fits} or less (raise gradient_accumulation_steps to keep the "

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from docfinetune.core.config import LLMQAConfig
-from docfinetune.core.records import Chunk, Document, QAPair
 from docfinetune.core.errors import DocfinetuneError
+from docfinetune.core.records import Chunk, Document, QAPair
 from docfinetune.core.workspace import write_json
 
 # Bump when PROMPT_TEMPLATE or the way replies are requested changes: it is part of the cache key.
@@ -286,33 +286,6 @@ def _as_facts(value: Any, repaired: bool) -> tuple[list[dict] | None, bool]:
 # --------------------------------------------------------------------------- local generation
 
 
-def generate_replies(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int,
-                     temperature: float) -> list[str]:
-    """Generate one reply per prompt in one batch: left padding plus the attention mask, so each
-    row sees exactly what it would alone; only the new tokens are decoded."""
-    import torch
-
-    rows = [encode_prompt(tokenizer, p) for p in prompts]
-    pad_id = tokenizer.pad_token_id
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        attention_mask[i, width - len(row):] = 1
-    # Greedy at temperature 0 whatever the model's generation_config suggests.
-    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    with torch.inference_mode():
-        output = model.generate(
-            input_ids=input_ids.to(model.device),
-            attention_mask=attention_mask.to(model.device),
-            max_new_tokens=max_new_tokens,
-            pad_token_id=pad_id,
-            **sampling,
-        )
-    return tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
-
-
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of one user turn plus the assistant's opening, through the chat template when
     the tokenizer has one (control tokens inside the document text are encoded as plain text)."""
@@ -340,6 +313,7 @@ class LLMQAGenerator:
     """
 
     name = "llm"
+    needs_workspace = True  # a reply cache under cache/qa_llm/ and progress per chunk
 
     def __init__(self, config: LLMQAConfig, cache_dir: Path,
                  on_progress: Callable[[int, int], None] | None = None, allow_download: bool = False):
@@ -524,17 +498,19 @@ class LLMQAGenerator:
     # ------------------------------------------------------------------ transformers backend
 
     def _run_local(self, prompts: list[str], keys: list[str], done: Callable[[int, str], None]) -> None:
+        from docfinetune.core.generate import generate
+
         model, tokenizer = self._load_local()
-        # Similar lengths share a batch, so little of each batch is padding.
-        lengths = [len(encode_prompt(tokenizer, p)) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda j: (lengths[j], j))
-        size = self.config.batch_size
-        for start in range(0, len(order), size):
-            batch = order[start: start + size]
-            self.stats["requests"] += len(batch)
-            replies = generate_replies(model, tokenizer, [prompts[j] for j in batch],
-                                       self.config.max_new_tokens, self.config.temperature)
-            for j, reply in zip(batch, replies):
+        encoded = [encode_prompt(tokenizer, p) for p in prompts]
+        # Blocks of a few batches, so each reply is cached soon after it is written.
+        block = self.config.batch_size * 4
+        for start in range(0, len(prompts), block):
+            part = list(range(start, min(len(prompts), start + block)))
+            self.stats["requests"] += len(part)
+            replies = generate(model, tokenizer, [encoded[j] for j in part],
+                               max_new_tokens=self.config.max_new_tokens, batch_size=self.config.batch_size,
+                               stop_at_line_end=False, temperature=self.config.temperature)
+            for j, reply in zip(part, replies):
                 done(j, reply)
 
     def _load_local(self) -> tuple[Any, Any]:
@@ -542,14 +518,14 @@ class LLMQAGenerator:
         local folder, .gguf), on CUDA in bf16 when present, else fp32 on CPU."""
         if self._local is not None:
             return self._local
-        from docfinetune.core.config import ModelConfig, TrainConfig
+        from docfinetune.core.config import ModelConfig
         from docfinetune.core.models import load_model, load_tokenizer
 
         setting = f"llm.model {self.config.model!r}"
         source = ModelConfig(base_model=self.config.model, allow_download=self.allow_download)
         try:
             tokenizer = load_tokenizer(source)
-            model = load_model(source, TrainConfig()).eval()
+            model = load_model(source).eval()
         except DocfinetuneError as err:
             raise DocfinetuneError(f"{setting}: {err}") from None
         if tokenizer.pad_token_id is None:
