@@ -33,11 +33,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results import machine, write_section  # noqa: E402
 
 from docfinetune.core.config import IngestConfig  # noqa: E402
+from docfinetune.core.plugins import EXTRACTORS  # noqa: E402
 from docfinetune.core.workspace import Workspace  # noqa: E402
 from docfinetune.ingest import ingest  # noqa: E402
 from docfinetune.ingest.chunk import chunk_document  # noqa: E402
 from docfinetune.ingest.clean import clean_pages, normalize_chars  # noqa: E402
-from docfinetune.ingest.extract import EXTRACTORS  # noqa: E402
+from docfinetune.ingest.extract import extractor_class  # noqa: E402
 
 CUAD = ROOT.parent / "shared" / "cuad-dev"
 SECTION = "## Ingest"
@@ -75,7 +76,7 @@ def without_lines(reference: str, lines: list[str]) -> str:
 
 
 def raw_pages(extractor: str, pdf: Path) -> tuple[list[str], float]:
-    e = EXTRACTORS[extractor]()
+    e = extractor_class(extractor)()
     started = time.perf_counter()
     pages = e.extract_pages(pdf, None, 0, e.page_count(pdf, None))
     return pages, time.perf_counter() - started

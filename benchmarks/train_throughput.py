@@ -220,44 +220,43 @@ def run_variant(name: str, workspace: Path, model_dir: Path, steps: int, warmup:
     from docfinetune.core.config import load_pipeline
     from docfinetune.core.models import load_tokenizer
     from docfinetune.core.workspace import Workspace
-    from docfinetune.train import fit, fused_kernels_on, prepare_model, read_datasets, to_dataset, training_mix
-    from docfinetune.train.memory import apply_cap, estimate
+    from docfinetune.train import fit, prepare, read_datasets
+    from docfinetune.train.memory import apply_cap
 
     kind, settings = VARIANTS[name]
     on_gpu = torch.cuda.is_available()
     overrides = {"model": {"base_model": str(model_dir)},
                  "train": {"max_steps": steps, "eval_every_steps": 10 ** 6, "gpu_memory_gib": cap_gib if on_gpu else 0}}
     if not on_gpu:  # the CPU smoke test: same code, no 4-bit
-        overrides["train"].update(device="cpu", quantization="none", optimizer="adamw_torch", precision="fp32")
+        overrides["train"].update(optimizer="adamw_torch")
+        overrides["model"].update(device="cpu", quantization="none", precision="fp32")
     for section, values in recipe_overrides(settings).items():
         overrides.setdefault(section, {}).update(values)
     config = load_pipeline(RECIPE, overrides)
-    t = config.train
     if on_gpu:
-        apply_cap(t)
+        apply_cap(config.train)
         torch.cuda.reset_peak_memory_stats()
     data = read_datasets(Workspace(workspace))
-    tokenizer = load_tokenizer(config.model)
     texts = [row["text"] for row in data["cpt"]]
     timer = StepTimer(warmup, steps, profile)
     started = time.perf_counter()
     fused = False
     if kind == "baseline":
+        tokenizer = load_tokenizer(config.model)
         model, dataset = baseline_model_and_data(config, tokenizer, texts)
         trainer = baseline_trainer(model, tokenizer, dataset, settings["batch"], steps, on_gpu, timer.as_callback())
         estimate_gib = None
         load_s = time.perf_counter() - started
         trainer.train()
     else:
-        fused = fused_kernels_on(t)
-        train_set = to_dataset(training_mix({"cpt": data["cpt"], "qa_train": []}, t), tokenizer, t, shuffle=True)
-        model = prepare_model(config)
+        # The recipe's own preparation (tokenize, load, memory check), on the reading text alone.
+        ready = prepare(Workspace(workspace), config, data={"cpt": data["cpt"], "qa_train": [], "qa_val": []})
+        fused = ready.fused_kernels
         load_s = time.perf_counter() - started
-        estimate_gib = (estimate(model, config, [len(ids) for ids in train_set["input_ids"]], fused).total_gib
-                        if on_gpu else None)
+        estimate_gib = ready.memory.total_gib if ready.memory is not None else None
         with tempfile.TemporaryDirectory() as run_dir:
-            fit(model, tokenizer, train_set, train_set.select([]), Path(run_dir), t, [timer.as_callback()], None,
-                quiet=True, fused_kernels=fused)
+            fit(ready.model, ready.tokenizer, ready.train_set, ready.val_set, Path(run_dir), config,
+                [timer.as_callback()], None, quiet=True, fused_kernels=fused)
     result = {"variant": name, "kind": kind, "settings": settings, "load_s": round(load_s, 1),
               "fused_kernels": fused, **timer.throughput()}
     if on_gpu:
@@ -290,7 +289,7 @@ def baseline_model_and_data(config, tokenizer, texts: list[str]):
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = config.lora
     model = get_peft_model(model, LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha, lora_dropout=0.05,
-                                             target_modules=lora.target_modules(), task_type=TaskType.CAUSAL_LM))
+                                             target_modules=list(lora.lora_targets), task_type=TaskType.CAUSAL_LM))
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     tokenizer.padding_side = "right"
     encoded = tokenizer(texts, truncation=True, max_length=512, padding="max_length")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from docfinetune.core.errors import BadInputError, DocfinetuneError
+from docfinetune.core.plugins import EXTRACTORS
 
 PDF_SUFFIXES = {".pdf"}
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
@@ -190,15 +191,14 @@ class PypdfExtractor:
         return pages
 
 
-EXTRACTORS: dict[str, type[PdfExtractor]] = {
-    "pypdfium2": Pypdfium2Extractor,
-    "pypdf": PypdfExtractor,
-}
+def extractor_class(name: str) -> type[PdfExtractor]:
+    """The extractor registered under `name` in core/plugins.py."""
+    return EXTRACTORS[name].load()
 
 
 def _extract_range(extractor_name: str, path: Path, password: str | None, start: int, stop: int):
     """Worker-process entry point (module level so it pickles)."""
-    return start, EXTRACTORS[extractor_name]().extract_pages(path, password, start, stop)
+    return start, extractor_class(extractor_name)().extract_pages(path, password, start, stop)
 
 
 def extract_pdf(
@@ -213,7 +213,7 @@ def extract_pdf(
     """Raw text of every page. PDFs of `parallel_min_pages` or more go to the pool's worker
     processes in page ranges; `on_pages(done, total)` reports progress."""
     check_pdf_file(path)
-    extractor = EXTRACTORS[extractor_name]()
+    extractor = extractor_class(extractor_name)()
     total = extractor.page_count(path, password)
     if total == 0:
         raise BadInputError(path, "the PDF has no pages")

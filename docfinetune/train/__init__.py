@@ -70,20 +70,24 @@ class Prepared:
     fused_kernels: bool
     resume_from: Path | None  # the checkpoint a resumed run continues from
     run_dir: Path | None  # set for a resumed run; a new run gets its folder in train()
+    memory: Any = None  # memory.MemoryEstimate of the largest micro-batch, on CUDA
 
 
 def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
-            run_id: str | None = None) -> Prepared:
+            run_id: str | None = None, data: dict[str, list[dict]] | None = None) -> Prepared:
     """Read the datasets, tokenize the training mix, load the model with its adapter and check
     that the largest micro-batch fits the GPU. Writes nothing. With `resume` the run's own
-    config is used and its last complete checkpoint is where `fit` continues."""
+    config is used and its last complete checkpoint is where `fit` continues. `data` ({"cpt",
+    "qa_train", "qa_val"} rows) replaces the workspace's datasets (the throughput benchmark
+    trains on the reading text alone)."""
     checkpoint, run_dir = None, None
     if resume:
         run, checkpoint = resume_point(workspace, run_id)
         run_dir, config = run.path, run.config
-    if workspace.read_stats() is None:
-        raise WorkspaceError(f"{workspace.datasets_dir}: no datasets yet; run `docfinetune build` first")
-    data = read_datasets(workspace)
+    if data is None:
+        if workspace.read_stats() is None:
+            raise WorkspaceError(f"{workspace.datasets_dir}: no datasets yet; run `docfinetune build` first")
+        data = read_datasets(workspace)
     warnings = check_settings(config, data, workspace.datasets_dir)
 
     from docfinetune.core.models import load_tokenizer
@@ -95,6 +99,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
     fused = fused_kernels_on(config)
     budget_gib = apply_cap(config.train) if resolve_device(config.model) == "cuda" else None
     model = prepare_model(config)
+    found = None
     if budget_gib is not None:
         lengths = [len(ids) for ids in train_set["input_ids"]]
         found = estimate(model, config, lengths, fused_loss=fused)
@@ -102,7 +107,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
     return Prepared(config, tokenizer, model, train_set, val_set, accuracy_sample(data["qa_val"], config.train),
-                    warnings, fused, checkpoint, run_dir)
+                    warnings, fused, checkpoint, run_dir, found)
 
 
 def resume_point(workspace: Workspace, run_id: str | None = None) -> tuple[Run, Path]:

@@ -26,7 +26,6 @@ repaired (counted in ``stats["repaired"]``); a reply with no usable JSON is skip
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import http.client
 import json
@@ -40,6 +39,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
 
+from docfinetune.build.generators.llm.json_repair import json_values
 from docfinetune.core.config import LLMQAConfig
 from docfinetune.core.errors import DocfinetuneError
 from docfinetune.core.records import Chunk, Document, QAPair
@@ -68,8 +68,6 @@ Use only what the text says. If it states no fact, reply []. Reply with JSON onl
 
 # Keys under which a JSON object may carry the list of facts (a wrapper object instead of a list).
 _LIST_KEYS = ("facts", "pairs", "qa", "qas", "items", "questions_and_answers", "data", "results")
-# Opening brackets tried as the start of the JSON (prose before it may contain some).
-_MAX_JSON_STARTS = 20
 
 
 def render_prompt(title: str, heading: str, text: str, pairs: int) -> str:
@@ -77,135 +75,6 @@ def render_prompt(title: str, heading: str, text: str, pairs: int) -> str:
 
 
 # --------------------------------------------------------------------------- parsing replies
-
-
-def _json_region(reply: str) -> str:
-    """Where the JSON is: inside the first code fence that holds a bracket, else the whole reply."""
-    text = re.sub(r"(?s)<think>.*?</think>", "", reply)  # reasoning models' thoughts
-    fence = re.search(r"```[A-Za-z0-9_-]*[ \t]*\n?(.*?)(?:```|$)", text, re.DOTALL)
-    if fence and re.search(r"[\[{]", fence.group(1)):
-        return fence.group(1)
-    return text
-
-
-def _single_to_double_quotes(text: str) -> str:
-    """Rewrite 'single-quoted' strings as "double-quoted" ones (apostrophes inside "..." kept)."""
-    out: list[str] = []
-    quote = None  # the delimiter of the string we are in, if any
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote is None:
-            if ch in "\"'":
-                quote = ch
-                out.append('"')
-            else:
-                out.append(ch)
-        elif ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            out.append(nxt if (quote == "'" and nxt == "'") else ch + nxt)
-            i += 1
-        elif ch == quote:
-            quote = None
-            out.append('"')
-        elif ch == '"':  # a double quote inside a single-quoted string
-            out.append('\\"')
-        else:
-            out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def _scan_json(text: str):
-    """(index, character, inside a string) for each character of JSON-like text; a string's
-    quotes count as inside it."""
-    in_string = escaped = False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            yield i, ch, True
-        else:
-            in_string = ch == '"'
-            yield i, ch, in_string
-
-
-def _remove_trailing_commas(text: str) -> str:
-    """Drop commas before a closing bracket, outside strings."""
-    out: list[str] = []
-    for _, ch, inside in _scan_json(text):
-        if not inside and ch in "]}":
-            while out and out[-1].isspace():
-                out.pop()
-            if out and out[-1] == ",":
-                out.pop()
-        out.append(ch)
-    return "".join(out)
-
-
-def _close_truncated(text: str) -> str | None:
-    """Cut a reply that stops mid-list back to its last complete element and close it.
-
-    `[{"answer": "a", "questions": ["q"]}, {"answer": "b", "quest` -> `[{"answer": "a", ...}]`
-    """
-    stack: list[str] = []
-    last_cut: tuple[int, list[str]] | None = None
-    for i, ch, inside in _scan_json(text):
-        if inside:
-            continue
-        if ch in "[{":
-            stack.append("]" if ch == "[" else "}")
-        elif ch in "]}":
-            if not stack or stack[-1] != ch:
-                return None
-            stack.pop()
-            if not stack:
-                return text[: i + 1]  # complete after all; nothing to close
-            if len(stack) == 1 and stack[0] == "]":
-                last_cut = (i + 1, list(stack))  # an element of the top-level list just ended
-    if last_cut is None:
-        return None
-    end, closers = last_cut
-    return text[:end] + "".join(reversed(closers))
-
-
-def _decode(text: str) -> Any:
-    """The first JSON value in `text` (trailing prose ignored); ValueError when there is none."""
-    value, _ = json.JSONDecoder().raw_decode(text)
-    return value
-
-
-def _decode_leniently(text: str) -> tuple[Any, bool] | None:
-    """(value, repaired) or None. Tries the text as is, then with each repair in turn."""
-    try:
-        return _decode(text), False
-    except ValueError:
-        pass
-    candidates = []
-    fixed = _remove_trailing_commas(text)
-    candidates.append(fixed)
-    if "'" in text:
-        candidates.append(_remove_trailing_commas(_single_to_double_quotes(text)))
-    for candidate in list(candidates):
-        closed = _close_truncated(candidate)
-        if closed is not None:
-            candidates.append(closed)
-    for candidate in candidates:
-        try:
-            return _decode(candidate), True
-        except ValueError:
-            continue
-    try:  # Python-literal style: single quotes with apostrophes escaped, True/None, ...
-        value = ast.literal_eval(text.strip())
-        if isinstance(value, (list, dict)):
-            return value, True
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        pass
-    return None
 
 
 def _as_text(value: Any) -> str:
@@ -217,19 +86,12 @@ def _as_text(value: Any) -> str:
 def parse_reply(reply: str) -> tuple[list[dict] | None, bool]:
     """A reply as facts [{"answer": str, "questions": [str, ...]}, ...] and whether it was repaired.
 
-    None when no list of facts can be read from it. The JSON may start at any bracket (prose
-    before it may hold brackets too), so each opening bracket is tried in turn, up to
-    _MAX_JSON_STARTS of them.
+    None when no list of facts can be read from it.
     """
-    text = _json_region(reply or "")
-    for n, start in enumerate(re.finditer(r"[\[{]", text)):
-        if n == _MAX_JSON_STARTS:
-            break
-        decoded = _decode_leniently(text[start.start():])
-        if decoded is not None:
-            facts, repaired = _as_facts(*decoded)
-            if facts is not None:
-                return facts, repaired
+    for value, repaired in json_values(reply or ""):
+        facts, repaired = _as_facts(value, repaired)
+        if facts is not None:
+            return facts, repaired
     return None, False
 
 
