@@ -142,3 +142,196 @@ def test_same_titles_are_told_apart_by_parties():
     pairs, _ = generate([(DOC, CONTRACT), (twin, twin_text)])
     q = next(p.question for p in pairs if p.doc_id == "supply2" and p.field == "governing_law")
     assert "Otterbrook Gears" in q and "Brambleton Retail LLC" in q
+
+
+# --------------------------------------------------------------------------- general patterns
+# Small invented contract openings and clauses, one per way contracts commonly state a fact.
+
+
+def answers_of(text: str, field: str, title: str = "SERVICES AGREEMENT") -> set[str]:
+    doc = Document("snippet", title, "snippet.pdf")
+    pairs, _ = generate([(doc, text)])
+    return {p.answer for p in pairs if p.field == field}
+
+
+def assert_found(text: str, field: str, expected: str) -> None:
+    found = answers_of(text, field)
+    assert any(answer_matches(a, expected, field) for a in found), (field, expected, found)
+
+
+FILLER = "\n\n1. Services. The Consultant shall provide the services described in Exhibit A.\n"
+
+
+@pytest.mark.parametrize(
+    "opening, expected",
+    [
+        # several parties, "on the one hand" / "on the other hand", descriptors before each role
+        ('This Agreement is made by and among, on the one hand, Harrow Mills, LLC, a Delaware limited '
+         'liability company ("Harrow"), and, on the other hand, Tansy Foods, Inc., a Kentucky corporation '
+         '("Tansy"), and Tansy Brands, Inc. ("Brands").',
+         "Harrow Mills, LLC; Tansy Foods, Inc.; Tansy Brands, Inc."),
+        # no "between": the names open the sentence, addresses before the roles
+        ('Quern Analytics, Inc., with a place of business at 4 Mill Lane, Ashford ("Quern") and ORVAL B.V '
+         'having an address at 9 Dijkstraat, Utrecht, represented by J. Smit, ("Consultant") agree to '
+         'the terms of this Consulting Agreement ("Agreement") dated May 2, 2021.',
+         "Quern Analytics, Inc.; ORVAL B.V"),
+        # "hereinafter referred to as" without parentheses, ";" and "And:" between the parties
+        ('This Agreement is made and entered into this 3rd day of May 2018, Between:\n'
+         'Pellam Capital Inc., having its office at 1 Bay Street, Miami, hereinafter referred to as "PCI";\n'
+         'And:\nA Lindqvist Trading Company to be formed by its founders, having an office at 3 Oak Road, '
+         'hereinafter referred to as "LTC".',
+         "Pellam Capital Inc.; Lindqvist Trading Company"),
+        # a role in words after an address, and a numbered company name
+        ('This agreement ("Agreement") dated as of March 3, 2015 is between Corvane Corp. ("Corvane"), an '
+         'Ontario corporation with its principal place of business at 12 King Street, Toronto, Ontario, '
+         'and 3301442 Ontario Limited, with its principal place of business at 5 Main Street, Sudbury '
+         '(the "Reseller").',
+         "Corvane Corp.; 3301442 Ontario Limited"),
+        # a party named with a company suffix but given no role
+        ('This Promotion Agreement (herein "Agreement") dated March 12, 2001, by and between Rill Call, Inc. '
+         '(herein "Rill") located at 15 Queen Street, Guelph and Beacon Paging Corporation located at '
+         '100 Oak Blvd., Ventura, shall set forth the terms of the promotion.',
+         "Rill Call, Inc.; Beacon Paging Corporation"),
+        # a trade name after the legal name
+        ('THIS AGREEMENT, dated as of October 4, 2007 is between KESTREL SUPPLY COMPANY, INC., a Delaware '
+         'corporation, d/b/a NORTHLINE (hereinafter referred to as "NORTHLINE") and Brisk Materials '
+         'Corporation, a Delaware corporation ("BMC").',
+         "KESTREL SUPPLY COMPANY, INC. d/b/a NORTHLINE; Brisk Materials Corporation"),
+    ],
+)
+def test_parties_introduced_in_the_opening_sentence(opening, expected):
+    assert_found(opening + FILLER, "parties", expected)
+
+
+def test_parties_in_a_labelled_list():
+    text = ("This Cooperation Agreement is entered into in Hangzhou on March 8, 2012 between the following "
+            "parties: Party A: Lanting Network Technology (Hangzhou) Co., Ltd. Registered Address: 5 West "
+            "Road, Hangzhou Party B: Hangzhou Qiyun Software Co., Ltd. Registered Address: 8 East Road.\n"
+            "WHEREAS:\n1. Party A provides network services." + FILLER)
+    assert_found(text, "parties", "Lanting Network Technology (Hangzhou) Co., Ltd.; Hangzhou Qiyun Software Co., Ltd.")
+    roles = {p.question for p in generate([(Document("s", "X", "s.pdf"), text)])[0] if p.field == "parties"}
+    assert "Who is the Party B under this agreement?" in roles
+
+
+def test_parties_in_a_title_block():
+    text = ("OUTSOURCING AGREEMENT\nBY AND BETWEEN\nMARLOW COUNTY BANK\nand\nFENWICK DATA CORPORATION\n"
+            "DATED AS OF June 2, 1999\nTABLE OF CONTENTS\n1. DEFINITIONS\n2. TERM\n" + FILLER)
+    assert_found(text, "parties", "Marlow County Bank; Fenwick Data Corporation")
+
+
+def test_section_numbers_and_titles_are_not_parties():
+    text = ('CO-BRANDING AGREEMENT\nTHIS AGREEMENT (the "Agreement") is made as of June 21, 2001 by and '
+            'between K-PAY, INC., with its principal place of business at 1 Elm Blvd., San Mateo ("k-Pay"), '
+            'and 4THEHOME.COM, INC. having its principal place of business at 9 Oak Avenue ("4TheHome").\n'
+            '1. DEFINITIONS.\n(a) "CONTENT" means all content. Content provided by k-Pay is referred to '
+            'herein as "k-Pay Content."\n')
+    [combined] = [a for a in answers_of(text, "parties") if ";" in a]
+    assert answer_matches(combined, "K-PAY, INC.; 4THEHOME.COM, INC.", "parties")
+    assert "DEFINITIONS" not in combined and "Content" not in combined
+
+
+OPENING = 'This Agreement is made as of March 3, 2015 by and between Alder Works, Inc. ("Alder") and Birch Labs LLC ("Birch").\n\n'
+
+
+@pytest.mark.parametrize(
+    "clause, expiration",
+    [
+        # a stated end date
+        ("2. Term. This Agreement shall commence on the date hereof and continue until December 31, 2020.", "12/31/20"),
+        ("2. Term. The term of this Agreement will begin on the date hereof and will end the later of (i) "
+         "June 15, 2019 or (ii) delivery of all Units.", "6/15/19"),
+        ("2. The promotion shall begin on June 1, 2015 and shall terminate June 1, 2016 (herein \"Term\").", "6/1/16"),
+        ('2. "Contract Period" means the period commencing on January 1, 2016 and concluding December 31, 2018, '
+         "unless terminated sooner.", "12/31/18"),
+        # a duration from the agreement's date
+        ("2. The term of this Agreement is five (5) years unless terminated earlier.", "3/3/20"),
+        ("2. Unless terminated earlier, this Agreement shall terminate on the date three (3) years from the "
+         "Effective Date.", "3/3/18"),
+        ("2. This contract shall remain in effect initially for the two (2) year term from the date signed.", "3/3/17"),
+        ("2. This Agreement shall expire on the later of (i) four (4) years from the date hereof, or (ii) "
+         "completion of the Services.", "3/3/19"),
+    ],
+)
+def test_expiration_from_a_stated_date_or_a_duration(clause, expiration):
+    assert_found(OPENING + clause + FILLER, "expiration_date", expiration)
+
+
+def test_a_range_inside_the_term_is_not_its_end():
+    text = (OPENING + "2. Converge shall pay each installment during the Initial Term (April 2015 through "
+            "March 2016).\n3. The initial period of this Agreement (the \"Initial Term\") shall commence upon "
+            "the date hereof and continue until March 31, 2017." + FILLER)
+    assert answers_of(text, "expiration_date") == {"March 31, 2017"}
+
+
+def test_a_term_that_starts_on_the_first_names_its_last_day():
+    text = (OPENING + "2. The term of this Agreement shall begin on January 1, 2016 and continue for an initial "
+            "period of five (5) years unless earlier terminated." + FILLER)
+    # either way of counting: the anniversary, or the last day of the term
+    assert_found(text, "expiration_date", "1/1/21")
+    assert_found(text, "expiration_date", "12/31/20")
+    assert_found(text, "effective_date", "1/1/16")  # the day the term begins
+
+
+def test_a_period_after_termination_is_not_the_term():
+    text = (OPENING + "2. The license in this Section shall remain in effect during the term of this Agreement "
+            "and for a period of nine (9) months after termination of this Agreement.\n3. The term of this "
+            "Agreement shall commence on the date hereof and shall continue in full force and effect for an "
+            "initial period of two (2) years." + FILLER)
+    assert_found(text, "initial_term", "2 years")
+    assert_found(text, "expiration_date", "3/3/17")
+
+
+def test_a_term_counted_from_another_event_is_not_dated():
+    text = (OPENING + "2. This Agreement shall continue in force for three years from the Launch Date (the "
+            "\"Initial Term\") unless earlier terminated." + FILLER)
+    assert_found(text, "initial_term", "3 years")
+    assert not answers_of(text, "expiration_date")
+
+
+def test_effective_date_defaults_to_the_agreement_date():
+    text = ("This Intellectual Property Agreement is entered into in Shenzhen on February 08, 2011 between "
+            "Alder Works, Inc. (\"Alder\") and Birch Labs LLC (\"Birch\")." + FILLER)
+    [answer] = answers_of(text, "effective_date")
+    assert answer_matches(answer, "2/8/11", "effective_date") and "no other effective date" in answer
+
+
+@pytest.mark.parametrize(
+    "clause, notice",
+    [
+        ("3. The Agreement shall automatically renew for successive one year additional terms unless "
+         "terminated by either party at least six months prior to the expiration of the then-current term.",
+         "6 months"),
+        ("3. After the Initial Term, the Agreement may be extended on a yearly basis at Alder's sole "
+         "discretion, with renewal notice to be provided no later than twelve (12) months prior to the "
+         "expiry of any yearly extension.", "12 months"),
+    ],
+)
+def test_renewal_notice_without_notice_of_non_renewal(clause, notice):
+    assert_found(OPENING + clause + FILLER, "renewal_notice", notice)
+
+
+@pytest.mark.parametrize(
+    "clause, renewal",
+    [
+        ("3. This Agreement shall be for a term of thirty (30) years from the Effective Date, which shall "
+         "automatically renew from year-to-year thereafter unless terminated by a Party.", "successive 1 year"),
+        ("3. Thereafter, this Agreement shall renew only upon the mutual written agreement of the parties for "
+         "up to three additional renewal terms of one year each.", "1 year"),
+    ],
+)
+def test_renewal_terms_in_other_words(clause, renewal):
+    assert_found(OPENING + clause + FILLER, "renewal_term", renewal)
+
+
+def test_extractors_run_in_a_fixed_order_and_ids_count_within_a_field():
+    from docfinetune.build.generators.rules import EXTRACTORS
+
+    names = [name for name, _ in EXTRACTORS]
+    assert len(set(names)) == len(names)
+    assert names.index("initial_term") < names.index("expiration_date")  # it builds on the term
+    pairs, _ = generate([(DOC, CONTRACT)])
+    by_field: dict[str, set[int]] = {}
+    for p in pairs:
+        by_field.setdefault(p.field, set()).add(int(p.fact_id.rsplit(":", 1)[1]))
+    for field_name, indexes in by_field.items():
+        assert min(indexes) == 0, field_name

@@ -18,7 +18,16 @@ from docfinetune.core.errors import ConfigError, DocfinetuneError
 from docfinetune.core.workspace import Workspace, read_jsonl
 from docfinetune.ingest import ingest
 from docfinetune.pipeline import build_then_train as train  # train on datasets built when stale, as the CLI does
-from docfinetune.train import IGNORE, PackedRows, fused_kernels_on, prepare_model, tokenize
+from docfinetune.train import (
+    IGNORE,
+    PackedRows,
+    fused_kernels_on,
+    passes_in_order,
+    prepare_model,
+    qa_example,
+    read_datasets,
+    tokenize,
+)
 from docfinetune.train.select import plot_curves, select_checkpoint
 from tests.conftest import CONTRACT_PAGES, write_pdf
 
@@ -84,7 +93,8 @@ def test_train_builds_the_datasets_and_writes_every_run_file(reference):
     steps = expected_eval_steps(start["examples"])
     assert start["total_steps"] == steps[-1] and start["tokens"] > start["examples"] and not start["warnings"]
     assert [d["step"] for k, d in events if k == "step"] == list(range(1, steps[-1] + 1))
-    assert all(d["loss"] > 0 and d["tokens_per_s"] > 0 and d["eta_s"] >= 0 for k, d in events if k == "step")
+    bad = [d for k, d in events if k == "step" and not (d["loss"] > 0 and d["tokens_per_s"] > 0 and d["eta_s"] >= 0)]
+    assert not bad, bad
 
     rows = lines(run_dir)
     assert [r["step"] for r in rows] == steps  # e.g. 4, 8, 9 (epoch end), 12, 16, 18
@@ -409,3 +419,29 @@ def test_selective_checkpointing_leaves_the_last_layers_alone(tiny_model_dir):
     batch = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "labels": torch.tensor([[5, 6, 7, 8]])}
     model(**batch).loss.backward()  # both kinds of layer train
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_qa_with_text_puts_each_chunks_qa_before_its_text_and_evaluates_every_epoch(reference):
+    workspace = reference["workspace"]
+    config = dataclasses.replace(reference["config"],
+                                 train=dataclasses.replace(reference["config"].train, schedule="qa_with_text"))
+    data = read_datasets(workspace)
+    examples, ends = passes_in_order(data, config.train, config.generation.prompt_template)
+    per_epoch = len(data["cpt"]) + len(data["qa_train"]) * config.train.qa_repeats
+    assert ends == [per_epoch, 2 * per_epoch] and len(examples) == 2 * per_epoch
+    # Within an epoch, every Q&A row comes right before the reading text of its source chunk.
+    chunk_of_text = {row["text"]: row["chunk_id"] for row in data["cpt"]}
+    question_chunk = {qa_example(config.generation.prompt_template, r)["prompt"]: r["source_chunk_ids"][0]
+                      for r in data["qa_train"]}
+    first_epoch = examples[:per_epoch]
+    for i, example in enumerate(first_epoch):
+        if example["prompt"]:
+            following = next(e for e in first_epoch[i:] if not e["prompt"])
+            assert chunk_of_text[following["completion"]] == question_chunk[example["prompt"]]
+    assert examples[:per_epoch] != examples[per_epoch:]  # a new chunk order each epoch
+
+    run_dir = train(workspace, config, run_id="in-order")
+    steps = [r["step"] for r in lines(run_dir)]
+    epoch_ends = [math.ceil(n / MICRO_BATCH) for n in ends]
+    assert set(epoch_ends) <= set(steps) and steps[-1] == epoch_ends[-1]
+    assert set(range(EVAL_EVERY, epoch_ends[-1] + 1, EVAL_EVERY)) <= set(steps)

@@ -1,6 +1,7 @@
 """`docfinetune build`: ingested chunks -> the data that teaches a model the documents.
 
-    datasets/cpt.jsonl                  one record per chunk, headed by document title and section
+    datasets/cpt.jsonl                  the reading text: one record per chunk, headed by document title
+                                        and section, then `augment_variants` restatements of each
     datasets/qa_{train,val,test}.jsonl  question, answer, fact id, source chunk ids, doc id, generator
     datasets/stats.json                 counts, tokens, kept/dropped by reason, the inputs' fingerprint
 
@@ -14,10 +15,12 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from docfinetune.build.augment import augmented_records
 from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
@@ -74,20 +77,27 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     fingerprint = inputs_fingerprint(workspace, config, qa_files)
     tokenizer = load_tokenizer(config.model)
 
-    cpt = cpt_records(documents, chunks, config.build.cpt_context)
+    build_config = config.build
+    originals = cpt_records(documents, chunks, build_config.cpt_context)
+    restated = augmented_records(documents, chunks, build_config.augment_variants, build_config.split_seed)
+    cpt = originals + restated
     generated: list[QAPair] = []
     generator_stats: dict[str, dict] = {}
-    for name in config.build.generators:
+    for name in build_config.generators:
         generator = make_generator(name, config, workspace, on_progress)
         rows = list(generator.generate(documents, chunks))
         generator_stats[name] = {"generated": len(rows), **getattr(generator, "stats", {})}
         generated.extend(rows)
-    build_config = config.build
     kept, dropped = curate(generated + user_pairs, chunks, build_config.curate_max_question_chars,
                            build_config.curate_max_answer_chars, build_config.curate_duplicate_similarity)
     splits = split_by_fact(kept, build_config.split_val_fraction, build_config.split_test_fraction,
                            build_config.split_seed)
 
+    source_tokens = count_tokens(tokenizer, [c.text for c in chunks])
+    reading_tokens = {"original": count_tokens(tokenizer, [r["text"] for r in originals]),
+                      "restated": count_tokens(tokenizer, [r["text"] for r in restated])}
+    qa_tokens = {name: count_tokens(tokenizer, [f"{p.question}\n{p.answer}" for p in pairs])
+                 for name, pairs in splits.items()}
     stats = {
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_fingerprint": fingerprint,
@@ -95,8 +105,15 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
         "tokenizer": config.model.base_model,
         "documents": len(documents),
         "chunks": len(chunks),
+        "source_tokens": source_tokens,
         "cpt": {"records": len(cpt), "chars": sum(len(r["text"]) for r in cpt),
-                "tokens": count_tokens(tokenizer, [r["text"] for r in cpt])},
+                "tokens": sum(reading_tokens.values()),
+                "by_stream": {"original": {"records": len(originals), "tokens": reading_tokens["original"]},
+                              "restated": {"records": len(restated), "tokens": reading_tokens["restated"],
+                                           "variants": build_config.augment_variants}}},
+        # Tokens of training text (one epoch: reading text + Q&A-train) per token of the documents.
+        "training_tokens_per_source_token": round(
+            (sum(reading_tokens.values()) + qa_tokens["train"]) / max(source_tokens, 1), 2),
         "qa": {
             "generators": list(config.build.generators),
             "generated": len(generated),
@@ -109,7 +126,9 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             name: {
                 "facts": len({p.fact_id for p in pairs}),
                 "pairs": len(pairs),
-                "tokens": count_tokens(tokenizer, [f"{p.question}\n{p.answer}" for p in pairs]),
+                "tokens": qa_tokens[name],
+                "facts_by_field": _facts_by_field(pairs),
+                "pairs_by_generator": dict(Counter(p.generator for p in pairs)),
             }
             for name, pairs in splits.items()
         },

@@ -1,7 +1,10 @@
-"""Split Q&A by fact, never by row: every phrasing of a fact lands in the same split.
+"""Split Q&A by fact, never by row: every phrasing of a fact lands in the same split — and so
+does every fact of any generator with the same answer in the same document, so a held-out
+answer is never the answer of a training question from another stream ("Illinois" as the
+rules generator's governing law and as the coverage generator's "which state" are one unit).
 
-Val and test facts stay in the continued-pretraining text, so the model must learn them from
-the document and answer questions it never saw.
+Val and test facts stay in the reading text, so the model must learn them from the document
+and answer questions it never saw.
 """
 
 from __future__ import annotations
@@ -10,29 +13,68 @@ import random
 from collections import defaultdict
 
 from docfinetune.core.records import QAPair
+from docfinetune.core.score import normalize_answer
 
 SPLITS = ("train", "val", "test")
 
 
+def answer_key(pair: QAPair) -> tuple[str, str]:
+    """What makes two facts one unit of the split: the document and the normalized answer."""
+    return pair.doc_id, normalize_answer(pair.answer) or pair.answer.strip().lower()
+
+
+def fact_groups(pairs: list[QAPair]) -> dict[str, str]:
+    """fact id -> the id of its group: facts joined when they share an answer in a document
+    (union-find over fact ids; a group is named by its smallest fact id)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first_with_answer: dict[tuple[str, str], str] = {}
+    for pair in pairs:
+        root = find(pair.fact_id)
+        other = first_with_answer.setdefault(answer_key(pair), pair.fact_id)
+        other_root = find(other)
+        if other_root != root:
+            parent[max(root, other_root)] = min(root, other_root)
+    return {fact_id: find(fact_id) for fact_id in list(parent)}
+
+
 def split_by_fact(pairs: list[QAPair], val_fraction: float, test_fraction: float,
                   seed: int) -> dict[str, list[QAPair]]:
-    """Seeded split of facts into train/val/test, by document so that each document with
-    enough facts has some held out. Pair order within a split follows the input order."""
-    facts_by_doc: dict[str, list[str]] = defaultdict(list)
+    """Seeded split of fact groups into train/val/test, per document so that each document with
+    enough facts has some held out. The fractions count facts: groups are taken in a seeded order
+    into test, then val, while they fit the remaining quota, so a large group (an answer such as
+    "thirty (30) days" that many clauses share) stays in train. Pair order within a split follows
+    the input order."""
+    group_of = fact_groups(pairs)
+    facts_in: dict[str, set[str]] = defaultdict(set)
+    groups_by_doc: dict[str, list[str]] = defaultdict(list)
     for pair in pairs:
-        if pair.fact_id not in facts_by_doc[pair.doc_id]:
-            facts_by_doc[pair.doc_id].append(pair.fact_id)
+        group = group_of[pair.fact_id]
+        facts_in[group].add(pair.fact_id)
+        if group not in groups_by_doc[pair.doc_id]:
+            groups_by_doc[pair.doc_id].append(group)
     assignment: dict[str, str] = {}
-    for doc_id in sorted(facts_by_doc):
-        facts = sorted(facts_by_doc[doc_id])
-        random.Random(f"{seed}:{doc_id}").shuffle(facts)
-        n_test = _held_out(len(facts), test_fraction)
-        n_val = _held_out(len(facts) - n_test, val_fraction / (1 - test_fraction))
-        for i, fact_id in enumerate(facts):
-            assignment[fact_id] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    for doc_id in sorted(groups_by_doc):
+        groups = sorted(g for g in groups_by_doc[doc_id] if g not in assignment)
+        random.Random(f"{seed}:{doc_id}").shuffle(groups)
+        n_facts = sum(len(facts_in[g]) for g in groups)
+        quota = {"test": _held_out(n_facts, test_fraction)}
+        quota["val"] = _held_out(n_facts - quota["test"], val_fraction / (1 - test_fraction))
+        for group in groups:
+            size = len(facts_in[group])
+            split = next((name for name in ("test", "val") if 0 < size <= quota[name]), "train")
+            if split != "train":
+                quota[split] -= size
+            assignment[group] = split
     splits: dict[str, list[QAPair]] = {name: [] for name in SPLITS}
     for pair in pairs:
-        splits[assignment[pair.fact_id]].append(pair)
+        splits[assignment[group_of[pair.fact_id]]].append(pair)
     check_no_leak(splits)
     return splits
 
@@ -45,18 +87,22 @@ def _held_out(n_facts: int, fraction: float) -> int:
 
 
 def check_no_leak(splits: dict[str, list[QAPair]]) -> None:
-    """No fact may have phrasings in two splits, and no held-out question may be asked
-    word for word in train."""
+    """No fact may have phrasings in two splits, no held-out answer may be the answer of a
+    training question about the same document, and no held-out question may be asked word for
+    word in train."""
     owner: dict[str, str] = {}
     for name, pairs in splits.items():
         for pair in pairs:
             if owner.setdefault(pair.fact_id, name) != name:
                 raise AssertionError(f"fact {pair.fact_id} is in both {owner[pair.fact_id]} and {name}")
     train_questions = {_key(p.question) for p in splits["train"]}
+    train_answers = {answer_key(p) for p in splits["train"]}
     for name in ("val", "test"):
         for pair in splits[name]:
             if _key(pair.question) in train_questions:
                 raise AssertionError(f"{name} question also in train: {pair.question!r}")
+            if answer_key(pair) in train_answers:
+                raise AssertionError(f"{name} answer {pair.answer!r} ({pair.fact_id}) is also a train answer")
 
 
 def _key(question: str) -> str:

@@ -177,6 +177,50 @@ class RulesQAConfig:
         raise_problems(check_fields(self))
 
 
+SPAN_TYPES = (
+    "money", "percent", "duration", "date", "count", "section_ref", "place",
+    "party", "entity_type", "defined_term",
+)
+
+
+@dataclass(frozen=True)
+class CoverageQAConfig:
+    """The offline `coverage` generator: short-answer Q&A about every clause's typed spans."""
+
+    span_types: list[str] = option(list(SPAN_TYPES), "Span types to ask about (a list): " + ", ".join(SPAN_TYPES) + ".")
+    phrasings_per_fact: int = option(4, "Most forward phrasings written per fact (reverse-direction ones come on top).", minimum=1)
+    min_phrasings: int = option(
+        3, "A fact with fewer distinct phrasings (reverse-direction ones included; at least 2 forward) is dropped.", minimum=1)
+    near_duplicate_similarity: float = option(
+        0.95, "A phrasing at least this similar (0-1, character-level) to an earlier one of the same fact is not "
+              "written (curation would drop it).", above=0, maximum=1)
+    reverse_questions: bool = option(
+        True, "Also write reverse-direction pairs (\"Which section ... sets ...?\" -> \"Section 4.3\"; "
+              "\"What is X's role?\" -> \"Provider\"), sharing the fact id.")
+    section_reverse_per_sentence: int = option(
+        2, "Most \"which section\" reverse pairs per sentence (one per fact, for the first facts).")
+    cloze: bool = option(True, "Write a fill-in-the-blank phrasing of each fact.")
+    name_parties: bool = option(
+        True, "In one phrasing, write a party's name in place of its role (\"Provider\" -> the company).")
+    max_answer_words: int = option(12, "Longest answer, in words.", minimum=1)
+    max_facts_per_document: int = option(3000, "Most facts per document.", minimum=1)
+    max_facts_per_sentence: int = option(8, "Most facts per sentence.", minimum=1)
+    max_clause_words: int = option(40, "Longest clause quoted in a question, in words (cut at commas around the span).", minimum=1)
+    max_question_chars: int = option(300, "Longer questions are not written.", minimum=1)
+    min_sentence_words: int = option(5, "Shorter sentences are skipped.")
+    max_sentence_chars: int = option(2500, "Longer sentences (usually tables or lists run together) are skipped.")
+    preamble_chars: int = option(6000, "Characters at the start of a document searched for the parties.")
+
+    def __post_init__(self) -> None:
+        problems = check_fields(self)
+        unknown = [t for t in self.span_types if t not in SPAN_TYPES]
+        if unknown:
+            problems.append(f"span_types: unknown {', '.join(unknown)} (known: {', '.join(SPAN_TYPES)})")
+        if self.min_phrasings > self.phrasings_per_fact:
+            problems.append(f"min_phrasings: {self.min_phrasings} is above phrasings_per_fact ({self.phrasings_per_fact})")
+        raise_problems(problems)
+
+
 @dataclass(frozen=True)
 class LLMQAConfig:
     """The `llm` generator: an instruct model writes Q&A for each chunk as JSON."""
@@ -207,11 +251,15 @@ class BuildConfig:
     """Chunks -> continued-pretraining text + synthetic Q&A, curated and split by fact."""
 
     generators: list[str] = option(
-        ["rules"], "Q&A generators, in order (a list): "
+        ["rules", "coverage"], "Q&A generators, in order (a list): "
         + "; ".join(f"{p.name}: {p.summary}" for p in plugins.GENERATORS.values()) + ".")
     cpt_context: bool = option(
         True, "Prefix each continued-pretraining record with its document title and section heading."
     )
+    augment_variants: int = option(
+        2, "Rule-made restatements of each chunk beside the original in the reading text: aliases "
+           "expanded to full names, every sentence naming its document and section, sentences "
+           "shuffled within a paragraph. Each adds ~1.6x the document's tokens.", minimum=0)
     curate_max_question_chars: int = option(300, "Longer questions are dropped.", minimum=1)
     curate_max_answer_chars: int = option(400, "Longer answers are dropped.", minimum=1)
     curate_duplicate_similarity: float = option(
@@ -222,6 +270,7 @@ class BuildConfig:
     split_test_fraction: float = option(0.1, "Share of facts held out for the test.", minimum=0, below=1)
     split_seed: int = option(1234, "Seed of the fact split.")
     rules: RulesQAConfig = field(default_factory=RulesQAConfig)
+    coverage: CoverageQAConfig = field(default_factory=CoverageQAConfig)
     llm: LLMQAConfig = field(default_factory=LLMQAConfig)
 
     def __post_init__(self) -> None:
@@ -240,6 +289,7 @@ class BuildConfig:
 
 
 FUSED_KERNELS = ("auto", "on", "off")
+SCHEDULES = ("shuffled", "qa_with_text")
 SELECT_BY = ("accuracy", "val_loss")
 LORA_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -285,6 +335,10 @@ class TrainConfig:
            "waste less on pairs of tokens that cannot see each other. 0: one row per micro-batch.", minimum=0)
     qa_repeats: int = option(1, "Times each Q&A-train row appears per epoch, beside one copy of the document text.",
                              minimum=1)
+    schedule: str = option(
+        "shuffled", "Order of the training mix in each epoch: shuffled (reading text and Q&A in one random "
+                    "order) or qa_with_text (each chunk's Q&A right before its reading text, chunks in a new "
+                    "random order each epoch: PIT's \"Q&A before and with the text\").", choices=SCHEDULES)
     train_on_inputs: bool = option(False, "Also learn the question part of Q&A rows (default: answers only).")
     eval_every_steps: int = option(
         50, "Evaluate (val loss and accuracy) and save a checkpoint every N steps, and at each epoch's end.",

@@ -14,6 +14,7 @@ the run files, and progress events for the CLI.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class Prepared:
     resume_from: Path | None  # the checkpoint a resumed run continues from
     run_dir: Path | None  # set for a resumed run; a new run gets its folder in train()
     memory: Any = None  # memory.MemoryEstimate of the largest micro-batch, on CUDA
+    epoch_ends: list[int] | None = None  # an unrolled schedule: examples at each epoch's end
 
 
 def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
@@ -94,7 +96,12 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
 
     tokenizer = load_tokenizer(config.model)
     template = config.generation.prompt_template
-    train_set = to_dataset(training_mix(data, config.train, template), tokenizer, config.train, shuffle=True)
+    if config.train.schedule == "qa_with_text":
+        examples, epoch_ends = passes_in_order(data, config.train, template)
+        train_set = to_dataset(examples, tokenizer, config.train, shuffle=False)
+    else:
+        epoch_ends = None
+        train_set = to_dataset(training_mix(data, config.train, template), tokenizer, config.train, shuffle=True)
     val_set = to_dataset([qa_example(template, r) for r in data["qa_val"]], tokenizer, config.train, shuffle=False)
     fused = fused_kernels_on(config)
     budget_gib = apply_cap(config.train) if resolve_device(config.model) == "cuda" else None
@@ -107,7 +114,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
     return Prepared(config, tokenizer, model, train_set, val_set, accuracy_sample(data["qa_val"], config.train),
-                    warnings, fused, checkpoint, run_dir, found)
+                    warnings, fused, checkpoint, run_dir, found, epoch_ends)
 
 
 def resume_point(workspace: Workspace, run_id: str | None = None) -> tuple[Run, Path]:
@@ -143,9 +150,14 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
     start = {"run_id": run_dir.name, "run_dir": str(run_dir), "examples": len(ready.train_set),
              "tokens": sum(len(ids) for ids in ready.train_set["input_ids"]), "val_rows": len(ready.val_set),
              "warnings": ready.warnings}
-    recorder = RunRecorder(run_dir, ready.config, ready.tokenizer, ready.questions, emit, start, seconds_before)
+    t = ready.config.train
+    per_step = t.micro_batch_size * t.gradient_accumulation_steps
+    epoch_steps = {math.ceil(n / per_step) for n in ready.epoch_ends} if ready.epoch_ends else set()
+    recorder = RunRecorder(run_dir, ready.config, ready.tokenizer, ready.questions, emit, start, seconds_before,
+                           epoch_steps)
     fit(ready.model, ready.tokenizer, ready.train_set, ready.val_set, run_dir, ready.config, [recorder],
-        ready.resume_from, quiet=on_event is not None, fused_kernels=ready.fused_kernels)
+        ready.resume_from, quiet=on_event is not None, fused_kernels=ready.fused_kernels,
+        in_order=ready.epoch_ends is not None)
 
     selection = select_checkpoint(run_dir, ready.config.train.select_by)
     curves = plot_curves(run_dir)
@@ -155,8 +167,9 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
 
 
 def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineConfig, callbacks: list,
-        checkpoint: Path | None, quiet: bool, fused_kernels: bool = False) -> None:
-    """The loop: transformers' Trainer with our schedule, cadence and callbacks (RunRecorder)."""
+        checkpoint: Path | None, quiet: bool, fused_kernels: bool = False, in_order: bool = False) -> None:
+    """The loop: transformers' Trainer with our schedule, cadence and callbacks (RunRecorder).
+    `in_order`: `train_set` holds every epoch already ordered (one Trainer epoch, no shuffle)."""
     import torch
     from transformers import (
         DataCollatorForSeq2Seq,
@@ -182,7 +195,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=t.epochs,
+        num_train_epochs=1 if in_order else t.epochs,
         max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.micro_batch_size,
         per_device_eval_batch_size=config.generation.batch_size,
@@ -214,11 +227,26 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         report_to=[],
         disable_tqdm=quiet,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set if has_val else None,
+    trainer = (_in_order_trainer() if in_order else Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set if has_val else None,
                       data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     if quiet:
         trainer.remove_callback(PrinterCallback)  # the caller shows progress from our events
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+
+def _in_order_trainer():
+    from transformers import Trainer
+
+    class InOrder(Trainer):
+        """Trainer that reads the training set in its stored order (a schedule made by
+        `passes_in_order`, already shuffled per epoch with the seed)."""
+
+        def _get_train_sampler(self, *args, **kwargs):
+            from torch.utils.data import SequentialSampler
+
+            return SequentialSampler(self.train_dataset)
+
+    return InOrder
 
 
 class PackedRows:
@@ -268,8 +296,9 @@ class RunRecorder(TrainerCallback):
     write metrics.jsonl and each checkpoint's metrics.json and config.yaml; report progress."""
 
     def __init__(self, run_dir: Path, config: PipelineConfig, tokenizer, questions: list[dict],
-                 emit: EventFn, start: dict, seconds_before: float) -> None:
+                 emit: EventFn, start: dict, seconds_before: float, epoch_steps: set[int] = frozenset()) -> None:
         self.run_dir, self.config, self.tokenizer, self.questions = run_dir, config, tokenizer, questions
+        self.epoch_steps = epoch_steps  # an unrolled schedule's epoch ends, evaluated like Trainer's
         self.emit, self.start, self.seconds_before = emit, start, seconds_before
         self.losses: list[float] = []  # train loss of each step since the last evaluation
         self.learning_rate: float | None = None
@@ -284,6 +313,9 @@ class RunRecorder(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.last_step_end = time.perf_counter()
+        if state.global_step in self.epoch_steps and state.global_step != self.saved_step:
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = True
 
     def tokens_per_s(self, state) -> float:
         """Input tokens (no padding) per second of training since the last evaluation."""
@@ -403,10 +435,33 @@ def training_mix(data: dict[str, list[dict]], t: TrainConfig, prompt_template: s
     return cpt + [qa_example(prompt_template, row) for row in data["qa_train"]] * t.qa_repeats
 
 
+def passes_in_order(data: dict[str, list[dict]], t: TrainConfig, prompt_template: str) -> tuple[list[dict], list[int]]:
+    """The `qa_with_text` schedule, unrolled: for each epoch, the chunks in a new seeded order,
+    each chunk's Q&A-train rows (`qa_repeats` copies) right before its reading records (the
+    original and its restatements). Returns the examples of all epochs in order and the number
+    of examples at the end of each epoch."""
+    groups: dict[str, list[dict]] = {}
+    for row in data["qa_train"]:
+        key = (row.get("source_chunk_ids") or [""])[0] or f"qa:{row['fact_id']}"
+        groups.setdefault(key, []).extend([qa_example(prompt_template, row)] * t.qa_repeats)
+    for row in data["cpt"]:
+        groups.setdefault(row.get("chunk_id") or f"text:{len(groups)}", []).append(
+            {"prompt": "", "completion": row["text"]})
+    keys = sorted(groups)
+    examples, ends = [], []
+    for epoch in range(max(1, math.ceil(t.epochs))):
+        random.Random(f"{t.seed}:{epoch}").shuffle(keys)
+        examples.extend(example for key in keys for example in groups[key])
+        ends.append(len(examples))
+    return examples, ends
+
+
 def tokenize(tokenizer, prompt: str, completion: str, max_tokens: int, learn_prompt: bool) -> dict:
     """input_ids ending in eos, and labels that are IGNORE on the prompt's tokens unless
     `learn_prompt`. Prompt and completion are tokenized together, as the model reads them, and
-    told apart by each token's character offset; truncated to `max_tokens`."""
+    told apart by each token's character offset; truncated to `max_tokens`, from the end — or,
+    when that would leave no answer token to learn (a question longer than `max_tokens`), from
+    the start, so the row still teaches its answer."""
     text = prompt + completion
     encoded = tokenizer(text, return_offsets_mapping=True)
     ids = list(encoded["input_ids"])
@@ -415,7 +470,10 @@ def tokenize(tokenizer, prompt: str, completion: str, max_tokens: int, learn_pro
         ids.append(tokenizer.eos_token_id)
         in_prompt.append(False)
     labels = [IGNORE if masked and not learn_prompt else i for i, masked in zip(ids, in_prompt)]
-    return {"input_ids": ids[:max_tokens], "labels": labels[:max_tokens]}
+    kept = slice(0, max_tokens)
+    if all(label == IGNORE for label in labels[kept]):
+        kept = slice(max(0, len(ids) - max_tokens), len(ids))
+    return {"input_ids": ids[kept], "labels": labels[kept]}
 
 
 def to_dataset(rows: list[dict], tokenizer, t: TrainConfig, shuffle: bool):

@@ -1,0 +1,169 @@
+"""The offline `coverage` generator on a tiny fictional services agreement."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from docfinetune.build.generators.coverage import CoverageQAGenerator
+from docfinetune.core.config import CoverageQAConfig
+from docfinetune.core.records import Chunk, Document
+
+try:
+    from docfinetune.core.score import is_supported
+except ImportError:  # older layout
+    from docfinetune.build.curate import is_supported
+
+PARAGRAPHS = [
+    "WIDGET SERVICES AGREEMENT",
+    'THIS WIDGET SERVICES AGREEMENT (this "Agreement") is made as of March 4, 2023, by and between '
+    'BRAMBLE WORKS, INC., a Delaware corporation having its principal place of business at 12 Elm Road, '
+    'Dover, Delaware 19901 ("Supplier"), and ORCHARD FOODS LLC, a Vermont limited liability company '
+    '("Customer").',
+    "ARTICLE 3 — THIRTY (30) DAY CURE",
+    "3.1 Fees. Customer shall pay Supplier a monthly service fee of $12,000 within twenty (20) days "
+    "after receipt of each invoice. Late amounts bear interest at five percent (5%) per year.",
+    "3.2 Cure. Either Party may terminate this Agreement if the other Party fails to cure a material "
+    "breach within thirty (30) days after written notice, subject to Section 9.2.",
+    "9.2 Governing Law. This Agreement shall be governed by the laws of the State of New York.",
+    "IN WITNESS WHEREOF, the Parties have signed this Agreement.",
+    "By: /s/ Jane Roe Name: Jane Roe Title: President Date: January 5, 2024",
+]
+
+
+def _chunks(overlap: int = 40) -> tuple[list[Document], list[Chunk]]:
+    text = "\n\n".join(PARAGRAPHS)
+    # three chunks cut at paragraph breaks, each repeating the last `overlap` chars of the previous
+    cuts = [text.index("3.1 Fees"), text.index("9.2 Governing")]
+    bounds = [(0, cuts[0] - 2), (cuts[0] - overlap, cuts[1] - 2), (cuts[1] - overlap, len(text))]
+    headings = ["WIDGET SERVICES AGREEMENT", "3.1 Fees", "9.2 Governing Law"]
+    chunks = [
+        Chunk(f"svc:{i:04d}", "svc", i, 1, 1, s, e, headings[i], text[s:e])
+        for i, (s, e) in enumerate(bounds)
+    ]
+    return [Document("svc", "WIDGET SERVICES AGREEMENT", "svc.pdf")], chunks
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    documents, chunks = _chunks()
+    return CoverageQAGenerator().generate(documents, chunks)
+
+
+def _by_fact(pairs):
+    facts = defaultdict(list)
+    for p in pairs:
+        facts[p.fact_id].append(p)
+    return facts
+
+
+def _forward(pairs, answer):
+    return [p for p in pairs if p.answer == answer and p.meta["direction"] == "forward"]
+
+
+def test_typed_spans_become_facts(pairs):
+    cure = _forward(pairs, "thirty (30) days")
+    assert cure and {p.field for p in cure} == {"duration"}
+    assert _forward(pairs, "$12,000")[0].field == "money"
+    assert _forward(pairs, "twenty (20) days")
+    assert _forward(pairs, "five percent (5%)")[0].field == "percent"
+    assert _forward(pairs, "Section 9.2")[0].field == "section_ref"
+    assert _forward(pairs, "March 4, 2023")[0].field == "date"
+    assert _forward(pairs, "New York")[0].field == "place"
+
+
+def test_parties_entity_types_and_states(pairs):
+    state = _forward(pairs, "Delaware")
+    assert state and state[0].field == "place"
+    assert any("Bramble Works, Inc." in p.question for p in state)
+    assert _forward(pairs, "Vermont")
+    assert _forward(pairs, "corporation")[0].field == "entity_type"
+    assert _forward(pairs, "limited liability company")
+    supplier = _forward(pairs, "BRAMBLE WORKS, INC.")
+    assert supplier and supplier[0].field == "party"
+    # reverse directions: the role of a named party, the party of a described entity
+    reverse = [p for p in pairs if p.meta["direction"] == "reverse"]
+    assert any(p.answer == "Supplier" and "Bramble Works" in p.question for p in reverse)
+    assert any(p.answer == "BRAMBLE WORKS, INC." and "Delaware corporation" in p.question for p in reverse)
+
+
+def test_cure_period_questions_name_document_and_section(pairs):
+    cure = _forward(pairs, "thirty (30) days")
+    assert len(cure) >= 3
+    assert all("Widget Services Agreement" in p.question or "this agreement" in p.question for p in cure)
+    assert any("Section 3.2" in p.question for p in cure)
+    assert any("___" in p.question for p in cure)  # the cloze
+    assert any("fails to cure a material breach within how many days" in p.question for p in cure)
+
+
+def test_answers_come_from_their_source_chunks(pairs):
+    _, chunks = _chunks()
+    text_of = {c.chunk_id: c.text for c in chunks}
+    for p in pairs:
+        source = " ".join(text_of[c] for c in p.source_chunk_ids)
+        if p.meta.get("derived"):  # "Section 3.2": the label's number is in the sources
+            assert p.field == "section_of"
+            assert p.answer.split()[-1] in source
+            continue
+        assert p.answer in source, p
+        assert is_supported(p.answer, source)
+
+
+def test_questions_do_not_contain_their_answers(pairs):
+    for p in pairs:
+        assert p.answer.lower() not in p.question.lower(), p
+        assert p.question.endswith(("?", '"'))
+
+
+def test_every_fact_has_three_phrasings_and_section_facts_a_reverse(pairs):
+    facts = _by_fact(pairs)
+    assert facts
+    for fact_id, group in facts.items():
+        forward = [p for p in group if p.meta["direction"] == "forward"]
+        assert len(group) >= 3 and len(forward) >= 2, fact_id
+        assert len({p.question for p in group}) == len(group)
+        assert fact_id.startswith(f"svc:coverage:{forward[0].field}:")
+    section_ref = facts[_forward(pairs, "Section 9.2")[0].fact_id]
+    reverse = [p for p in section_ref if p.field == "section_of"]
+    assert reverse and reverse[0].answer == "Section 3.2"
+    assert "Section 3.2" not in reverse[0].question
+    cure = facts[_forward(pairs, "thirty (30) days")[0].fact_id]
+    assert any(p.field == "section_of" and p.answer == "Section 3.2" for p in cure)
+
+
+def test_meta_holds_sentence_and_answer_offsets(pairs):
+    documents, chunks = _chunks()
+    text = "\n\n".join(PARAGRAPHS)
+    for p in pairs:
+        m = p.meta
+        assert text[m["answer_start"] : m["answer_end"]] == p.answer or m.get("derived")
+        assert " ".join(text[m["sentence_start"] : m["sentence_end"]].split()) == m["sentence"]
+
+
+def test_fact_ids_are_deterministic():
+    documents, chunks = _chunks()
+    first = CoverageQAGenerator().generate(documents, chunks)
+    second = CoverageQAGenerator().generate(documents, list(reversed(chunks)))
+    assert [(p.fact_id, p.question, p.answer) for p in first] == [(p.fact_id, p.question, p.answer) for p in second]
+
+
+def test_headings_and_signatures_produce_nothing(pairs):
+    for p in pairs:
+        assert "THIRTY (30) DAY CURE" not in p.meta["sentence"]
+        assert "January 5, 2024" not in p.answer and "Jane Roe" not in p.question
+        assert "/s/" not in p.meta["sentence"]
+    assert not _forward(pairs, "THIRTY (30) DAY")
+
+
+def test_config_switches_span_types_off():
+    documents, chunks = _chunks()
+    pairs = CoverageQAGenerator(CoverageQAConfig(span_types=["money", "percent"])).generate(documents, chunks)
+    assert pairs and {p.field for p in pairs if p.meta["direction"] == "forward"} <= {"money", "percent"}
+
+
+def test_config_rejects_unknown_span_type():
+    from docfinetune.core.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        CoverageQAConfig(span_types=["money", "colour"])
