@@ -5,6 +5,7 @@ import re
 import pytest
 
 from docfinetune.build.generators.rules import RulesQAGenerator
+from docfinetune.core.config import RulesQAConfig
 from docfinetune.core.records import Chunk, Document, QAPair
 from docfinetune.core.score import answer_matches
 
@@ -38,8 +39,9 @@ def make_chunks(doc_id: str, text: str, size: int = 300, overlap: int = 60) -> l
 
 
 def generate(docs):
+    """Every fact family, section recitations too (off by default)."""
     chunks = [c for d, text in docs for c in make_chunks(d.doc_id, text)]
-    return list(RulesQAGenerator().generate([d for d, _ in docs], chunks)), chunks
+    return list(RulesQAGenerator(RulesQAConfig(max_section_facts=400)).generate([d for d, _ in docs], chunks)), chunks
 
 
 def facts(pairs):

@@ -92,10 +92,18 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                            build_config.curate_max_answer_chars, build_config.curate_duplicate_similarity)
     splits = split_by_fact(kept, build_config.split_val_fraction, build_config.split_test_fraction,
                            build_config.split_seed)
+    llm_stats: dict = {}
+    rewritten: list[dict] = []
+    if build_config.llm.model or build_config.llm.url:
+        rewritten, paraphrased = llm_streams(config, workspace, documents, chunks, splits["train"], llm_stats,
+                                             on_progress)
+        cpt += rewritten
+        splits["train"] += paraphrased  # train facts only: held-out facts stay unasked
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])
     reading_tokens = {"original": count_tokens(tokenizer, [r["text"] for r in originals]),
-                      "restated": count_tokens(tokenizer, [r["text"] for r in restated])}
+                      "restated": count_tokens(tokenizer, [r["text"] for r in restated]),
+                      "llm_rewrites": count_tokens(tokenizer, [r["text"] for r in rewritten])}
     qa_tokens = {name: count_tokens(tokenizer, [f"{p.question}\n{p.answer}" for p in pairs])
                  for name, pairs in splits.items()}
     stats = {
@@ -110,7 +118,8 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                 "tokens": sum(reading_tokens.values()),
                 "by_stream": {"original": {"records": len(originals), "tokens": reading_tokens["original"]},
                               "restated": {"records": len(restated), "tokens": reading_tokens["restated"],
-                                           "variants": build_config.augment_variants}}},
+                                           "variants": build_config.augment_variants},
+                              "llm_rewrites": {"records": len(rewritten), "tokens": reading_tokens["llm_rewrites"]}}},
         # Tokens of training text (one epoch: reading text + Q&A-train) per token of the documents.
         "training_tokens_per_source_token": round(
             (sum(reading_tokens.values()) + qa_tokens["train"]) / max(source_tokens, 1), 2),
@@ -121,6 +130,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             "kept": len(kept),
             "dropped": dict(sorted(dropped.items())),
             "generator_stats": generator_stats,
+            "llm_streams": llm_stats,
         },
         "splits": {
             name: {
@@ -145,6 +155,30 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     stats["seconds"] = round(time.perf_counter() - started, 2)
     _write(workspace, cpt, splits, stats)
     return stats
+
+
+def llm_streams(config: PipelineConfig, workspace: Workspace, documents, chunks, train_pairs: list[QAPair],
+                stats: dict, on_progress: ProgressFn | None) -> tuple[list[dict], list[QAPair]]:
+    """The instruct model's two streams: entity-centred rewrites of each section (reading text)
+    and new phrasings of each training fact's question. Replies are cached under cache/llm/."""
+    from docfinetune.build.generators.llm.client import ReplyClient
+    from docfinetune.build.generators.llm.streams import paraphrase_questions, rewrite_sections
+
+    build_config = config.build
+    client = ReplyClient(build_config.llm, workspace.cache_dir("llm"), allow_download=config.model.allow_download,
+                         on_progress=(lambda done, total: on_progress("llm streams", done, total)) if on_progress
+                         else None)
+    rewritten, paraphrased = [], []
+    if build_config.llm_rewrites_per_chunk:
+        stats["rewrites"] = {}
+        rewritten = rewrite_sections(documents, chunks, client, rewrites=build_config.llm_rewrites_per_chunk,
+                                     with_context=build_config.cpt_context, stats=stats["rewrites"])
+    if build_config.llm_paraphrases_per_fact:
+        stats["paraphrases"] = {}
+        paraphrased = paraphrase_questions(train_pairs, documents, client,
+                                           per_fact=build_config.llm_paraphrases_per_fact, chunks=chunks,
+                                           stats=stats["paraphrases"])
+    return rewritten, paraphrased
 
 
 def _facts_by_field(pairs: list[QAPair]) -> dict[str, int]:

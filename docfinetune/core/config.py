@@ -166,7 +166,11 @@ class RulesQAConfig:
     signature_window_chars: int = option(600, "Characters after a signature line searched for its date.", minimum=1)
     section_answer_max_chars: int = option(300, "Longest answer to 'what does Section N provide?'.", minimum=1)
     definition_answer_max_chars: int = option(250, "Longest answer to 'what does X mean?'.", minimum=1)
-    max_section_facts: int = option(400, "Most section facts per document.", minimum=1)
+    max_section_facts: int = option(
+        0, "Most 'what does Section N provide?' facts per document, answered by the section's first ~200 "
+           "characters: a recitation no closed-book model answers exactly, which was most of the Q&A "
+           "(250 of 347 rows on the sample contract). 0 writes none; the knowledge ablation measures them.",
+        minimum=0)
     max_defined_terms: int = option(200, "Most defined-term facts per document.", minimum=1)
     max_fee_facts: int = option(60, "Most fee and amount facts per document.", minimum=1)
     max_notice_facts: int = option(40, "Most notice-period facts per document.", minimum=1)
@@ -260,6 +264,13 @@ class BuildConfig:
         2, "Rule-made restatements of each chunk beside the original in the reading text: aliases "
            "expanded to full names, every sentence naming its document and section, sentences "
            "shuffled within a paragraph. Each adds ~1.6x the document's tokens.", minimum=0)
+    llm_paraphrases_per_fact: int = option(
+        10, "With an instruct model or endpoint set (llm.model or llm.url): new phrasings of each "
+            "Q&A-train fact's question (Ovadia et al.: accuracy rises with the number of paraphrases); 0: none.",
+        minimum=0)
+    llm_rewrites_per_chunk: int = option(
+        4, "With an instruct model or endpoint set: passages per section that restate it around its "
+           "entities (EntiGraph / Active Reading style), added to the reading text; 0: none.", minimum=0)
     curate_max_question_chars: int = option(300, "Longer questions are dropped.", minimum=1)
     curate_max_answer_chars: int = option(400, "Longer answers are dropped.", minimum=1)
     curate_duplicate_similarity: float = option(

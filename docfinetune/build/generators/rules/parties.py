@@ -259,6 +259,41 @@ def _title_parties(text: str, start: int, end: int) -> list[Party]:
     return []
 
 
+# a clause naming the parties together: '... are sometimes referred to herein as a "Party" and
+# collectively as the "Parties"', '(each a "Party" and collectively, the "Parties")'
+_TOGETHER = re.compile(
+    r"(?i)\b(?:referred\s+to|collectively|individually|together|each)\b[^.;\n]{0,150}?"
+    r"(?:[\"“'‘]\s*parties\s*[.,]?\s*[\"”'’]|\bthe\s+parties\b(?=\s*\)))"
+)
+INTRO_MAX_CHARS = 900  # the longest party introduction given whole as an answer
+
+
+def _parties_clause(text: str, end: int, limit: int) -> tuple[int, int] | None:
+    """Where the clause that names the parties together lies, from just before `end` (inside
+    the last role's parenthesis) up to the sentence after it; None when there is none."""
+    lo = max(0, end - 120)
+    stop = re.search(r"WHEREAS|Whereas|RECITALS|BACKGROUND|\n\s*\n|\n\s*(?:\d+\.|ARTICLE|Article)\s",
+                     text[end:min(limit, end + 400)])
+    hi = end + stop.start() if stop else min(limit, end + 400)
+    match = _TOGETHER.search(text, lo, hi)
+    if not match:
+        return None
+    # the clause starts at its parenthesis, or at the start of its sentence
+    before = text[lo : match.start()]
+    opens = [m.end() for m in re.finditer(r"\(", before)]
+    closes = [m.end() for m in re.finditer(r"\)", before)]
+    if opens and (not closes or opens[-1] > closes[-1]):
+        start = lo + opens[-1] - 1
+    else:
+        sentence = [m.end() for m in re.finditer(r"[.;]\s+|\n|\)\s*,?\s*", before)]
+        start = lo + sentence[-1] if sentence else match.start()
+        if start < end - 1:
+            return None
+    close = re.match(r"\s*\)", text[match.end() : match.end() + 5])
+    finish = match.end() + (close.end() if close and text[start] == "(" else 0)
+    return start, finish
+
+
 def parties(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact]:
     text = doc.text
     region_start, region_end = doc.preamble(config.preamble_chars)
@@ -307,4 +342,28 @@ def parties(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact]:
                 {"party": name, "role": role},
             )
         )
+    facts += _introduction(text, found, answer, region_end)
+    return facts
+
+
+def _introduction(text: str, found: list[Party], answer: str, limit: int) -> list[Fact]:
+    """The party introduction as written (names with their descriptors and roles, and the
+    clause naming them together), and the parties' list with that clause added."""
+    questions = [
+        "How does {doc} introduce its parties?",
+        "Quote the part of {doc} that identifies the parties.",
+        "Which parties does {doc} name at its start, as written?",
+        "Who is party to {doc}, in its own words?",
+    ]
+    start, end = min(s for _, _, s, _ in found), max(e for _, _, _, e in found)
+    clause = _parties_clause(text, end, max(limit, end))
+    facts = []
+    if clause:
+        end = max(end, clause[1])
+        facts.append(Fact("parties", f"{answer}; {spaces(text[clause[0]:clause[1]]).strip(' (')}",
+                          questions[2:] + questions[:1], [(s, e) for _, _, s, e in found] + [clause]))
+    if end - start <= INTRO_MAX_CHARS:
+        intro = spaces(text[start:end])
+        if intro != answer:
+            facts.insert(0, Fact("parties", intro, questions, [(start, end)]))
     return facts

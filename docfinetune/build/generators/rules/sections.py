@@ -21,6 +21,8 @@ def sections(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact]:
     text = doc.text
     facts: list[Fact] = []
     seen: set[str] = set()
+    if config.max_section_facts == 0:  # recitations switched off (the default)
+        return facts
     for match in _SECTION.finditer(text):
         num = match.group("num")
         title = spaces(match.group("title") or match.group("caps")).rstrip(" ,-")
