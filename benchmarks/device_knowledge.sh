@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The knowledge benchmark on the lent GPU machine (see ../shared/device/README.md).
+#
+# Here, once:   bash ../shared/device/prepare.sh   (PIECE_MB=58: the GGUF in 5 pieces, wheels)
+#               .venv/bin/python benchmarks/knowledge.py prepare
+#               bash benchmarks/device_knowledge.sh freeze     # the committed code, into .bench/code
+# Then device `run` calls, back to back (the machine stays warm 30 s between them):
+#   carry [.device/on-device.sh, .device/gguf/p0]   command: bash .device/on-device.sh piece p0
+#   ... the same for p1, p2, p3 ...
+#   carry [.device/on-device.sh, .device/gguf/p4, .device/whl, .bench]
+#        command: bash .bench/code/benchmarks/device_knowledge.sh run "VARIANTS" JOBS MINUTES
+#   (again with carry [.bench] and the same command to continue what is left)
+# Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
+set -euo pipefail
+case "${1:-}" in
+  freeze)
+    rm -rf .bench/code && mkdir -p .bench/code
+    git archive HEAD docfinetune benchmarks pipelines pyproject.toml | tar -x -C .bench/code
+    git rev-parse HEAD > .bench/code/COMMIT
+    echo "froze $(cat .bench/code/COMMIT) into .bench/code" ;;
+  run)
+    variants=$2 jobs=$3 minutes=$4
+    if [ ! -f /tmp/gemma-3-270m-q4_k_m.gguf ]; then
+      bash .device/on-device.sh install >/dev/null
+      bash .device/on-device.sh piece p4 >/dev/null
+      bash .device/on-device.sh assemble
+    fi
+    export PYTHONPATH=/tmp/site:$PWD/.bench/code PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+    gpus=$(python3 -c 'import torch; print(torch.cuda.device_count())')
+    echo "code $(cat .bench/code/COMMIT); $gpus GPU(s)"
+    # Stop starting tasks after $minutes; the call's limit is 10 minutes, so let running ones end.
+    timeout 555 python3 .bench/code/benchmarks/knowledge.py run --out .bench/knowledge \
+      --base-model /tmp/gemma-3-270m-q4_k_m.gguf --results /tmp/knowledge --variants "$variants" \
+      --jobs "$jobs" --gpus "$gpus" --budget-minutes "$minutes" 2>&1 | grep -v -i "warn" | tee "$OUT/run.log" | tail -80 || true
+    nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv || true
+    tar czf "$OUT/knowledge.tgz" -C /tmp knowledge
+    ls /tmp/knowledge/* | head -100 ;;
+  *) echo "usage: device_knowledge.sh freeze | run VARIANTS JOBS MINUTES" >&2; exit 2 ;;
+esac
