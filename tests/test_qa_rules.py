@@ -337,3 +337,112 @@ def test_extractors_run_in_a_fixed_order_and_ids_count_within_a_field():
         by_field.setdefault(p.field, set()).add(int(p.fact_id.rsplit(":", 1)[1]))
     for field_name, indexes in by_field.items():
         assert min(indexes) == 0, field_name
+
+
+def test_parties_with_the_clause_that_names_them_together():
+    opening = ('This Licence Agreement is made as of May 2, 2016 by and between Harrowgate Mills, LLC, a '
+               'Maine limited liability company ("Harrowgate"), and Tessel Optics, Inc., a Utah corporation '
+               '(the "Company"). Harrowgate and the Company are sometimes referred to herein as a "Party" and '
+               'collectively as the "Parties".\n\nRECITALS\n')
+    expected = ('Harrowgate Mills, LLC ("Harrowgate"); Tessel Optics, Inc. ("Company"); (Harrowgate and the '
+                'Company are sometimes referred to herein as a "Party" and collectively as the "Parties")')
+    assert_found(opening + FILLER, "parties", expected)
+
+
+def test_parties_introduction_as_written_keeps_descriptors_of_the_name():
+    opening = ('This Agreement is made on June 1, 2012 between Corvane Freight Ltd. ("Corvane") and Lindqvist '
+               'Haulage Ltd., a subsidiary of Brightwater Logistics Inc. ("Lindqvist").\n\nWHEREAS\n')
+    assert_found(opening + FILLER, "parties",
+                 'Corvane Freight Ltd. ("Corvane"); Lindqvist Haulage Ltd. a subsidiary of Brightwater Logistics Inc.')
+    intro = [a for a in answers_of(opening + FILLER, "parties") if "subsidiary" in a]
+    assert intro and all(a in re.sub(r"\s+", " ", opening) for a in intro)
+
+
+@pytest.mark.parametrize(
+    "clause, expected",
+    [
+        # a term that ends on an anniversary of the effective date
+        ("3. Term. The term of this Agreement will commence upon the Effective Date and will continue until "
+         "the fourth (4th) anniversary of the Effective Date, unless earlier terminated.", "3/3/19"),
+        # "the Effective Date through <date>": the end of the term, not a range of dates
+        ("3. Term. The initial term of this Agreement is the Effective Date through June 30, 2018.", "6/30/18"),
+        # the term of an agreement named by its initials
+        ("3. The term of this MSA shall commence on April 1, 2015 and ends at March 31, 2020.", "3/31/20"),
+        # a duration named as the term in a sentence about something else
+        ("3. Term. Supplier's engagement shall commence on the Effective Date and shall continue for two years "
+         'thereafter (the "Initial Term").', "3/3/17"),
+        # an agreement that says it commences and remains in effect
+        ("3. This Agreement commences on the date first above written, and will remain in effect for the period "
+         "of three (3) years.", "3/3/18"),
+    ],
+)
+def test_expiration_dates_in_other_words(clause, expected):
+    assert_found(OPENING + clause + FILLER, "expiration_date", expected)
+
+
+def test_a_survival_period_after_the_term_is_not_the_term():
+    clause = ("3. Non-solicitation aside, during the Term of this Agreement, and for one year thereafter, "
+              "Alder shall not market any services to Birch's customers.")
+    found = answers_of(OPENING + clause + FILLER, "expiration_date")
+    assert not any(answer_matches(a, "3/3/16", "expiration_date") for a in found), found
+
+
+@pytest.mark.parametrize(
+    "clause",
+    [
+        "3. This Agreement and the licence granted under it shall remain in effect perpetually as long as fees are paid.",
+        "3. This Agreement shall apply from the Effective Date and remain in effect perpetually thereafter unless terminated.",
+        "3. Either party may end this Agreement by thirty days' written notice to the other.",  # no term at all
+    ],
+)
+def test_agreements_without_a_fixed_end(clause):
+    assert_found(OPENING + clause + FILLER, "expiration_date", "perpetual")
+
+
+@pytest.mark.parametrize(
+    "clause, law",
+    [
+        ("9. This Agreement shall be governed by the law of California, U.S.A. and the arbitrators shall apply "
+         "California law.", "California"),
+        ("9. This Agreement shall be governed by the internal laws, and not by the laws regarding conflicts of "
+         "laws, of the State of Oregon.", "Oregon"),
+        ("9. This Agreement is controlled by the laws of the State of Idaho, and venue lies in Ada County.", "Idaho"),
+        ("9. The performance of this Agreement will be governed by PRC Laws.", "People's Republic of China"),
+        ("9. The interpretation of this Agreement shall be governed by the laws of PRC.", "People's Republic of China"),
+    ],
+)
+def test_governing_law_in_other_words(clause, law):
+    text = OPENING + "2. A provision unenforceable by any law is severed.\n" + clause + FILLER
+    assert_found(text, "governing_law", law)
+    assert not any(re.fullmatch(r"(?i)(?:the|any) law", a) for a in answers_of(text, "governing_law"))
+
+
+def test_the_renewal_clause_is_preferred_over_other_extensions():
+    clause = ("3. Force Majeure. A suspension shall not extend for a period longer than twenty-four (24) months.\n"
+              "4. This Agreement shall be for a term of ten (10) years, which shall automatically renew from "
+              "year-to-year thereafter unless terminated by a Party upon sixty (60) days' written notice.\n"
+              "5. Upon expiration of the Initial Term, this Agreement will automatically renew for additional, "
+              "successive two (2) year periods.")
+    found = answers_of(OPENING + clause + FILLER, "renewal_term")
+    assert len(found) == 1 and not any("twenty-four" in a for a in found), found
+
+
+def test_renewal_clause_with_a_comma_before_the_period():
+    clause = ("3. This Agreement will automatically renew for additional, successive five (5) year periods unless "
+              "either Party gives notice.")
+    assert_found(OPENING + clause + FILLER, "renewal_term", "successive 5 year")
+
+
+@pytest.mark.parametrize(
+    "clause, notice",
+    [
+        ("3. This Agreement shall be automatically renewed for successive two (2) year terms until either Party "
+         "provides written notice of non-renewal no later than sixty (60) days prior the end of the Initial Term.",
+         "60 days"),
+        ("3. The term shall automatically renew for one year periods. This Agreement will be terminated as of the "
+         "end of the Term or any renewal term by either Party giving written notice of non-renewal no less than "
+         "90 prior to the applicable expiry date.", "90 days"),
+    ],
+)
+def test_renewal_notice_with_missing_words(clause, notice):
+    assert_found(OPENING + clause + FILLER, "renewal_notice", notice)

@@ -138,16 +138,19 @@ def expiration_date(doc: DocText, config: RulesQAConfig, known: Known) -> list[F
     stated = _stated_end(text, strong=False)
     if stated:
         return stated
+    anniversary = _anniversary_end(text, known)
+    if anniversary:
+        return anniversary
     # no fixed end
-    for match in re.finditer(
-        r"(?i)indefinite(?:ly|\s+(?:term|period|duration))|in\s+perpetuity|"
-        r"perpetual(?:ly)?\s+(?:term|basis)|until\s+terminated\s+(?:by|in\s+accordance|pursuant)",
-        text,
-    ):
+    for match in _NO_FIXED_END.finditer(text):
         s, e = sentence_around(text, match.start())
-        if re.search(r"(?i)\bterm\b|this\s+agreement", text[s:e]) and not re.search(r"(?i)licen[cs]e", text[s:match.start()]):
-            answer = f"no fixed end: {spaces(text[s:e])[:200]}"
-            return [_date_fact("expiration_date", answer, [(s, e)], q, derived=True)]
+        before = text[s : match.start()]
+        if not re.search(r"(?i)\bterm\b|this\s+agreement", text[s:e]) or re.search(r"(?i)surviv", text[s:e]):
+            continue
+        if re.search(r"(?i)licen[cs]e", before) and not re.search(r"(?i)(?:this|the)\s+agreement|term\s+of", before):
+            continue  # a licence that runs forever, not the agreement
+        answer = f"no fixed end: {spaces(text[s:e])[:200]}"
+        return [_date_fact("expiration_date", answer, [(s, e)], q, derived=True)]
     for match in re.finditer(
         r"(?i)term\s+of\s+this\s+agreement\s+shall\s+commence[^.]{0,80}?(?:end|continue|remain)[^.]{0,20}?"
         r"(?:until|on\s+the\s+\w+\s+day\s+following|following)[^.]{0,80}?notice[^.]{0,80}?terminat[^.]{0,40}",
@@ -155,7 +158,73 @@ def expiration_date(doc: DocText, config: RulesQAConfig, known: Known) -> list[F
     ):
         answer = f"no fixed end (until terminated): {spaces(match.group(0))}"
         return [_date_fact("expiration_date", answer, [match.span()], q, derived=True)]
+    if not initial and not _ANY_TERM.search(text):
+        # no term, no end date, no renewal anywhere: the agreement runs until it is terminated
+        spans = start_facts[0].spans[:1] if start_facts else [(0, min(len(text), 200))]
+        return [_date_fact("expiration_date", "no fixed end: no term or expiration date is stated, so the "
+                           "agreement continues until terminated", spans, q, derived=True)]
     return []
+
+
+_NO_FIXED_END = re.compile(
+    r"(?i)indefinite(?:ly|\s+(?:term|period|duration))|in\s+perpetuity|"
+    r"perpetual(?:ly)?\s+(?:term|basis)|\b(?:remain|continue)\b[^.;]{0,60}?\bperpetually\b|"
+    r"(?:continue|remain)\s+(?:in\s+(?:full\s+)?(?:force|effect)(?:\s+and\s+effect)?\s+)?until\s+(?:it\s+is\s+|"
+    r"(?:this\s+agreement\s+is\s+)?)?terminated|until\s+terminated\s+(?:by|in\s+accordance|pursuant)"
+)
+# anything that looks like a term clause: the fallback "no fixed end" is only for contracts without one
+_ANY_TERM = re.compile(
+    r"(?i)\b(?:initial|original)\s+term\b|\bterm\s+of\s+(?:this|the)\s+(?:agreement|contract)\s+(?:shall|will|is)\b|"
+    r"\b(?:shall|will)\s+(?:expire|terminate|end)\s+(?:on|at)\b|\banniversary\b|"
+    r"\bautomatic(?:ally)?\s+(?:be\s+)?(?:renew|renews|renewed|extend|extended)\b|"
+    r"\b(?:continue|remain)\b[^.;]{0,80}?\b(?:years?|months?)\b|\bterm\s+of\s+(?:\w+\s+){0,3}(?:\(\d+\)\s*)?(?:years?|months?)\b"
+)
+_ORDINAL_YEARS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+    "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "fifteenth": 15, "twentieth": 20,
+}
+_ANNIVERSARY = re.compile(
+    r"(?i)(?<!prior\s)(?<!up\s)(?<!due\s)\b(?:until|through|to|on|(?:expir|end|terminat)\w*\s+on)\s+the\s+"
+    r"(?P<ord>" + "|".join(_ORDINAL_YEARS) + r"|\d{1,2}(?:st|nd|rd|th))\s*(?:\(\s*\d{1,2}(?:st|nd|rd|th)?\s*\)\s*)?"
+    r"anniversary\s+of\s+(?:the\s+)?(?P<of>effective\s+date|commencement\s+date|date\s+(?:of\s+)?(?:this\s+agreement|"
+    r"hereof|of\s+execution)|execution\s+date|date\s+first\s+(?:written|set\s+forth)\s+above)"
+)
+
+
+def _anniversary_end(text: str, known: Known) -> list[Fact]:
+    """"The term ... shall continue until the fifth (5th) anniversary of the Effective Date":
+    the start date + that many years (derived)."""
+    for match in _ANNIVERSARY.finditer(text):
+        s, e = sentence_around(text, match.start())
+        if NOT_TERM.search(text[s:e]) or not re.search(r"(?i)\bterm\b|this\s+agreement", text[s : match.start()]) \
+                or re.search(r"(?i)\bfees?\b|\bpay", text[s:e]):
+            continue
+        word = match.group("ord").lower()
+        years = _ORDINAL_YEARS.get(word) or int(re.match(r"\d+", word).group(0))
+        effective = re.match(r"(?i)effective|commencement", match.group("of"))
+        starts = (known.get("effective_date") if effective else None) or known.get("agreement_date") or []
+        if not starts:
+            continue
+        found = find_dates(starts[0].answer)
+        if not found:
+            continue
+        date, ds, de = found[0]
+        result = _add_years(date, years)
+        if result is None:
+            continue
+        answer = f"{format_date(result)} ({spaces(match.group(0)[match.start('ord') - match.start():])}: " \
+                 f"{years} years after {starts[0].answer[ds:de]})"
+        return [_date_fact("expiration_date", answer, starts[0].spans[:1] + [match.span()], _EXPIRATION_DATE_Q,
+                           derived=True, date=result.token())]
+    return []
+
+
+def _add_years(date, years: int):
+    if date.year is None:
+        return None
+    if date.month is None:
+        return type(date)(date.year + years, None, None)
+    return add_months_days(date, 12 * years, 0)
 
 
 _END_WORDS = re.compile(
@@ -177,7 +246,8 @@ def _stated_end(text: str, strong: bool) -> list[Fact]:
             continue
         before = text[max(s, start - 80) : start]
         if _END_WORDS.search(before):
-            if strong and re.search(r"(?i)(?:\bto|through|thru)\s*(?:the\s+)?$", before):
+            if strong and re.search(r"(?i)(?:\bto|through|thru)\s*(?:the\s+)?$", before) and (
+                    find_dates(before) or not re.search(r"(?i)date|hereof|commencement", before[-40:])):
                 continue  # "(November 2001 through March 2003)": a range, not the end of the term
             if re.search(r"(?i)\bto\s*$", before) and not re.search(r"(?i)\bterm\b", sentence):
                 continue
@@ -211,6 +281,8 @@ def _derived_end(text: str, initial: list[Fact], start_facts: list[Fact]) -> lis
     if start_date is None or not months_days:
         return []
     result = add_months_days(start_date, *months_days)
+    if result is None and months_days[1] == 0 and months_days[0] % 12 == 0:
+        result = _add_years(start_date, months_days[0] // 12)  # "____, 2015" + 20 years: "____, 2035"
     if result is None:
         return []
     if start_date.day == 1 and months_days[1] == 0:

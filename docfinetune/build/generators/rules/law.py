@@ -9,13 +9,21 @@ from docfinetune.core.config import RulesQAConfig
 from .text import DocText, Fact, Known, sentence_around, spaces
 
 _LAW = re.compile(
-    r"(?i)\b(?:governed|construed|interpreted|enforced|determined|governing)\b[^.]{0,120}?"
-    r"(?:(?P<laws>\blaws?\s+(?:of|in\s+force\s+in)\s+(?:the\s+)?)(?P<j>[^,;.(]{2,120}?)"
+    r"(?i)\b(?:governed|construed|interpreted|enforced|determined|governing|controlled)\b[^.]{0,120}?"
+    r"(?:(?P<laws>\blaws?\s*,?\s+(?:of|in\s+force\s+in)\s+(?:the\s+)?)(?P<j>[^,;.(]{2,120}?)"
     r"(?=\s*[,;.(]|\s+(?:without|excluding|except|notwithstanding|applicable|as\s+(?:applied|such)|"
     r"and\s+(?:the|any|all|each|venue|jurisdiction|disputes?|shall|its)|including|in\s+effect|"
     r"regardless|other\s+than|exclusive\s+of|irrespective|shall|will)\b)"
-    r"|\bby\s+(?P<adj>[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)\s+law\b)"
+    # "by California law", "by PRC Laws": a capitalised name (not "by the law", "by any law")
+    r"|\bby\s+(?P<adj>(?-i:[A-Z][A-Za-z.]+(?:\s+[A-Z][a-z]+)?))\s+laws?\b)"
 )
+# short forms whose full name a reader (and a lawyer's answer) may use instead
+_FULL_NAMES = {
+    "prc": "the People's Republic of China", "p.r.c": "the People's Republic of China",
+    "china": "the People's Republic of China", "u.k": "the United Kingdom", "uk": "the United Kingdom",
+    "u.s": "the United States", "us": "the United States", "usa": "the United States",
+    "u.s.a": "the United States",
+}
 
 
 def governing_law(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact]:
@@ -34,6 +42,10 @@ def governing_law(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fac
             if carve:
                 end += carve.end()
         answer = spaces(text[start:end])
+        short = re.sub(r"(?i)^the\s+|\s+laws?$", "", spaces(match.group("j") or match.group("adj"))).strip(". ").lower()
+        meta = {}
+        if short in _FULL_NAMES:
+            answer, meta = f"{answer} ({_FULL_NAMES[short]})", {"derived": True}
         if match.group("j") and re.match(r"(?i)(?:this|such|any|all|applicable)\b", match.group("j")):
             continue
         return [
@@ -47,6 +59,7 @@ def governing_law(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fac
                     "What is the governing law of {doc}?",
                 ],
                 [(start, end)],
+                meta,
             )
         ]
     return []

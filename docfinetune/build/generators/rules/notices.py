@@ -33,7 +33,14 @@ _RENEWAL_WORD = re.compile(r"(?i)\b(?:renew\w*|extend\w*|extension)\b")
 _BEFORE_END = re.compile(
     rf"(?i)(?:(?:at\s+least|no\s+(?:fewer|less|later)\s+than|not\s+(?:less|later)\s+than|a\s+minimum\s+of|within)\s+)?"
     rf"{DURATION.pattern}(?:\s+(?:prior|advance|written|prior\s+written|advance\s+written))*(?:\s+notice)?"
-    r"\s+(?:prior\s+to|before|in\s+advance\s+of|preceding)\s+(?:the\s+)?(?:(?:end|expir\w*|conclusion)\b[^,.;]{0,60})"
+    r"\s+(?:prior(?:\s+to)?|before|in\s+advance\s+of|preceding)\s+(?:the\s+)?(?:(?:applicable\s+|then[\s-]+current\s+)?"
+    r"(?:end|expir\w*|conclusion)\b[^,.;]{0,60})"
+)
+# a count with its unit left out: "no less than 120 prior to the applicable expiry date" (days)
+_BARE_BEFORE_END = re.compile(
+    r"(?i)(?:at\s+least|no\s+(?:fewer|less)\s+than|not\s+less\s+than|a\s+minimum\s+of)\s+(?P<n>\d{1,3})"
+    r"(?:\s+(?:prior|advance|written|prior\s+written))*\s+(?:prior\s+to|before|in\s+advance\s+of|preceding)\s+"
+    r"(?:the\s+)?(?:(?:applicable\s+|then[\s-]+current\s+)?(?:end|expir\w*|conclusion)\b[^,.;]{0,60})"
 )
 
 
@@ -47,11 +54,21 @@ def _renewal_deadline(text: str) -> list[Fact]:
         sentence = text[s:e]
         if not re.search(r"(?i)\bterm\b|agreement", sentence) or re.search(r"(?i)confidential", sentence):
             continue
+        if not re.search(r"(?i)unless|notice|notify|terminat|elect|wish|desire|request", sentence):
+            continue
         match = _BEFORE_END.search(sentence)
-        if match and re.search(r"(?i)unless|notice|notify|terminat|elect|wish|desire|request", sentence):
+        answer, meta = (spaces(match.group(0)), {}) if match else ("", {})
+        if not match:
+            match = _BARE_BEFORE_END.search(sentence)
+            if not match or not re.search(r"(?i)notice", sentence):
+                continue
+            # a notice period with no unit is counted in days (the unit of notice periods)
+            answer = f"{spaces(match.group(0))} ({match.group('n')} days; the text gives no unit)"
+            meta = {"derived": True}
+        if match:
             return [Fact(
                 "renewal_notice",
-                spaces(match.group(0)),
+                answer,
                 [
                     "How much notice must a party give to stop {doc} from renewing?",
                     "What notice period applies to non-renewal of {doc}?",
@@ -59,6 +76,7 @@ def _renewal_deadline(text: str) -> list[Fact]:
                     "How much notice prevents the automatic renewal of {doc}?",
                 ],
                 [(s + match.start(), s + match.end())],
+                meta,
             )]
     return []
 

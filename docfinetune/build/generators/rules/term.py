@@ -15,23 +15,28 @@ _TERM_TRIGGER = re.compile(
 )
 # the sentence is about how long the agreement itself runs
 STRONG_TERM = re.compile(
-    r"(?i)\b(?:initial\s+(?:term|period)|term\s+of\s+(?:this|the)\s+(?:agreement|contract)|"
+    r"(?i)\b(?:initial\s+(?:term|period)|term\s+of\s+(?:this|the)\s+(?:agreement|contract|(?-i:[A-Z]{2,6})\b)|"
     r"(?:this|the)\s+(?:agreement|contract)\s+(?:shall|will)\s+(?:(?:automatically\s+)?(?:remain|continue|expire|"
     r"terminate|commence|begin|be\s+(?:effective|in\s+(?:full\s+)?(?:force|effect)|for)|have|run)|"
-    r"be\s+effective)|the\s+term\s+(?:shall|will|is|hereof)|"
+    r"be\s+effective)|(?:this|the)\s+(?:agreement|contract)\s+(?:commences|begins|takes\s+effect)\b|"
+    r"the\s+term\s+(?:shall|will|is|hereof)|"
     r"(?:this|the)\s+(?:agreement|contract)\s+is\s+for)"
 )
 
 _TERM_LEAD = re.compile(
     r"(?i)(?:continue|remain\s+(?:in\s+(?:full\s+)?(?:force|effect)(?:\s+and\s+effect)?|effective)(?:\s+initially)?|"
-    r"term\s+of|period\s+of|\bbe|\bis|\bfor|\bof|until|expire\s+(?:on\s+)?|terminate\s+on|end\s+on|"
+    r"term\s+of|period\s+of|\bbe|\bis|\bfor|\bof|until|expire\s+(?:on\s+)?|terminate\s+on|end\s+on|ending|"
     r"(?:later|earlier)\s+of|initially\s+for|in\s+effect\s+for)\s+(?:\(i\)\s+)?(?:the\s+(?:date\s+)?)?"
     r"(?:a\s+(?:term|period)\s+of\s+|an?\s+(?:initial\s+)?(?:term|period)\s+of\s+)?$"
 )
 
-NOT_TERM = re.compile(r"(?i)confidential|non-?compet|solicit|surviv|warrant|thereafter\s+for|following\s+(?:the\s+)?(?:termination|expiration)")
+NOT_TERM = re.compile(r"(?i)confidential|non-?compet|solicit|surviv|warrant|(?<!continue\s)(?<!remain\s)thereafter\s+for|following\s+(?:the\s+)?(?:termination|expiration)")
 # a period that runs after the agreement ends ("for nine (9) months after termination")
-_AFTER_END = re.compile(r"(?i)\s*(?:\w+\s+){0,2}(?:after|following|from)\s+(?:the\s+)?(?:any\s+)?(?:termination|expiration|expiry|end)")
+_AFTER_END = re.compile(
+    r"(?i)\s*(?:\w+\s+){0,2}(?:after|following|from)\s+(?:the\s+)?(?:any\s+)?(?:termination|expiration|expiry|end)"
+)
+# "during the Term, and for one year thereafter": a period after the term ends
+_AFTER_TERM = re.compile(r"(?i)\b(?:during|throughout|for)\s+the\s+(?:initial\s+)?term\b")
 _TAIL = re.compile(
     r"[^.;]{0,60}?(?:from|after|commencing|beginning|following|thereafter|anniversary\s+of)"
     r"[^.;(]{0,60}?(?=[,.;(]|\s+(?:unless|and|or|which|with)\b)"
@@ -47,6 +52,8 @@ def _term_in(text: str, s: int, e: int, lo: int) -> tuple[int, int, re.Match] | 
     for m in LONG_DURATION.finditer(sentence, lo - s, limit):
         if _AFTER_END.match(sentence, m.end()):
             continue
+        if re.match(r"\s*thereafter\b", sentence[m.end():]) and _AFTER_TERM.search(sentence, 0, m.start()):
+            continue
         if _TERM_LEAD.search(sentence[max(0, m.start() - 60) : m.start()]):
             tail = _TAIL.match(sentence[m.end() :])
             return s + m.start(), s + m.end() + (tail.end() if tail else 0), m
@@ -59,7 +66,9 @@ def initial_term(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact
     for pattern in (STRONG_TERM, _TERM_TRIGGER):  # sentences about the agreement's own term first
         for trigger in pattern.finditer(text):
             s, e = sentence_around(text, trigger.start())
-            found = _term_in(text, s, e, trigger.start())
+            # a duration named as the term: "shall continue for three years (the "Initial Term")"
+            named = re.search(r"[\"“]\s*$", text[max(s, trigger.start() - 3) : trigger.start()])
+            found = _term_in(text, s, e, s if named else trigger.start())
             if found:
                 break
         if found:
@@ -111,12 +120,14 @@ def renewal_term(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact
             continue
         rest = text[kw.end() : min(e, kw.end() + 160)]
         forward = re.match(
-            rf"[^.;]{{0,50}}?\b(?:for|(?:terms?|periods?)\s+of|by)\s+(?P<ans>(?:[\w()-]+\s+){{0,7}}?{DURATION.pattern}"
+            rf"[^.;]{{0,50}}?\b(?:for|(?:terms?|periods?)\s+of|by)\s+(?P<ans>(?:[\w()-]+,?\s+){{0,7}}?{DURATION.pattern}"
             r"(?:\s+(?:renewal\s+)?(?:terms?|periods?))?(?:\s+each)?)",
             rest,
             re.IGNORECASE,
         )
         yearly = _FROM_YEAR_TO_YEAR.match(rest)
+        if forward and yearly and yearly.start("ans") < forward.start("ans"):
+            forward = None  # "renew from year to year unless terminated by a Party upon 60 days' notice"
         if forward:
             a_start, a_end = kw.end() + forward.start("ans"), kw.end() + forward.end("ans")
         elif yearly:  # "renew from year to year": successive one-year terms
@@ -124,7 +135,7 @@ def renewal_term(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact
             answer = f"{spaces(text[a_start:a_end])} (successive one-{yearly.group('unit').lower()} terms)"
             if answer.lower() not in seen:
                 seen.add(answer.lower())
-                facts.append(_renewal_fact(answer, a_start, a_end))
+                facts.append(_renewal_fact(answer, a_start, a_end, _renewal_score(kw.group(0), sentence, answer)))
             continue
         else:
             back = re.search(
@@ -139,9 +150,22 @@ def renewal_term(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact
         if not LONG_DURATION.search(answer) or answer.lower() in seen:
             continue
         seen.add(answer.lower())
-        facts.append(_renewal_fact(answer, a_start, a_end))
-    # several renewal facts would share these questions: keep the first
-    return facts[:1]
+        facts.append(_renewal_fact(answer, a_start, a_end, _renewal_score(kw.group(0), sentence, answer)))
+    # several renewal facts would share these questions: keep the one most like a renewal
+    # clause (the first of those that are equally so)
+    if not facts:
+        return []
+    best = max(facts, key=lambda f: f.meta["score"])
+    return [best]
+
+
+def _renewal_score(keyword: str, sentence: str, answer: str) -> int:
+    """How much a sentence reads as the agreement's renewal clause."""
+    score = 2 * bool(re.match(r"(?i)renew", keyword))
+    score += 2 * bool(re.search(r"(?i)successive|automatic(?:ally)?|additional|year[\s-]+to[\s-]+year", sentence))
+    score += bool(re.search(r"(?i)(?:initial|then[\s-]+current)\s+term|expir|\bterm\s+of\s+this", sentence))
+    score -= 3 * bool(re.search(r"(?i)force\s+majeure|suspen|insurance|polic(?:y|ies)|patent|warrant", sentence))
+    return score
 
 
 _FROM_YEAR_TO_YEAR = re.compile(
@@ -149,7 +173,7 @@ _FROM_YEAR_TO_YEAR = re.compile(
 )
 
 
-def _renewal_fact(answer: str, start: int, end: int) -> Fact:
+def _renewal_fact(answer: str, start: int, end: int, score: int = 0) -> Fact:
     return Fact(
         "renewal_term",
         answer,
@@ -160,4 +184,5 @@ def _renewal_fact(answer: str, start: int, end: int) -> Fact:
             "How long is each renewal period under {doc}?",
         ],
         [(start, end)],
+        {"score": score},
     )
