@@ -28,6 +28,10 @@ case "${1:-}" in
     export PYTHONPATH=/tmp/site:$PWD/.bench/code PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
     gpus=$(python3 -c 'import torch; print(torch.cuda.device_count())')
     echo "code $(cat .bench/code/COMMIT); $gpus GPU(s)"
+    if [ -n "${LIGER_CHECK:-}" ]; then  # beside the benchmark, on GPU 0
+      (CUDA_VISIBLE_DEVICES=0 python3 .bench/code/benchmarks/liger_generation_check.py \
+         --base-model /tmp/gemma-3-270m-q4_k_m.gguf > "$OUT/liger_check.json" 2> "$OUT/liger_check.err" &)
+    fi
     # Stop starting tasks after $minutes; the call's limit is 10 minutes, so let running ones end.
     timeout 555 python3 .bench/code/benchmarks/knowledge.py run --out .bench/knowledge \
       --base-model /tmp/gemma-3-270m-q4_k_m.gguf --results /tmp/knowledge --variants "$variants" \
