@@ -33,7 +33,7 @@ case "${1:-}" in
          --base-model /tmp/gemma-3-270m-q4_k_m.gguf > "$OUT/liger_check.json" 2> "$OUT/liger_check.err" &)
     fi
     # Stop starting tasks after $minutes; the call's limit is 10 minutes, so let running ones end.
-    timeout 555 python3 .bench/code/benchmarks/knowledge.py run --out .bench/knowledge \
+    timeout "${TIMEOUT_S:-555}" python3 .bench/code/benchmarks/knowledge.py run --out .bench/knowledge \
       --base-model /tmp/gemma-3-270m-q4_k_m.gguf --results /tmp/knowledge --variants "$variants" \
       --jobs "$jobs" --gpus "$gpus" --budget-minutes "$minutes" 2>&1 | grep -v -i "warn" | tee "$OUT/run.log" | tail -80 || true
     nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv || true

@@ -103,7 +103,8 @@ def test_train_builds_the_datasets_and_writes_every_run_file(reference):
     assert len(epoch_ends) == 2
     for r in rows:
         assert set(r) == {"step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
-                          "tokens_per_s", "peak_gpu_gib", "seconds", "learning_rate"}
+                          "taught_accuracy", "tokens_per_s", "peak_gpu_gib", "seconds", "learning_rate"}
+        assert 0 <= r["taught_accuracy"] <= 1
         assert r["questions"] == 6 and r["accuracy"] == r["correct"] / 6
         assert 0 < r["train_loss"] < 20 and 0 < r["val_loss"] < 20 and r["tokens_per_s"] > 0
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
@@ -224,6 +225,20 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps({**base, **r}) + "\n" for r in rows))
 
 
+def test_ties_at_zero_accuracy_go_to_the_checkpoint_that_learned_what_it_was_taught(tmp_path):
+    # A small model answers no held-out fact at any step; val loss is lowest early, before the
+    # taught facts are learned. The taught accuracy decides, not the val loss.
+    run_dir = tmp_path / "runs" / "r0"
+    write_metrics(run_dir, [
+        {"step": 10, "val_loss": 1.0, "accuracy": 0.0, "correct": 0, "questions": 20, "taught_accuracy": 0.05},
+        {"step": 20, "val_loss": 1.4, "accuracy": 0.0, "correct": 0, "questions": 20, "taught_accuracy": 0.60},
+        {"step": 30, "val_loss": 1.6, "accuracy": 0.0, "correct": 0, "questions": 20, "taught_accuracy": 0.55},
+    ])
+    selection = select_checkpoint(run_dir, "accuracy")
+    assert selection["selected"]["step"] == 20
+    assert "broken by taught accuracy 0.600" in selection["reason"]
+
+
 def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
     run_dir = tmp_path / "runs" / "r1"
     write_metrics(run_dir, [
@@ -235,12 +250,12 @@ def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
     selection = select_checkpoint(run_dir, "accuracy")
     assert selection["selected"]["step"] == 150
     assert selection["reason"] == ("highest accuracy 0.620 (31/50) at step 150; 2 checkpoints tied, "
-                                   "broken by lower val loss 1.2340")
+                                   "broken by taught accuracy n/a, then val loss 1.2340")
     assert json.loads((run_dir / "selection.json").read_text()) == selection
     assert [c["path"] for c in selection["checkpoints"]] == [
         f"checkpoints/checkpoint-{s}" for s in (50, 100, 150, 200)]
     assert set(selection["checkpoints"][0]) == {"step", "epoch", "path", "train_loss", "val_loss", "accuracy",
-                                                "correct", "questions"}
+                                                "correct", "questions", "taught_accuracy"}
     assert "highest accuracy" in selection["rule"] and "val loss" in selection["rule"]
 
     by_loss = select_checkpoint(run_dir, "val_loss")

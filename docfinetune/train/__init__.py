@@ -13,6 +13,7 @@ the run files, and progress events for the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -67,6 +68,7 @@ class Prepared:
     train_set: Any  # datasets.Dataset of input_ids/labels
     val_set: Any
     questions: list[dict]  # the val questions answered at each evaluation
+    taught: list[dict]  # a sample of Q&A-train questions answered beside them (what the model was taught)
     warnings: list[str]
     fused_kernels: bool
     resume_from: Path | None  # the checkpoint a resumed run continues from
@@ -114,7 +116,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
     return Prepared(config, tokenizer, model, train_set, val_set, accuracy_sample(data["qa_val"], config.train),
-                    warnings, fused, checkpoint, run_dir, found, epoch_ends)
+                    accuracy_sample(data["qa_train"], config.train), warnings, fused, checkpoint, run_dir, found, epoch_ends)
 
 
 def resume_point(workspace: Workspace, run_id: str | None = None) -> tuple[Run, Path]:
@@ -154,7 +156,7 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
     per_step = t.micro_batch_size * t.gradient_accumulation_steps
     epoch_steps = {math.ceil(n / per_step) for n in ready.epoch_ends} if ready.epoch_ends else set()
     recorder = RunRecorder(run_dir, ready.config, ready.tokenizer, ready.questions, emit, start, seconds_before,
-                           epoch_steps)
+                           epoch_steps, ready.taught, ready.fused_kernels)
     fit(ready.model, ready.tokenizer, ready.train_set, ready.val_set, run_dir, ready.config, [recorder],
         ready.resume_from, quiet=on_event is not None, fused_kernels=ready.fused_kernels,
         in_order=ready.epoch_ends is not None)
@@ -198,7 +200,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         num_train_epochs=1 if in_order else t.epochs,
         max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.micro_batch_size,
-        per_device_eval_batch_size=config.generation.batch_size,
+        per_device_eval_batch_size=t.micro_batch_size,  # val loss: the logits of a training-sized batch
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
@@ -296,8 +298,15 @@ class RunRecorder(TrainerCallback):
     write metrics.jsonl and each checkpoint's metrics.json and config.yaml; report progress."""
 
     def __init__(self, run_dir: Path, config: PipelineConfig, tokenizer, questions: list[dict],
-                 emit: EventFn, start: dict, seconds_before: float, epoch_steps: set[int] = frozenset()) -> None:
+                 emit: EventFn, start: dict, seconds_before: float, epoch_steps: set[int] = frozenset(),
+                 taught: list[dict] = (), fused_kernels: bool = False) -> None:
         self.run_dir, self.config, self.tokenizer, self.questions = run_dir, config, tokenizer, questions
+        self.taught = list(taught)
+        # liger-kernel's patched model answers left-padded batches wrongly (measured on the H200:
+        # 2 of 4 prompts garbled in a batch, 4 of 4 right one at a time; benchmarks/RESULTS.md),
+        # so with fused kernels the evaluation asks one question at a time.
+        self.generation = (dataclasses.replace(config.generation, batch_size=1) if fused_kernels
+                           else config.generation)
         self.epoch_steps = epoch_steps  # an unrolled schedule's epoch ends, evaluated like Trainer's
         self.emit, self.start, self.seconds_before = emit, start, seconds_before
         self.losses: list[float] = []  # train loss of each step since the last evaluation
@@ -343,15 +352,17 @@ class RunRecorder(TrainerCallback):
         self.validation = {"val_loss": (metrics or {}).get("eval_loss"), **self.validate(model)}
 
     def validate(self, model) -> dict:
-        """Greedy answers to the sampled val questions, scored by the project's one scorer."""
-        predictions = answer_questions(model, self.tokenizer, [q["question"] for q in self.questions],
-                                       self.config.generation)
-        results = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(predictions, self.questions)]
-        correct = sum(results)
+        """Greedy answers to the sampled val questions (facts held out of training: does the
+        model answer what it only read?) and to a sample of the training questions (did it
+        learn what it was taught?), scored by the project's one scorer."""
+        asked = self.questions + self.taught
+        predictions = answer_questions(model, self.tokenizer, [q["question"] for q in asked], self.generation)
+        results = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(predictions, asked)]
+        val, taught = results[:len(self.questions)], results[len(self.questions):]
         examples = [{"question": q["question"], "reference": q["answer"], "prediction": p, "correct": ok}
-                    for q, p, ok in zip(self.questions[:EXAMPLE_PREDICTIONS], predictions, results)]
-        return {"accuracy": correct / len(results) if results else None, "correct": correct,
-                "questions": len(results), "examples": examples}
+                    for q, p, ok in zip(self.questions[:EXAMPLE_PREDICTIONS], predictions, val)]
+        return {"accuracy": sum(val) / len(val) if val else None, "correct": sum(val), "questions": len(val),
+                "taught_accuracy": sum(taught) / len(taught) if taught else None, "examples": examples}
 
     def on_save(self, args, state, control, **kwargs):
         self.save_checkpoint(state)
@@ -364,6 +375,7 @@ class RunRecorder(TrainerCallback):
                 "train_loss": sum(self.losses) / len(self.losses) if self.losses else None,
                 "val_loss": validation.get("val_loss"), "accuracy": validation.get("accuracy"),
                 "correct": validation.get("correct"), "questions": validation.get("questions", 0),
+                "taught_accuracy": validation.get("taught_accuracy"),
                 "tokens_per_s": self.tokens_per_s(state), "peak_gpu_gib": peak_gpu_gib(),
                 "seconds": round(self.seconds_before + time.perf_counter() - self.session_start, 2),
                 "learning_rate": self.learning_rate}
