@@ -26,13 +26,14 @@ SAMPLE = sample_docs/quillmere_msa
 # the accuracy on the hand-written questions and on the held-out Q&A-test facts.
 demo: install
 	$(DF) ingest $(SAMPLE).pdf
-	$(DF) train
+	$(DF) train --pipeline cpu-demo
 	$(DF) ask --sources 1 "Which state's law governs the Master Services Agreement?"
 	$(DF) eval --questions $(SAMPLE).questions.jsonl --systems base,finetuned --extraction-chunks 0
 	$(DF) eval --systems finetuned --extraction-chunks 0
 	$(DF) status
 
 test: install
+	$(BIN)/ruff check docfinetune tests benchmarks
 	$(BIN)/python -m pytest
 
 benchmarks: install

@@ -43,7 +43,8 @@ def tiny_config(model_dir: Path, model_overrides: dict | None = None, **train_ov
         "generation": {"batch_size": 8, "max_new_tokens": 8},
         "build": {"split_val_fraction": 0.2, "split_test_fraction": 0.2},
         "train": {"epochs": 2.0, "eval_every_steps": EVAL_EVERY, "micro_batch_size": MICRO_BATCH,
-                  "max_seq_tokens": 64, "eval_max_questions": 6, "learning_rate": 1e-3, **train_overrides},
+                  "max_seq_tokens": 64, "eval_max_questions": 6, "learning_rate": 1e-3, "schedule": "shuffled",
+                  **train_overrides},
     })
 
 

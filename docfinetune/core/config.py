@@ -326,9 +326,9 @@ class TrainConfig:
     """The fine-tune: schedule, batching, evaluation cadence, checkpoint selection."""
 
     epochs: float = option(
-        1.0, "Passes over the training mix (ignored when max_steps > 0). One keeps `make demo` under 15 "
-             "minutes on a 2-core CPU (~80 training tokens/s); on a GPU raise it (benchmarks/RESULTS.md).",
-        minimum=0)
+        4.0, "Passes over the training mix (ignored when max_steps > 0). 4 on the H200 took 0.3-2.2 minutes "
+             "a contract with the embedded model (benchmarks/RESULTS.md, \"Knowledge\"); the cpu-demo "
+             "pipeline trains 1.", minimum=0)
     max_steps: int = option(0, "Stop after this many optimizer steps; 0 trains for `epochs`.", minimum=0)
     learning_rate: float = option(2e-4, "Peak learning rate of the adapter.", above=0, below=1)
     warmup_ratio: float = option(0.05, "Share of steps spent warming the learning rate up.", minimum=0, below=1)
@@ -347,7 +347,7 @@ class TrainConfig:
     qa_repeats: int = option(1, "Times each Q&A-train row appears per epoch, beside one copy of the document text.",
                              minimum=1)
     schedule: str = option(
-        "shuffled", "Order of the training mix in each epoch: shuffled (reading text and Q&A in one random "
+        "qa_with_text", "Order of the training mix in each epoch: shuffled (reading text and Q&A in one random "
                     "order) or qa_with_text (each chunk's Q&A right before its reading text, chunks in a new "
                     "random order each epoch: PIT's \"Q&A before and with the text\").", choices=SCHEDULES)
     train_on_inputs: bool = option(False, "Also learn the question part of Q&A rows (default: answers only).")
