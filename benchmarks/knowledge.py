@@ -237,13 +237,21 @@ SYSTEMS = ("base", "base+rag", "finetuned", "finetuned+rag")
 RECITATION_FIELDS = {"section"}  # "what does Section N provide?": not a short-answer fact
 
 
+SUBSET = ("quillmere", "blackbox", "legacy", "duos")  # the ablation's contracts: the sample and three of cuad-dev
+
+
 def load_rows(results: Path) -> dict[str, list[dict]]:
-    """results/<variant>/<contract>.json -> {variant: rows}, variants in VARIANTS order."""
-    rows: dict[str, list[dict]] = {}
-    for path in sorted(results.glob("*/*.json")):
-        rows.setdefault(path.parent.name, []).append(json.loads(path.read_text()))
+    """{variant: rows} from results/<variant>/<contract>.json, or from one JSON file holding that
+    mapping (benchmarks/results/); variants in VARIANTS order."""
+    if results.is_file():
+        rows = json.loads(results.read_text())
+    else:
+        rows = {}
+        for path in sorted(results.glob("*/*.json")):
+            rows.setdefault(path.parent.name, []).append(json.loads(path.read_text()))
     order = list(VARIANTS)
-    return dict(sorted(rows.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    rank = {v: order.index(v.split("+")[0]) if v.split("+")[0] in order else len(order) for v in rows}
+    return dict(sorted(rows.items(), key=lambda kv: (rank[kv[0]], kv[0])))
 
 
 def _sum(rows: list[dict], part: str, system: str, fields=None, exclude=frozenset()) -> tuple[int, int]:
@@ -273,6 +281,23 @@ def variant_figures(rows: list[dict]) -> dict:
     }
 
 
+def _variant_row(variant: str, rows: list[dict]) -> str:
+    f = variant_figures(rows)
+    overrides = VARIANTS.get(variant, rows[0].get("overrides", {}))
+    return (f"| {variant} | `{json.dumps(overrides)}` | {f['contracts']} "
+            f"| **{_pct(f['lawyers']['finetuned'])}** | {_pct(f['lawyers']['base'])} | {_pct(f['lawyers']['base+rag'])} "
+            f"| {_pct(f['lawyers']['finetuned+rag'])} | {_pct(f['sample']['finetuned'])} "
+            f"| {_pct(f['sample']['finetuned+rag'])} "
+            f"| {_pct(f['held_out']['base'])} → **{_pct(f['held_out']['finetuned'])}** "
+            f"| {f['tokens_per_source']:.1f} | {f['train_minutes']:.1f} |")
+
+
+TABLE_HEAD = ["| variant | overrides | contracts | lawyers' + hand-written: fine-tuned | base | base+RAG "
+              "| fine-tuned+RAG | hand-written (sample): fine-tuned | hand-written: fine-tuned+RAG "
+              "| held-out: base → fine-tuned | tokens/source | train min (median) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+
 def report(results: Path, write: bool) -> int:
     from results import machine, publish
 
@@ -285,24 +310,23 @@ def report(results: Path, write: bool) -> int:
              f"Device: {first['device']} (training and answering; several contracts at once, each process alone "
              f"on its contract); ingest ran here ({machine()}). Command: `benchmarks/device_knowledge.sh` "
              "(`knowledge.py prepare` here, `run` on the GPU machine, `report` here). Embedded Gemma 3 270M, "
-             "each contract trained alone. Shared settings: " + f"`{json.dumps(GPU)}`.", "",
+             "each contract trained alone, LoRA r=16 unless said. Shared settings: " + f"`{json.dumps(GPU)}`.", "",
              "Accuracy, closed-book unless marked RAG. *Lawyers' + hand-written*: cuad-dev/questions.jsonl on "
              "its 12 contracts and the sample contract's 56 hand-written questions. *Held-out*: short-answer "
-             "Q&A-test facts, never asked in any training stream, learned (if at all) from the reading text. "
-             "*Tokens/source*: training tokens per epoch (reading text + Q&A-train) per token of the "
-             "document, median over contracts.", "",
-             "| variant | overrides | contracts | lawyers' + hand-written: fine-tuned | base | base+RAG "
-             "| fine-tuned+RAG | hand-written (sample) fine-tuned | held-out: base → fine-tuned "
-             "| tokens/source | train min (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Q&A-test facts, never asked in any training stream (no training question of any generator has the "
+             "same answer in that document), learned (if at all) from the reading text. *Tokens/source*: "
+             "training tokens per epoch (reading text + Q&A-train) per token of the document, median over "
+             "contracts.", "",
+             f"Ablation, every variant on the same {len(SUBSET)} contracts ({', '.join(SUBSET)}; 75 questions, "
+             "56 of them the sample's):", "", *TABLE_HEAD]
     for variant, rows in by_variant.items():
-        f = variant_figures(rows)
-        lines.append(
-            f"| {variant} | `{json.dumps(VARIANTS.get(variant, rows[0].get('overrides', {})))}` | {f['contracts']} "
-            f"| **{_pct(f['lawyers']['finetuned'])}** | {_pct(f['lawyers']['base'])} | {_pct(f['lawyers']['base+rag'])} "
-            f"| {_pct(f['lawyers']['finetuned+rag'])} | {_pct(f['sample']['finetuned'])} "
-            f"| {_pct(f['held_out']['base'])} → **{_pct(f['held_out']['finetuned'])}** "
-            f"| {f['tokens_per_source']:.1f} | {f['train_minutes']:.1f} |")
+        subset = [r for r in rows if any(s in r["contract"] for s in SUBSET)]
+        if len(subset) == len(SUBSET):
+            lines.append(_variant_row(variant, subset))
+    lines += ["", "All contracts a variant ran on (13 = the 12 of cuad-dev and the sample):", "", *TABLE_HEAD]
+    for variant, rows in by_variant.items():
+        if len(rows) > len(SUBSET):
+            lines.append(_variant_row(variant, rows))
     for variant, rows in by_variant.items():
         if len(rows) < 13:
             continue
@@ -314,10 +338,11 @@ def report(results: Path, write: bool) -> int:
             law = r["lawyers"]
             held = (_sum([r], "held_out", "base", exclude=RECITATION_FIELDS),
                     _sum([r], "held_out", "finetuned", exclude=RECITATION_FIELDS))
+            last = r["checkpoints"][-1]["step"] if r["checkpoints"] else "-"
             lines.append(f"| {r['contract'][:40]} | {law['questions']} | "
                          + " | ".join(f"{law['correct'][s]}/{law['questions']}" for s in SYSTEMS)
                          + f" | {held[0][0]}/{held[0][1]} → {held[1][0]}/{held[1][1]} "
-                         f"| {r['training_tokens_per_source_token']:.1f} | {r['selected']['step']} "
+                         f"| {r['training_tokens_per_source_token']:.1f} | {r['selected']['step']} of {last} "
                          f"| {r['train_minutes']:.1f} |")
         fields = sorted({f for r in rows for f in r["held_out"]["by_field"]})
         lines += ["", f"Variant `{variant}`, held-out facts per field (base → fine-tuned):", "",
