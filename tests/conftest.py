@@ -147,3 +147,41 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} | {
         str(p.relative_to(root)) + "/": b"" for p in sorted(root.rglob("*")) if p.is_dir()
     }
+
+
+def make_fake_run(workspace, config, run_id: str, steps: tuple[int, ...], selected: int,
+                  targets: tuple[str, ...] = ("q_proj", "v_proj", "o_proj")) -> Path:
+    """A finished run made through the real run-folder and selection code: config.yaml, one random
+    LoRA adapter per step (init_lora_weights=False, so each changes the answers), metrics.jsonl and
+    each checkpoint's metrics.json as `train` writes them, with `selected` the most accurate; then
+    `select_checkpoint`, `plot_curves` and runs/latest as `train` ends."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from docfinetune.core.models import load_model
+    from docfinetune.core.runs import CHECKPOINT_METRICS_FILE, CONFIG_FILE, METRICS_FILE, config_yaml, write_latest
+    from docfinetune.core.workspace import write_jsonl, write_text_atomic
+    from docfinetune.train.select import plot_curves, select_checkpoint
+
+    run_dir = workspace.root / "runs" / run_id
+    write_text_atomic(run_dir / CONFIG_FILE, config_yaml(config))
+    lines = []
+    for n, step in enumerate(steps):
+        torch.manual_seed(step)
+        model = get_peft_model(load_model(config.model), LoraConfig(
+            r=4, lora_alpha=16, target_modules=list(targets), init_lora_weights=False))
+        folder = run_dir / "checkpoints" / f"checkpoint-{step}"
+        model.save_pretrained(folder)
+        accuracy = 0.5 if step == selected else 0.1
+        line = {"step": step, "epoch": float(n + 1), "train_loss": 2.0 / (n + 1), "val_loss": 2.5 / (n + 1),
+                "accuracy": accuracy, "correct": round(accuracy * 20), "questions": 20, "taught_accuracy": 0.2,
+                "tokens_per_s": 100.0, "peak_gpu_gib": None, "seconds": float(n + 1), "learning_rate": 1e-4}
+        lines.append(line)
+        (folder / CHECKPOINT_METRICS_FILE).write_text(json.dumps(line))
+    write_jsonl(run_dir / METRICS_FILE, lines)
+    select_checkpoint(run_dir, config.train.select_by)
+    plot_curves(run_dir)
+    write_latest(workspace, run_dir)
+    return run_dir

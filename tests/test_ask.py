@@ -4,13 +4,10 @@ config.yaml and runs/latest."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from docfinetune.ask import BASE_MODEL, AskResult, ask
 from docfinetune.core.config import PipelineConfig, load_pipeline
@@ -18,6 +15,7 @@ from docfinetune.core.errors import DocfinetuneError
 from docfinetune.core.generate import answer_questions
 from docfinetune.core.models import load_model, load_tokenizer
 from docfinetune.core.workspace import Workspace
+from tests.conftest import make_fake_run
 
 QUESTION = "Which state's laws govern the agreement?"
 RUN_ID = "20250101-120000"
@@ -27,26 +25,7 @@ SELECTED_STEP = 2
 
 def make_run(workspace: Workspace, config: PipelineConfig, run_id: str = RUN_ID) -> Path:
     """runs/<run_id>/ as train and select leave it, with runs/latest naming it."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    run = workspace.root / "runs" / run_id
-    entries = []
-    for step in STEPS:
-        torch.manual_seed(step)  # init_lora_weights=False: random A and B, so the adapter matters
-        model = get_peft_model(load_model(config.model), LoraConfig(
-            r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False))
-        path = f"checkpoints/checkpoint-{step}"
-        model.save_pretrained(run / path)
-        entries.append({"step": step, "epoch": step / 2, "path": path, "train_loss": 2.0 / step,
-                        "val_loss": 2.5 / step, "accuracy": 0.25 * step})
-    (run / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config)), encoding="utf-8")
-    selected = next(e for e in entries if e["step"] == SELECTED_STEP)
-    (run / "selection.json").write_text(json.dumps({
-        "run_id": run_id, "rule": "accuracy", "checkpoints": entries, "selected": selected,
-        "reason": "highest accuracy"}), encoding="utf-8")
-    (workspace.root / "runs" / "latest").write_text(run_id + "\n", encoding="utf-8")
-    return run
+    return make_fake_run(workspace, config, run_id, STEPS, SELECTED_STEP)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,53 @@ def test_split_keeps_phrasings_together_is_seeded_and_checks_leaks():
     leaked = {"train": [pairs[0]], "val": [pairs[1]], "test": []}
     with pytest.raises(AssertionError, match="in both train and val"):
         check_no_leak(leaked)
+
+
+class _StreamsEndpoint:
+    """A loopback OpenAI-compatible endpoint for the build stage's LLM streams: three new
+    phrasings for every paraphrase prompt, one passage without numbers for every rewrite."""
+
+    @staticmethod
+    def make():
+        import re
+
+        from tests.test_qa_llm import FakeEndpoint
+
+        class Endpoint(FakeEndpoint):
+            def answer(self, path, body, count):
+                prompt = body["messages"][-1]["content"]
+                if re.search(r"^Answer: ", prompt, re.M):
+                    content = json.dumps([f"Rephrased question {count}.{k} about this clause?" for k in range(3)])
+                else:
+                    section = re.search(r"^Section: (.*)$", prompt, re.M).group(1)
+                    content = json.dumps([{"about": ["the parties"], "text": (
+                        f"In the part headed {section}, the agreement sets out what the parties owe each other, "
+                        "in plain words and with every name in full.")}])
+                return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+
+        return Endpoint()
+
+
+def test_llm_streams_add_paraphrases_to_train_only_and_rewrites_to_the_reading_text(ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(ingested_contract.root, workspace.root)
+    with _StreamsEndpoint.make() as server:
+        config = load_pipeline("default", {"build": {
+            "augment_variants": 0, "llm_paraphrases_per_fact": 3, "llm_rewrites_per_chunk": 1,
+            "llm": {"url": server.url, "api_model": "fake", "api_key_env": "", "retries": 0, "timeout_s": 5.0}}})
+        stats = build(workspace, config)
+    train, test = workspace.read_dataset("qa_train"), workspace.read_dataset("qa_test")
+    paraphrased = [r for r in train if r["generator"] == "llm_paraphrase"]
+    assert paraphrased and not [r for r in test if r["generator"] == "llm_paraphrase"]
+    answers: dict[str, set] = {}
+    for r in train:
+        if r["generator"] != "llm_paraphrase":
+            answers.setdefault(r["fact_id"], set()).add(r["answer"])
+    assert all(r["answer"] in answers[r["fact_id"]] for r in paraphrased)  # a fact's own answer
+    rewrites = [r for r in workspace.read_dataset("cpt") if str(r.get("variant", "")).startswith("llm:")]
+    assert rewrites and stats["cpt"]["by_stream"]["llm_rewrites"]["records"] == len(rewrites)
+    assert stats["qa"]["llm_streams"]["paraphrases"] and stats["qa"]["llm_streams"]["rewrites"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_help_texts_come_from_the_config():
     assert "Maximum characters per chunk" in result.output and "--keep-going" in result.output
 
 
-@pytest.mark.parametrize("path", sorted(PIPELINES_DIR.rglob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(PIPELINES_DIR.rglob("*.y*ml")), ids=lambda p: p.name)
 def test_every_pipeline_yaml_loads_and_is_headed_by_its_command(path: Path):
     config = load_pipeline(str(path))
     assert config.name == path.stem
@@ -78,8 +79,11 @@ def test_every_pipeline_yaml_loads_and_is_headed_by_its_command(path: Path):
     assert yaml.safe_load(path.read_text())["name"] == config.name
 
 
-def test_pipelines_found_recursively():
-    assert len(list(PIPELINES_DIR.rglob("*.yaml"))) >= 1
+def test_pipelines_found_recursively(tmp_path: Path):
+    # Counted against an independent walk of the folder: the parametrized test above must see them all.
+    walked = [Path(folder, name) for folder, _, names in os.walk(PIPELINES_DIR) for name in names
+              if name.endswith((".yaml", ".yml"))]
+    assert sorted(walked) == sorted(PIPELINES_DIR.rglob("*.y*ml")) and len(walked) >= 5
 
 
 def test_config_errors_are_all_reported_at_once(tmp_path: Path):

@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
 
 from docfinetune.core.config import EvalConfig, GenerationConfig, load_pipeline
 from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
@@ -31,7 +30,7 @@ from docfinetune.evaluate.questions import load_questions
 from docfinetune.evaluate.rag import chunk_pages, rag_prompt
 from docfinetune.evaluate.report import summary_table
 from docfinetune.evaluate.stats import accuracy, by_field, compare, mcnemar_p, wilson_interval
-from tests.conftest import write_pdf
+from tests.conftest import make_fake_run, write_pdf
 
 FAST = {"max_new_tokens": 6, "batch_size": 4}
 FAST_EVAL = {"extraction_chunks": 3, "extraction_max_new_tokens": 8}
@@ -60,32 +59,10 @@ def pipeline(tiny_model_dir: Path, **eval_overrides):
 
 def make_run(workspace: Workspace, tiny_model_dir: Path, run_id: str = "run-1", steps=(10, 20),
              selected: int = 20) -> Path:
-    """A finished run as train/select leave it: config.yaml, LoRA checkpoints, selection.json,
-    runs/latest. The adapters are random (not zero), so they change the model's answers."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    config = pipeline(tiny_model_dir)
-    run_dir = workspace.root / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    checkpoints = []
-    for step in steps:
-        torch.manual_seed(step)
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-        lora = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
-                          init_lora_weights=False)
-        path = f"checkpoints/checkpoint-{step}"
-        get_peft_model(model, lora).save_pretrained(run_dir / path)
-        checkpoints.append({"step": step, "epoch": step / 20, "path": path, "train_loss": 1.0,
-                            "val_loss": 2.0, "accuracy": 0.1})
-    chosen = next(c for c in checkpoints if c["step"] == selected)
-    (run_dir / "selection.json").write_text(json.dumps({
-        "run_id": run_id, "rule": "highest accuracy", "checkpoints": checkpoints, "selected": chosen,
-        "reason": f"highest accuracy at step {selected}"}))
-    (workspace.root / "runs" / "latest").write_text(run_id + "\n")
-    return run_dir
+    """A finished run as train/select leave it (conftest.make_fake_run): the adapters are random
+    (not zero), so they change the model's answers."""
+    return make_fake_run(workspace, pipeline(tiny_model_dir), run_id, steps, selected,
+                         targets=("q_proj", "v_proj", "down_proj"))
 
 
 # --------------------------------------------------------------------------- statistics

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -96,18 +95,15 @@ def test_ties_keep_document_order():
     assert [c.index for c, _ in BM25Index(chunks).search("renewal", 3)] == [0, 1, 2]
 
 
-def test_three_thousand_chunks_build_in_seconds_and_search_in_milliseconds():
+def test_three_thousand_chunks_each_found_by_its_own_words():
+    # Scale without a clock (timings belong in benchmarks/): an 8-word query taken from a chunk
+    # ranks that chunk in the top 5.
     chunks = synthetic_chunks(3000)
-    started = time.perf_counter()
     index = BM25Index(chunks)
-    built = time.perf_counter() - started
-    queries = [" ".join(random.Random(i).choice(chunks).text.split()[:8]) for i in range(200)]
-    started = time.perf_counter()
-    for query in queries:
-        assert index.search(query, 5)
-    per_query = (time.perf_counter() - started) / len(queries)
-    assert built < 5.0, f"building took {built:.2f} s"  # ~0.2 s here
-    assert per_query < 0.005, f"a search took {per_query * 1000:.2f} ms"  # ~0.1 ms here
+    for i in range(200):
+        chunk = random.Random(i).choice(chunks)
+        top = [c.chunk_id for c, _ in index.search(" ".join(chunk.text.split()[:8]), 5)]
+        assert chunk.chunk_id in top
 
 
 def test_empty_index_and_empty_workspace_are_clear_errors(tmp_path: Path):
