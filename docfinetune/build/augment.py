@@ -29,6 +29,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from docfinetune.build.cpt import reading_record
 from docfinetune.core.records import Chunk, Document
 
 # --------------------------------------------------------------------------------------------
@@ -899,12 +900,5 @@ def augmented_records(documents: list[Document], chunks: list[Chunk], variants: 
                 text, order = _render(paragraphs, info, rng, k + tries * 3, orders)
             texts.append(text)
             orders.append(order)
-            records.append({
-                "text": text,
-                "doc_id": chunk.doc_id,
-                "chunk_id": chunk.chunk_id,
-                "page_start": chunk.page_start,
-                "page_end": chunk.page_end,
-                "variant": k,
-            })
+            records.append(reading_record(chunk, text, variant=k))
     return records

@@ -15,11 +15,11 @@ def cpt_records(documents: list[Document], chunks: list[Chunk], with_context: bo
         if chunk.heading and chunk.heading != header[0]:
             header.append(chunk.heading)
         text = "\n".join(header) + "\n\n" + chunk.text if with_context else chunk.text
-        records.append({
-            "text": text,
-            "doc_id": chunk.doc_id,
-            "chunk_id": chunk.chunk_id,
-            "page_start": chunk.page_start,
-            "page_end": chunk.page_end,
-        })
+        records.append(reading_record(chunk, text))
     return records
+
+
+def reading_record(chunk: Chunk, text: str, **extra) -> dict:
+    """One line of datasets/cpt.jsonl: the text and where it comes from (every reading stream)."""
+    return {"text": text, "doc_id": chunk.doc_id, "chunk_id": chunk.chunk_id,
+            "page_start": chunk.page_start, "page_end": chunk.page_end, **extra}

@@ -56,7 +56,7 @@ def _single_to_double_quotes(text: str) -> str:
     return "".join(out)
 
 
-def _scan_json(text: str):
+def scan_json(text: str):
     """(index, character, inside a string) for each character of JSON-like text; a string's
     quotes count as inside it."""
     in_string = escaped = False
@@ -77,7 +77,7 @@ def _scan_json(text: str):
 def _remove_trailing_commas(text: str) -> str:
     """Drop commas before a closing bracket, outside strings."""
     out: list[str] = []
-    for _, ch, inside in _scan_json(text):
+    for _, ch, inside in scan_json(text):
         if not inside and ch in "]}":
             while out and out[-1].isspace():
                 out.pop()
@@ -94,7 +94,7 @@ def _close_truncated(text: str) -> str | None:
     """
     stack: list[str] = []
     last_cut: tuple[int, list[str]] | None = None
-    for i, ch, inside in _scan_json(text):
+    for i, ch, inside in scan_json(text):
         if inside:
             continue
         if ch in "[{":
@@ -159,3 +159,10 @@ def json_values(reply: str) -> Iterator[tuple[Any, bool]]:
         decoded = decode_leniently(text[start.start():])
         if decoded is not None:
             yield decoded
+
+
+def escape_newlines_in_strings(text: str) -> str:
+    """Raw line breaks and tabs inside "double-quoted" strings escaped, as JSON requires (models
+    often break a long passage over lines)."""
+    escapes = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return "".join(escapes.get(ch, ch) if inside else ch for _, ch, inside in scan_json(text))

@@ -32,7 +32,7 @@ import re
 from typing import Any
 
 from docfinetune.build.generators.llm.client import ReplyClient, document_titles
-from docfinetune.build.generators.llm.json_repair import json_values
+from docfinetune.build.generators.llm.json_repair import escape_newlines_in_strings, json_values
 from docfinetune.core.records import Chunk, Document, QAPair
 
 # ------------------------------------------------------------------------------ tunables
@@ -126,28 +126,6 @@ def contains_answer(question: str, answer: str) -> bool:
     if a[-1].isalnum():
         pattern += r"(?![^\W_])"
     return re.search(pattern, q) is not None
-
-
-def _escape_newlines_in_strings(text: str) -> str:
-    """Raw line breaks and tabs inside "double-quoted" strings escaped, as JSON requires (models
-    often break a long passage over lines)."""
-    out: list[str] = []
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            elif ch in "\n\r\t":
-                out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
-                continue
-        elif ch == '"':
-            in_string = True
-        out.append(ch)
-    return "".join(out)
 
 
 def _unwrap(value: Any, keys: tuple[str, ...]) -> Any:
@@ -340,7 +318,7 @@ def parse_passages(reply: str) -> tuple[list[dict] | None, list[str], bool]:
         entities = [e for e in (_clean(e).strip("*_\"' ") for e in re.split(r"[;|]", line.group(1))) if e]
     # Read as it is and with line breaks inside strings escaped (a cut-off repair can make the
     # first read return only the passages before the first break); the reading with more passages wins.
-    escaped = _escape_newlines_in_strings(reply)
+    escaped = escape_newlines_in_strings(reply)
     readings = [_json_passages(reply)]
     if escaped != reply:
         found = _json_passages(escaped)
