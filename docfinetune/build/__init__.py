@@ -1,12 +1,12 @@
-"""`docfinetune build`: ingested chunks -> the data that teaches a model the documents.
+"""`docfinetune build`: ingested chunks -> the data that teaches a model the documents, in
+datasets/ (its files: core/workspace.py).
 
-    datasets/cpt.jsonl                  the reading text: one record per chunk, headed by document title
-                                        and section, then `augment_variants` restatements of each
-    datasets/qa_{train,val,test}.jsonl  question, answer, fact id, source chunk ids, doc id, generator
-    datasets/stats.json                 counts, tokens, kept/dropped by reason, the inputs' fingerprint
-
-Prompt templates are applied at training time, not stored. The folder is built aside and
-swapped in whole. `train` calls `build` when `datasets_stale()` says so.
+Streams: the reading text (each chunk, and `augment_variants` rule-made restatements of it), Q&A
+from the generators of `build.generators` (core/plugins.py), and, with an instruct model or
+endpoint set, LLM rewrites (reading text) and paraphrases of the training facts. Q&A is curated,
+then split by fact and by answer across every stream (split.py). Prompt templates are applied at
+training time, not stored. The folder is built aside and swapped in whole; pipeline.py builds
+when `datasets_stale()` says so, before training.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """`docfinetune train`: LoRA / QLoRA fine-tune on the built datasets, evaluate every
-checkpoint, choose one.
+checkpoint, choose one — three phases: `prepare` (read, tokenize, load, check memory; writes
+nothing), `fit` (Trainer), then selection.
 
-Writes a run folder (the layout is runs.py's): config.yaml first, then for every evaluation a
+Writes a run folder (the layout is core/runs.py's): config.yaml first, then for every evaluation a
 metrics.jsonl line and a checkpoint (peft adapter, tokenizer, optimizer, scheduler, RNG and
 trainer state, its own metrics.json and config.yaml), then selection.json and curves.png
 (select.py), and finally names the run in runs/latest for `ask` and `eval`.
 
 transformers' `Trainer` runs the loop. `RunRecorder`, a `TrainerCallback`, adds what it lacks:
-an evaluation and checkpoint at the end of every epoch, question accuracy beside val loss,
-the run files, and progress events for the CLI.
+an evaluation and checkpoint at the end of every epoch (also of an unrolled `qa_with_text`
+schedule), held-out and taught question accuracy beside val loss, the run files, and progress
+events for the CLI.
 """
 
 from __future__ import annotations
