@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from docfinetune.core.workspace import CURVES_FILE
+
 
 class Consoles:
     """stdout and stderr consoles made on first use, so each run sees its own terminal."""
@@ -124,7 +126,7 @@ def selection_table(run_dir: Path, selection_file: str) -> Table:
         table.add_row(str(c["step"]), fmt(c.get("epoch"), ".2f"), fmt(c.get("train_loss"), ".3f"),
                       fmt(c.get("val_loss"), ".3f"), fmt(c.get("accuracy"), ".1%"),
                       "[bold green]selected[/]" if c["step"] == chosen else "")
-    table.caption = f"{selection['reason']}; curves: {run_dir / 'curves.png'}"
+    table.caption = f"{selection['reason']}; curves: {run_dir / CURVES_FILE}"
     return table
 
 

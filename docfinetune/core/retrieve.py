@@ -1,24 +1,106 @@
 """BM25 search over the ingested chunks: the sources `ask --sources` shows, and the retriever of
 `eval`'s RAG systems.
 
-Scoring is rank_bm25's BM25Okapi (k1=1.5, b=0.75). Words are lowercased runs of letters;
-numbers keep their digits ("30", "2024", "$12,500" -> "12500") because contract questions turn
-on them; a short stopword list drops words that say nothing about which clause is meant.
-Building the index takes about 0.1 s per 1,000 chunks of 512 characters here; a search adds up
-precomputed per-word vectors, well under a millisecond at 3,000 chunks.
+Scoring is BM25 (rank_bm25's BM25Okapi formula and idf, k1=1.5, b=0.75) over separate fields:
+
+    score(chunk) = BM25(query, chunk text) + HEADING_WEIGHT * BM25(query, chunk's section heading)
+                   + TITLE_WEIGHT * (idf-weighted query words found in the chunk's document title)
+
+and the words a question shares with a document's own title ("Which state's law governs the
+Master Services Agreement?") count only TITLE_WORD_WEIGHT of their BM25 in that document's text
+and headings: they say which document is meant, not which clause, so the title page no longer
+outranks the governing-law clause.
+
+Words are lowercased runs of letters; numbers keep their digits ("30", "2024", "$12,500" ->
+"12500") because contract questions turn on them. `tokenize` drops a short list of English
+stopwords; the index then strips common suffixes (`stem`: govern/governs/governing/governed ->
+"govern", termination/terminate -> "termin"). A query also drops legal boilerplate words that
+every clause shares ("agreement", "party", "shall"; kept when nothing else is left) and adds
+related contract words at EXPANSION_WEIGHT (govern -> law, construe; renew -> renewal, extend,
+successive; ...; see EXPANSIONS).
+
+The module constants below are the settings a user might tune. Building the index takes about
+0.1 s per 1,000 chunks of 512 characters; a search adds up precomputed per-word vectors, well
+under a millisecond at 3,000 chunks.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
 from docfinetune.core.records import Chunk
 from docfinetune.core.workspace import Workspace
+
+# --------------------------------------------------------------------------- settings
+
+# BM25's term-frequency saturation and length normalisation (rank_bm25's defaults).
+BM25_K1 = 1.5
+BM25_B = 0.75
+# The section heading as a field of its own, its BM25 score times HEADING_WEIGHT added to the
+# text's. With HEADING_FIELD off, the heading's words are put in front of the text instead (one
+# field, the index before issue 12).
+HEADING_FIELD = True
+HEADING_WEIGHT = 0.5
+# Query words found in a chunk's document title: each adds TITLE_WEIGHT times its idf over the
+# documents' titles (it tells documents apart in a workspace of several), and counts
+# TITLE_WORD_WEIGHT of its usual score in that document's text and heading (1.0: as any word).
+TITLE_WEIGHT = 1.0
+TITLE_WORD_WEIGHT = 0.1
+# Suffix stripping on both sides (govern/governs/governing/governed are one word).
+STEMMING = True
+# Query words dropped because every clause of a contract has them (kept when nothing else is left).
+DROP_LEGAL_STOPWORDS = True
+LEGAL_STOPWORDS = frozenset("""
+agreement agreements party parties shall hereby herein hereof hereto hereunder thereof thereto
+therein thereunder whereas pursuant
+""".split())
+# Related contract words a query word brings in, each at EXPANSION_WEIGHT of a query word's
+# weight (0 turns expansion off). Keys and values are plain words; both are stemmed.
+EXPANSION_WEIGHT = 0.5
+EXPANSIONS: dict[str, tuple[str, ...]] = {
+    "govern": ("law", "laws", "construed", "governed"),
+    "law": ("governed", "governing"),
+    "jurisdiction": ("courts", "venue", "submit"),
+    "venue": ("courts", "jurisdiction"),
+    "terminate": ("termination", "terminated"),
+    "termination": ("terminate",),
+    "cancel": ("terminate", "termination"),
+    "expire": ("expiration", "term", "until"),
+    "expiration": ("expire", "term"),
+    "renew": ("renewal", "extend", "successive", "automatically"),
+    "renewal": ("renew", "extend", "successive"),
+    "extend": ("renew", "extension"),
+    "pay": ("payment", "fees", "invoice"),
+    "fee": ("fees", "payment", "price"),
+    "price": ("fees", "payment"),
+    "cost": ("fees", "price"),
+    "notice": ("notify", "written"),
+    "notify": ("notice", "written"),
+    "insurance": ("insure", "coverage", "policy"),
+    "liability": ("liable", "limitation", "damages"),
+    "liable": ("liability", "damages"),
+    "confidential": ("confidentiality", "disclose", "disclosure"),
+    "confidentiality": ("confidential", "disclose"),
+    "parties": ("between", "entered"),
+    "party": ("between",),
+    "made": ("entered", "dated"),
+    "effective": ("commence", "commencement"),
+    "commence": ("effective", "commencement"),
+    "warranty": ("warrants", "warranties"),
+    "indemnify": ("indemnification", "indemnity", "defend", "hold harmless"),
+    "assign": ("assignment", "transfer"),
+}
+# A hit whose text stops mid-sentence comes back with the next chunk's words up to that
+# sentence's end, at most this many characters (0: chunks come back as stored).
+NEIGHBOUR_TAIL_CHARS = 0
+
+# --------------------------------------------------------------------------- words
 
 # Thousands separators are dropped so "12,500" and "12500" match; a decimal point is kept.
 _TOKEN = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?|[^\W\d_]+")
@@ -39,6 +121,85 @@ def tokenize(text: str) -> list[str]:
     return [t.replace(",", "") for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
 
 
+# derivational suffixes, longest first, with the fewest letters a word must keep
+_DERIVATIONAL = (("ational", 4), ("ation", 4), ("ition", 4), ("ement", 4), ("ment", 3), ("ility", 4),
+                 ("ance", 4), ("able", 3), ("ible", 4), ("ity", 4), ("ive", 4), ("ate", 4), ("ion", 4),
+                 ("al", 4), ("ly", 5))
+_KEEP_DOUBLE = ("ll", "ss", "zz")
+
+
+def _strip_inflection(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("sses"):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        return word[:-1]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)]
+            if not re.search(r"[aeiouy]", stem):
+                return word
+            if len(stem) > 3 and stem[-1] == stem[-2] and stem[-2:] not in _KEEP_DOUBLE and stem[-1] not in "aeiou":
+                return stem[:-1]  # submitted -> submit
+            if stem.endswith(("at", "bl", "iz")):
+                return stem + "e"  # terminated -> terminate
+            if stem.endswith("i"):
+                return stem[:-1] + "y"  # notified -> notify
+            return stem
+    return word
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper for English contract words, so the forms of a word meet:
+    govern/governs/governing/governed -> 'govern', terminate/termination -> 'termin',
+    renewal/renewed -> 'renew', parties -> 'party', payment/payable -> 'pay', liability/liable ->
+    'liabl'. Numbers and words of up to 3 letters are kept as they are."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    word = _strip_inflection(word)
+    if word.startswith("government"):
+        return "government"  # not "govern"
+    for _ in range(2):  # confidentiality -> confidential -> confidenti
+        for suffix, keep in _DERIVATIONAL:
+            if word.endswith(suffix) and len(word) - len(suffix) >= keep:
+                word = word[: -len(suffix)]
+                if suffix == "ility":
+                    word += "l"  # liability -> liabl, as liable
+                break
+        else:
+            break
+    if word.endswith("e") and len(word) > 4:
+        word = word[:-1]
+    return word
+
+
+def index_terms(text: str) -> list[str]:
+    """The words of `text` as the index counts them: tokenize, then stem when STEMMING is on."""
+    words = tokenize(text)
+    return [stem(w) for w in words] if STEMMING else words
+
+
+def query_terms(query: str) -> dict[str, float]:
+    """The index terms of a query with their weights: a word counts as often as it occurs;
+    legal stopwords are dropped (when DROP_LEGAL_STOPWORDS, and something else is left); each
+    word's EXPANSIONS come in at EXPANSION_WEIGHT, unless the query has them already."""
+    words = tokenize(query)
+    weights: dict[str, float] = defaultdict(float)
+    kept = [w for w in words if w not in LEGAL_STOPWORDS] if DROP_LEGAL_STOPWORDS else words
+    for word in kept or words:
+        weights[stem(word) if STEMMING else word] += 1.0
+    if EXPANSION_WEIGHT > 0:
+        extra: dict[str, float] = {}
+        for word in words:
+            for related in EXPANSIONS.get(word, ()) or EXPANSIONS.get(_strip_inflection(word), ()):
+                for term in index_terms(related):
+                    if term not in weights:
+                        extra[term] = EXPANSION_WEIGHT
+        weights.update(extra)
+    return dict(weights)
+
+
 def _bm25_class():
     try:
         from rank_bm25 import BM25Okapi
@@ -47,64 +208,139 @@ def _bm25_class():
     return BM25Okapi
 
 
-class BM25Index:
-    """The chunks of a workspace (or any list of chunks), searchable by BM25."""
+class _Field:
+    """BM25Okapi over one field of every chunk, as per-word postings: the chunks that hold the
+    word and the word's BM25 weight there (idf times the term-frequency factor).
 
-    def __init__(self, chunks: Iterable[Chunk]) -> None:
-        self.chunks: list[Chunk] = list(chunks)
-        if not self.chunks:
-            raise WorkspaceError("no chunks to search; ingest documents first (`docfinetune ingest FILE...`)")
-        tokenized = [tokenize(f"{c.heading}\n{c.text}") for c in self.chunks]
+    BM25Okapi.get_scores looks every query word up in every chunk's counts (a Python loop over
+    all chunks per word, ~7 ms a query at 3,000 chunks); here each word's postings are numpy
+    arrays made once, so a query is a few vector additions (~0.1 ms); the scores are BM25Okapi's."""
+
+    def __init__(self, tokenized: list[list[str]]) -> None:
+        self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if not any(tokenized):
-            raise WorkspaceError(f"none of the {len(self.chunks)} chunks holds a searchable word")
-        self._bm25 = _bm25_class()(tokenized)
-        # BM25Okapi.get_scores looks every query word up in every chunk's counts (a Python loop
-        # over all chunks per word, ~7 ms a query at 3,000 chunks). Here each word's postings
-        # (the chunks that hold it, and its term-frequency factor there) are numpy arrays made
-        # once, so a query is a few vector additions (~0.1 ms); the scores are BM25Okapi's own.
-        k1, b, avgdl = self._bm25.k1, self._bm25.b, self._bm25.avgdl
+            return
+        bm25 = _bm25_class()(tokenized, k1=BM25_K1, b=BM25_B)
+        k1, b, avgdl = bm25.k1, bm25.b, bm25.avgdl
         rows: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
-        for i, counts in enumerate(self._bm25.doc_freqs):
+        for i, counts in enumerate(bm25.doc_freqs):
             for word, count in counts.items():
                 ids, tfs = rows[word]
                 ids.append(i)
                 tfs.append(count)
-        doc_len = np.asarray(self._bm25.doc_len, dtype=np.float64)
-        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        doc_len = np.asarray(bm25.doc_len, dtype=np.float64)
         for word, (ids, tfs) in rows.items():
             ids_array, tf = np.asarray(ids, dtype=np.int64), np.asarray(tfs, dtype=np.float64)
             factor = tf * (k1 + 1) / (tf + k1 * (1 - b + b * doc_len[ids_array] / avgdl))
-            self._postings[word] = (ids_array, self._bm25.idf[word] * factor)
+            self.postings[word] = (ids_array, bm25.idf[word] * factor)
+
+
+class BM25Index:
+    """The chunks of a workspace (or any list of chunks), searchable by BM25.
+
+    `titles` maps a document id to its title (from_workspace reads them from source.json);
+    without it, titles play no part."""
+
+    def __init__(self, chunks: Iterable[Chunk], titles: Mapping[str, str] | None = None) -> None:
+        self.chunks: list[Chunk] = list(chunks)
+        if not self.chunks:
+            raise WorkspaceError("no chunks to search; ingest documents first (`docfinetune ingest FILE...`)")
+        if HEADING_FIELD:
+            text_terms = [index_terms(c.text) for c in self.chunks]
+            heading_terms = [index_terms(c.heading) for c in self.chunks]
+        else:
+            text_terms = [index_terms(f"{c.heading}\n{c.text}") for c in self.chunks]
+            heading_terms = []
+        if not any(text_terms) and not any(heading_terms):
+            raise WorkspaceError(f"none of the {len(self.chunks)} chunks holds a searchable word")
+        self._fields = [(1.0, _Field(text_terms))]
+        if heading_terms and HEADING_WEIGHT > 0:
+            self._fields.append((HEADING_WEIGHT, _Field(heading_terms)))
+
+        # Documents: each chunk's document number, and per title word the documents whose title
+        # has it, with the word's idf over the titles (never negative).
+        doc_ids = list(dict.fromkeys(c.doc_id for c in self.chunks))
+        number = {d: i for i, d in enumerate(doc_ids)}
+        self._doc_of = np.asarray([number[c.doc_id] for c in self.chunks], dtype=np.int64)
+        self._documents = len(doc_ids)
+        self._title_docs: dict[str, np.ndarray] = {}
+        self._title_idf: dict[str, float] = {}
+        by_word: dict[str, list[int]] = defaultdict(list)
+        legal = LEGAL_STOPWORDS | {stem(w) for w in LEGAL_STOPWORDS}
+        for doc_id, i in number.items():
+            for word in set(index_terms((titles or {}).get(doc_id, ""))) - legal:
+                by_word[word].append(i)
+        for word, docs in by_word.items():
+            self._title_docs[word] = np.asarray(docs, dtype=np.int64)
+            self._title_idf[word] = math.log(1 + (len(doc_ids) - len(docs) + 0.5) / (len(docs) + 0.5))
+        self._next = self._next_chunk_numbers()
 
     @classmethod
     def from_workspace(cls, workspace: Workspace) -> "BM25Index":
         """Every chunk of every ingested document; WorkspaceError when there are none."""
-        _, chunks = workspace.read_corpus()
+        documents, chunks = workspace.read_corpus()
         if not chunks:
             raise WorkspaceError(f"{workspace.documents_dir}: the ingested documents have no chunks; "
                                  "re-ingest them (`docfinetune ingest FILE...`)")
-        return cls(chunks)
+        return cls(chunks, {d.doc_id: d.title for d in documents})
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     def scores(self, query: str) -> np.ndarray:
-        """BM25Okapi's score of every chunk for `query` (a numpy array in chunk order)."""
+        """Every chunk's score for `query` (a numpy array in chunk order); 0 for a chunk whose
+        text and heading share no word with the query."""
         scores = np.zeros(len(self.chunks))
-        for word in tokenize(query):
-            posting = self._postings.get(word)
-            if posting is not None:
-                ids, weights = posting
-                scores[ids] += weights  # a word's chunk ids are distinct
+        title = np.zeros(self._documents)
+        for term, weight in query_terms(query).items():
+            title_docs = self._title_docs.get(term)
+            for field_weight, field in self._fields:
+                posting = field.postings.get(term)
+                if posting is None:
+                    continue
+                ids, values = posting
+                values = values * (weight * field_weight)
+                if title_docs is not None and TITLE_WORD_WEIGHT != 1.0:
+                    values = np.where(np.isin(self._doc_of[ids], title_docs), values * TITLE_WORD_WEIGHT, values)
+                scores[ids] += values  # a word's chunk ids are distinct
+            if title_docs is not None and TITLE_WEIGHT > 0:
+                title[title_docs] += weight * self._title_idf[term]
+        if title.any():
+            matched = scores > 0
+            scores[matched] += TITLE_WEIGHT * title[self._doc_of[matched]]
         return scores
 
     def search(self, query: str, k: int) -> list[tuple[Chunk, float]]:
         """The `k` best chunks for `query`, best first, with their scores; chunks that share no
         word with the query are left out, so fewer (or none) may come back. Ties keep document
-        order."""
+        order. With NEIGHBOUR_TAIL_CHARS, a hit that stops mid-sentence carries the start of the
+        next chunk up to that sentence's end."""
         if k < 1:
             return []
         scores = self.scores(query)
         matches = np.flatnonzero(scores > 0)
         best = matches[np.lexsort((matches, -scores[matches]))][:k]
-        return [(self.chunks[i], float(scores[i])) for i in best]
+        return [(self._with_tail(int(i)), float(scores[i])) for i in best]
+
+    def _next_chunk_numbers(self) -> list[int | None]:
+        """Each chunk's following chunk of the same document in this index, or None."""
+        position = {(c.doc_id, c.index): i for i, c in enumerate(self.chunks)}
+        return [position.get((c.doc_id, c.index + 1)) for c in self.chunks]
+
+    def _with_tail(self, i: int) -> Chunk:
+        chunk, following = self.chunks[i], self._next[i]
+        if NEIGHBOUR_TAIL_CHARS <= 0 or following is None or _SENTENCE_END.search(chunk.text):
+            return chunk
+        after = self.chunks[following]
+        end = _FIRST_SENTENCE_END.search(after.text, 0, NEIGHBOUR_TAIL_CHARS)
+        tail = after.text[: end.end() if end else NEIGHBOUR_TAIL_CHARS].rstrip()
+        if not tail:
+            return chunk
+        from dataclasses import replace
+
+        return replace(chunk, text=f"{chunk.text.rstrip()} {tail}", page_end=after.page_end,
+                       char_end=after.char_start + len(tail))
+
+
+_SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*\s*$")
+_FIRST_SENTENCE_END = re.compile(r"[.!?;][\"'”’)\]]*(?=\s|$)")

@@ -1,13 +1,6 @@
-"""The training-run folder layout, in one place: `train` writes it, `select` chooses in it,
-`ask` and `eval` read it.
-
-    runs/latest                                   the id of the last finished run
-    runs/<run-id>/config.yaml                     the resolved pipeline config, written first (the run started)
-    runs/<run-id>/metrics.jsonl                   one line per evaluation
-    runs/<run-id>/selection.json                  every checkpoint's figures and the selected one (select.py)
-    runs/<run-id>/checkpoints/checkpoint-<step>/  a peft adapter with Trainer's state (Trainer's naming, so
-                                                  resumable), its own metrics.json (written last: the
-                                                  checkpoint is complete) and config.yaml
+"""Training runs: finding a run, its checkpoints, the one to resume or answer with, and
+loading the base model with an adapter. `train` writes a run, `select` chooses in it, `ask` and
+`eval` read it; the folder's file names are core/workspace.py's, with the rest of the layout.
 
 Nothing here imports torch, so a missing run or an unknown checkpoint is reported before any
 model library loads; `load_answerer` imports them when it is called.
@@ -26,15 +19,21 @@ import yaml
 
 from docfinetune.core.config import PipelineConfig, load_pipeline
 from docfinetune.core.errors import ConfigError, DocfinetuneError, WorkspaceError
-from docfinetune.core.workspace import Workspace, write_text_atomic
+from docfinetune.core.workspace import (  # the run folder's file names live with the rest of the layout
+    ADAPTER_FILE,
+    CHECKPOINT_METRICS_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    LATEST,
+    METRICS_FILE,
+    RUNS_DIR,
+    SELECTION_FILE,
+    Workspace,
+    write_text_atomic,
+)
 
-RUNS_DIR = "runs"
-LATEST = "latest"
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-SELECTION_FILE = "selection.json"
-CHECKPOINT_METRICS_FILE = "metrics.json"
-ADAPTER_FILE = "adapter_config.json"  # peft's: a folder holding it is an adapter
+__all__ = ["ADAPTER_FILE", "CHECKPOINT_METRICS_FILE", "CONFIG_FILE", "CURVES_FILE", "LATEST", "METRICS_FILE",
+           "RUNS_DIR", "SELECTION_FILE"]
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 

@@ -9,7 +9,14 @@ how they are written safely.
                                       generator, field
     datasets/stats.json               build: counts, tokens, kept/dropped, the inputs' fingerprint
                                       (written last: marks the folder complete)
-    runs/...                          train: the run folders, laid out in core/runs.py
+    runs/latest                       train: the id of the last finished run
+    runs/<run-id>/config.yaml         train: the resolved pipeline config, written first
+    runs/<run-id>/metrics.jsonl       train: one line per evaluation
+    runs/<run-id>/selection.json      train: every checkpoint's figures and the selected one
+    runs/<run-id>/curves.png          train: losses and accuracies against step
+    runs/<run-id>/checkpoints/checkpoint-<step>/  a peft adapter with Trainer's state, its own
+                                      metrics.json (written last: the checkpoint is complete) and
+                                      config.yaml (core/runs.py finds, resumes and loads them)
     reports/<time>.{json,md,png}      eval: one report per call
     cache/<name>/                     build: replies of the llm generators, by chunk and prompt
 
@@ -39,6 +46,14 @@ DATASETS_DIR = "datasets"
 CPT_FILE = "cpt.jsonl"
 QA_SPLITS = ("train", "val", "test")
 STATS_FILE = "stats.json"
+RUNS_DIR = "runs"
+LATEST = "latest"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SELECTION_FILE = "selection.json"
+CURVES_FILE = "curves.png"
+CHECKPOINT_METRICS_FILE = "metrics.json"
+ADAPTER_FILE = "adapter_config.json"  # peft's: a folder holding it is an adapter
 REPORTS_DIR = "reports"
 CACHE_DIR = "cache"
 STAGING_PREFIX = ".staging-"

@@ -21,7 +21,7 @@ MD_MAX_RECORDS = 100
 
 def report_stem(workspace: Workspace, now: datetime) -> Path:
     """reports/<UTC time>, e.g. reports/20250301T120000Z; '-2', '-3'... when that is taken."""
-    folder = workspace.root / "reports"
+    folder = workspace.reports_dir
     folder.mkdir(parents=True, exist_ok=True)
     stem = now.strftime("%Y%m%dT%H%M%SZ")
     candidate, n = folder / stem, 1

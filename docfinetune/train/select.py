@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from docfinetune.core.errors import WorkspaceError
-from docfinetune.core.runs import METRICS_FILE, SELECTION_FILE, checkpoint_path
+from docfinetune.core.runs import CURVES_FILE, METRICS_FILE, SELECTION_FILE, checkpoint_path
 from docfinetune.core.workspace import read_jsonl, write_bytes_atomic, write_json
 
 CHECKPOINT_FIELDS = ("step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
@@ -121,7 +121,7 @@ def plot_curves(run_dir: Path) -> Path:
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    path = run_dir / "curves.png"
+    path = run_dir / CURVES_FILE
     write_bytes_atomic(path, buffer.getvalue())
     return path
 
