@@ -461,3 +461,16 @@ def test_qa_with_text_puts_each_chunks_qa_before_its_text_and_evaluates_every_ep
     epoch_ends = [math.ceil(n / MICRO_BATCH) for n in ends]
     assert set(epoch_ends) <= set(steps) and steps[-1] == epoch_ends[-1]
     assert set(range(EVAL_EVERY, epoch_ends[-1] + 1, EVAL_EVERY)) <= set(steps)
+
+
+def test_prepare_writes_nothing_and_takes_the_rows_it_is_given(reference, tmp_path):
+    # The seam the throughput benchmark uses: the recipe's own preparation on the reading text alone.
+    from docfinetune.train import prepare
+
+    workspace = reference["workspace"]
+    before = sorted(p.name for p in (workspace.root / "runs").iterdir())
+    cpt = read_datasets(workspace)["cpt"]
+    ready = prepare(workspace, reference["config"], data={"cpt": cpt, "qa_train": [], "qa_val": []})
+    assert len(ready.train_set) == len(cpt) and len(ready.val_set) == 0 and ready.questions == []
+    assert all(label != IGNORE for row in ready.train_set["labels"] for label in row[:1])  # text: every token learned
+    assert sorted(p.name for p in (workspace.root / "runs").iterdir()) == before  # no run folder
