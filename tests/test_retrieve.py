@@ -1,4 +1,5 @@
-"""BM25 retrieval over ingested chunks: ranking on the generated contract, limits, speed, errors."""
+"""BM25 retrieval over ingested chunks: ranking on the generated contract, limits, speed, errors,
+and the contract-aware parts (heading field, title words, answer types, expansion, neighbour tail)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
+from docfinetune.core import retrieve
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
 from docfinetune.core.records import Chunk
-from docfinetune.core.retrieve import BM25Index, tokenize
+from docfinetune.core.retrieve import BM25Index, query_terms, stem, tokenize
 from docfinetune.core.workspace import Workspace
 
 
@@ -76,7 +78,10 @@ def test_no_shared_word_means_no_results(index: BM25Index):
     assert index.search("what is it?", 5) == []  # only stopwords
 
 
-def test_scores_are_bm25okapi_scores():
+def test_scores_are_bm25okapi_scores(monkeypatch: pytest.MonkeyPatch):
+    # The text field is BM25Okapi's own (without expansion or answer types, which add to it).
+    monkeypatch.setattr(retrieve, "EXPANSION_WEIGHT", 0.0)
+    monkeypatch.setattr(retrieve, "ANSWER_TYPE_WEIGHT", 0.0)
     chunks = synthetic_chunks(300, seed=1)
     index = BM25Index(chunks)
     reference = BM25Okapi([tokenize(f"{c.heading}\n{c.text}") for c in chunks])
@@ -115,3 +120,186 @@ def test_empty_index_and_empty_workspace_are_clear_errors(tmp_path: Path):
     with pytest.raises(WorkspaceError, match="searchable word"):
         BM25Index(blank)
     assert issubclass(WorkspaceError, DocfinetuneError)
+
+
+# --------------------------------------------------------------------------- contract structure
+
+# Clauses that share no word with the tests' questions: with only a few chunks, a word in half of
+# them has no weight in BM25 (idf log(1) = 0), so each test document ends with these.
+FILLER = ("Schedule A lists the hardware and software components.",
+          "Exhibit B sets out the service levels and credits.",
+          "Subcontractors require the prior written consent of Customer.",
+          "Headings are for convenience only and do not affect interpretation.",
+          "This document may be signed in counterparts and delivered electronically.",
+          "Each signatory represents that he or she has authority to sign.")
+
+
+def contract(*texts: str, doc_id: str = "msa", headings: list[str] | None = None, fill: bool = True) -> list[Chunk]:
+    """Chunks of one document, one per text (then FILLER's), laid end to end."""
+    chunks, start = [], 0
+    for i, text in enumerate(texts + (FILLER if fill else ())):
+        heading = headings[i] if headings and i < len(headings) else ""
+        chunks.append(Chunk(f"{doc_id}:{i:04d}", doc_id, i, i + 1, i + 1, start, start + len(text), heading, text))
+        start += len(text) + 2
+    return chunks
+
+
+MSA = contract(
+    "MASTER SERVICES AGREEMENT\n\nbetween\n\nACME DATA SYSTEMS\n\nand\n\nBETA LOGISTICS",
+    "Provider shall deliver the Services described in each Statement of Work under this Agreement.",
+    "Customer shall pay the Fees within thirty (30) days after receipt of each invoice under this Agreement.",
+    "Either Party may terminate this Agreement for material breach not cured within sixty (60) days.",
+    "This Agreement shall be governed by and construed in accordance with the laws of the State of Illinois.",
+    "Provider shall maintain commercial general liability insurance throughout the term of this Agreement.",
+    "Each Party shall keep the Confidential Information of the other Party secret under this Agreement.",
+    "Notices under this Agreement shall be in writing and delivered to the addresses set out below.",
+)
+MSA_TITLE = {"msa": "MASTER SERVICES AGREEMENT"}
+
+
+def top(index: BM25Index, question: str, k: int = 1) -> list[int]:
+    return [c.index for c, _ in index.search(question, k)]
+
+
+def test_title_words_do_not_send_a_clause_question_to_the_title_page(monkeypatch: pytest.MonkeyPatch):
+    question = "Which state's law governs the Master Services Agreement?"
+    assert top(BM25Index(MSA, MSA_TITLE), question) == [4]
+    # The index before: the title's words, dense on the short title page, outweigh "govern".
+    monkeypatch.setattr(retrieve, "TITLE_WORD_WEIGHT", 1.0)
+    monkeypatch.setattr(retrieve, "TITLE_WEIGHT", 0.0)
+    monkeypatch.setattr(retrieve, "HEADING_FIELD", False)
+    monkeypatch.setattr(retrieve, "EXPANSION_WEIGHT", 0.0)
+    assert top(BM25Index(MSA, MSA_TITLE), question) == [0]
+
+
+def test_a_title_still_finds_its_document_among_several():
+    clause = "Customer shall pay the Fees within thirty (30) days after receipt of each invoice."
+    chunks = (contract("Provider shall deliver the Services.", clause, doc_id="lease")
+              + contract("Provider shall deliver the Services.", clause, doc_id="msa", fill=False))
+    index = BM25Index(chunks, {"lease": "EQUIPMENT LEASE", "msa": "MASTER SERVICES AGREEMENT"})
+    hits = index.search("When must the Fees under the Master Services Agreement be paid?", 3)
+    assert [(c.doc_id, c.index) for c, _ in hits][:1] == [("msa", 1)]
+    # without a title in the question, equal chunks tie and keep document order
+    hits = index.search("When must the Fees be paid?", 2)
+    assert [(c.doc_id, c.index) for c, _ in hits] == [("lease", 1), ("msa", 1)]
+    # a title word alone matches no chunk's text: nothing comes back for it
+    assert index.search("equipment", 5) == []
+
+
+def test_from_workspace_reads_the_titles(ingested_contract: Workspace):
+    index = BM25Index.from_workspace(ingested_contract)
+    best, _ = index.search("Which state's laws govern the Services Agreement?", 1)[0]
+    assert "State of Vermont" in " ".join(best.text.split())
+
+
+def test_the_heading_is_a_field_of_its_own_worth_less_than_the_text():
+    texts = ["The Provider shall keep records of all amounts invoiced for three years.",
+             "The Provider shall keep records of all amounts invoiced for three years.",
+             "Audit: the Customer may inspect the books on ten days' notice."]
+    headings = ["9.1 Audit", "9.2 Retention", "9.3 Inspection"]
+    index = BM25Index(contract(*texts, headings=headings))
+    # the same text: the heading that names the question's word decides
+    ranked = top(index, "How long are records of audit kept?", 3)
+    assert sorted(ranked) == [0, 1, 2] and ranked.index(0) < ranked.index(1)
+    # a word in a chunk's text counts more than the same word in another chunk's heading
+    scores = index.scores("audit")
+    assert scores[2] > scores[0] > 0 and scores[1] == 0
+    assert retrieve.HEADING_WEIGHT < 1
+
+
+def test_answer_types_prefer_the_chunk_that_states_what_is_asked():
+    chunks = contract(
+        "The Effective Date of this Agreement determines when the Services begin.",
+        "The Services begin on the Effective Date, which is March 3, 2025.",
+        "The Customer shall pay a Monthly Fee for the Services.",
+        "The Monthly Fee for the Services is $48,500.",
+        "Either Party may end the Services for convenience on notice to the other.",
+        "Either Party may end the Services on ninety (90) days' notice to the other.",
+    )
+    index = BM25Index(chunks)
+    assert top(index, "What is the Effective Date?") == [1]
+    assert top(index, "How much is the Monthly Fee?") == [3]
+    assert top(index, "How long is the notice to end the Services?") == [5]
+    # the types only reorder chunks that share a word: a date alone is no match
+    assert index.search("zebra when", 5) == []
+    assert index.scores("zebra when").max() == 0
+
+
+def test_the_preamble_answers_who_the_parties_are():
+    chunks = contract(
+        "Nothing in this Agreement makes the parties partners; the parties are independent contractors "
+        "and neither of the parties may bind the other.",
+        "This Agreement is made and entered into as of May 1, 2024 by and between Acme Data Systems, Inc., "
+        "a Delaware corporation, and Beta Logistics LLC.",
+        "The parties shall meet each quarter to review the Services and the parties' obligations.",
+    )
+    index = BM25Index(chunks)
+    assert top(index, "Who are the parties to this agreement?") == [1]
+    assert top(index, "On what date was this agreement made?") == [1]
+
+
+def test_query_expansion_brings_in_contract_words():
+    terms = query_terms("Which state's law governs?")
+    assert terms["law"] == terms["governs"] == 1.0
+    assert terms["governed"] == terms["construed"] == retrieve.EXPANSION_WEIGHT < 1
+    assert "renewal" in query_terms("When does it renew?") and "renewal" in query_terms("renewing")
+    chunks = contract("The term is automatically extended for successive one-year renewal terms.",
+                      "The Customer may use the Platform during the term.")
+    assert top(BM25Index(chunks), "When does the agreement renew?") == [0]
+
+
+def test_query_expansion_off_and_the_old_words(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(retrieve, "EXPANSION_WEIGHT", 0.0)
+    assert query_terms("Which state's law governs the law?") == {"state": 1.0, "law": 2.0, "governs": 1.0}
+
+
+def test_a_hit_cut_mid_sentence_comes_back_with_the_rest_of_it():
+    chunks = contract(
+        "The initial term of this Agreement is thirty-six (36) months, after which it renews for",
+        "successive twelve (12) month periods. Either Party may give notice of non-renewal at any time "
+        "before the end of the then-current term, and the renewal shall then not take place.",
+        "Fees are due within thirty (30) days.",
+    )
+    index = BM25Index(chunks)
+    (hit, _), = index.search("initial term months", 1)
+    assert hit.chunk_id == "msa:0000" and hit.index == 0
+    assert hit.text == chunks[0].text + " successive twelve (12) month periods."
+    assert (hit.page_start, hit.page_end) == (1, 2) and hit.char_end == chunks[1].char_start + len(
+        "successive twelve (12) month periods.")
+    assert chunks[0].text.endswith("renews for")  # the index's own chunks are untouched
+    # a chunk that ends its sentence, or the document's last chunk, comes back as stored
+    assert [c for c, _ in index.search("Fees due", 3)][0] == chunks[2]
+    assert index.search("successive periods", 1)[0][0] == chunks[1]
+
+
+def test_the_tail_stops_at_the_limit_and_skips_overlap(monkeypatch: pytest.MonkeyPatch):
+    long_sentence = "renewal " + "word " * 100 + "end."
+    first = Chunk("d:0000", "d", 0, 1, 1, 0, 44, "", "The Agreement renews for successive terms of")
+    second = Chunk("d:0001", "d", 1, 1, 1, 36, 45 + len(long_sentence), "", "terms of " + long_sentence)
+    chunks = [first, second] + contract(doc_id="other")
+    monkeypatch.setattr(retrieve, "NEIGHBOUR_TAIL_CHARS", 50)
+    (hit, _), = BM25Index(chunks).search("agreement renews", 1)
+    tail = hit.text[len(first.text) + 1:]
+    assert tail.startswith("renewal word") and "terms of" not in tail and len(tail) <= 50
+    monkeypatch.setattr(retrieve, "NEIGHBOUR_TAIL_CHARS", 0)
+    assert BM25Index(chunks).search("agreement renews", 1)[0][0] == first
+
+
+def test_search_results_are_the_same_chunks_however_many_are_asked_for():
+    index = BM25Index(MSA, MSA_TITLE)
+    question = "Which state's law governs the Master Services Agreement?"
+    full = index.search(question, len(index))
+    assert index.search(question, 3) == full[:3]
+    assert [s for _, s in full] == sorted((s for _, s in full), reverse=True)
+    assert len({c.chunk_id for c, _ in full}) == len(full)
+
+
+def test_stemming_joins_the_forms_of_a_word_when_switched_on(monkeypatch: pytest.MonkeyPatch):
+    assert {stem(w) for w in ["govern", "governs", "governing", "governed"]} == {"govern"}
+    assert stem("termination") == stem("terminate") == stem("terminated")
+    assert stem("renewal") == stem("renewed") == "renew"
+    assert stem("government") != stem("govern") and stem("30") == "30"
+    assert not retrieve.STEMMING  # off: it lost recall on benchmarks/retrieval.py
+    monkeypatch.setattr(retrieve, "STEMMING", True)
+    chunks = contract("Renewal is automatic.", "Payment is due monthly.")
+    assert top(BM25Index(chunks), "renewed") == [0]

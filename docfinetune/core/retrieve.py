@@ -1,27 +1,37 @@
 """BM25 search over the ingested chunks: the sources `ask --sources` shows, and the retriever of
 `eval`'s RAG systems.
 
-Scoring is BM25 (rank_bm25's BM25Okapi formula and idf, k1=1.5, b=0.75) over separate fields:
+A chunk's score is BM25 (rank_bm25's BM25Okapi weights, k1=1.5, b=0.75) summed over fields:
 
-    score(chunk) = BM25(query, chunk text) + HEADING_WEIGHT * BM25(query, chunk's section heading)
-                   + TITLE_WEIGHT * (idf-weighted query words found in the chunk's document title)
+    BM25(query, chunk text) + HEADING_WEIGHT * BM25(query, the chunk's section heading)
+    + TITLE_WEIGHT * (idf over the documents' titles of the query words in the chunk's document title)
+    + ANSWER_TYPE_WEIGHT * BM25(the answer types the question asks for, those the chunk states)
 
-and the words a question shares with a document's own title ("Which state's law governs the
-Master Services Agreement?") count only TITLE_WORD_WEIGHT of their BM25 in that document's text
-and headings: they say which document is meant, not which clause, so the title page no longer
-outranks the governing-law clause.
+- Title words: the words a question shares with a document's own title ("Which state's law
+  governs the Master Services Agreement?") say which document is meant, not which clause; in
+  that document's text and headings they count TITLE_WORD_WEIGHT of their BM25, so the title
+  page does not outrank the governing-law clause.
+- Answer types (ANSWER_TYPES, ANSWER_TYPE_CUES): a question asking for a date ("when", "date")
+  prefers chunks that state one; likewise an amount of money, a duration, a company ("who",
+  "parties": chunks naming an "Inc."/"LLC"/...), and the preamble ("made", "parties", "effective
+  date": the chunk that says "is made and entered into ... by and between").
+- Query expansion (EXPANSIONS): contract words a query word brings in at EXPANSION_WEIGHT
+  (govern -> laws, governed, construed; renew -> renewal, extend, successive; ...).
+- Neighbour tail: a hit that stops mid-sentence comes back with the next chunk's words up to
+  that sentence's end (NEIGHBOUR_TAIL_CHARS at most), so an answer split by a chunk boundary is
+  whole in what `ask` shows and `eval` prompts with.
 
-Words are lowercased runs of letters; numbers keep their digits ("30", "2024", "$12,500" ->
-"12500") because contract questions turn on them. `tokenize` drops a short list of English
-stopwords; the index then strips common suffixes (`stem`: govern/governs/governing/governed ->
-"govern", termination/terminate -> "termin"). A query also drops legal boilerplate words that
-every clause shares ("agreement", "party", "shall"; kept when nothing else is left) and adds
-related contract words at EXPANSION_WEIGHT (govern -> law, construe; renew -> renewal, extend,
-successive; ...; see EXPANSIONS).
+The bonuses (title, answer types) only reorder chunks that share a word with the query: a chunk
+that shares none never comes back. Words are lowercased runs of letters; numbers keep their
+digits ("30", "2024", "$12,500" -> "12500") because contract questions turn on them; a short
+stopword list drops words that say nothing about which clause is meant. Suffix stripping
+(STEMMING) and dropping legal boilerplate words from queries (DROP_LEGAL_STOPWORDS) are there
+but off: both lost recall on the benchmark (benchmarks/retrieval.py, RESULTS.md "Retrieval").
 
-The module constants below are the settings a user might tune. Building the index takes about
-0.1 s per 1,000 chunks of 512 characters; a search adds up precomputed per-word vectors, well
-under a millisecond at 3,000 chunks.
+The module constants below are the settings a user might tune; they are read when an index is
+built (fields, types) or searched (weights of query words). Building the index takes about
+0.15 s per 1,000 chunks of 512 characters; a search adds up precomputed per-word vectors,
+about 0.05 ms at 150 chunks and 0.2 ms at 3,000.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from dataclasses import replace
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -53,25 +64,26 @@ HEADING_WEIGHT = 0.5
 TITLE_WEIGHT = 1.0
 TITLE_WORD_WEIGHT = 0.1
 # Suffix stripping on both sides (govern/governs/governing/governed are one word).
-STEMMING = True
+STEMMING = False
 # Query words dropped because every clause of a contract has them (kept when nothing else is left).
-DROP_LEGAL_STOPWORDS = True
+DROP_LEGAL_STOPWORDS = False
 LEGAL_STOPWORDS = frozenset("""
 agreement agreements party parties shall hereby herein hereof hereto hereunder thereof thereto
 therein thereunder whereas pursuant
 """.split())
 # Related contract words a query word brings in, each at EXPANSION_WEIGHT of a query word's
-# weight (0 turns expansion off). Keys and values are plain words; both are stemmed.
+# weight (0 turns expansion off); a key also matches its inflections (governs, governing ->
+# govern; terminated -> terminate). Values are words as they appear in contracts.
 EXPANSION_WEIGHT = 0.5
 EXPANSIONS: dict[str, tuple[str, ...]] = {
-    "govern": ("law", "laws", "construed", "governed"),
+    "govern": ("law", "laws", "construed", "governed", "governing"),
     "law": ("governed", "governing"),
     "jurisdiction": ("courts", "venue", "submit"),
     "venue": ("courts", "jurisdiction"),
     "terminate": ("termination", "terminated"),
     "termination": ("terminate",),
     "cancel": ("terminate", "termination"),
-    "expire": ("expiration", "term", "until"),
+    "expire": ("expiration", "expires", "term"),
     "expiration": ("expire", "term"),
     "renew": ("renewal", "extend", "successive", "automatically"),
     "renewal": ("renew", "extend", "successive"),
@@ -87,18 +99,50 @@ EXPANSIONS: dict[str, tuple[str, ...]] = {
     "liable": ("liability", "damages"),
     "confidential": ("confidentiality", "disclose", "disclosure"),
     "confidentiality": ("confidential", "disclose"),
-    "parties": ("between", "entered"),
-    "party": ("between",),
+    "parties": ("entered",),
     "made": ("entered", "dated"),
+    "incorporated": ("corporation", "organized", "existing"),
+    "organized": ("corporation", "company", "existing", "incorporated"),
     "effective": ("commence", "commencement"),
     "commence": ("effective", "commencement"),
     "warranty": ("warrants", "warranties"),
     "indemnify": ("indemnification", "indemnity", "defend", "hold harmless"),
     "assign": ("assignment", "transfer"),
 }
+# Answer types: a chunk that states a date, an amount of money, a duration or a company (by its
+# "Inc."/"LLC"/...) has that type's token in a field of its own; a question that asks for that
+# type (ANSWER_TYPE_CUES) adds ANSWER_TYPE_WEIGHT times the token's BM25 there, to chunks that
+# share a word with the question (0 turns answer types off).
+ANSWER_TYPE_WEIGHT = 1.0
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_NUMBER_WORDS = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|eighteen|twenty|"
+                 r"thirty|forty|forty-five|fifty|sixty|seventy|seventy-five|eighty|ninety|hundred)")
+ANSWER_TYPES: dict[str, re.Pattern] = {  # what a chunk states
+    "date": re.compile(rf"(?i)\b{_MONTH}\s*(?:\d{{1,2}}|_+)|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:day\s+of\s+)?{_MONTH}"
+                       r"|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b|\b(?:19|20)\d{2}\b"),
+    "money": re.compile(r"(?i)[$€£]\s?\d|\b(?:usd|eur|gbp|dollars?)\b"),
+    "duration": re.compile(rf"(?i)\b(?:\d+|{_NUMBER_WORDS})\)?\s*(?:\(\d+\)\s*)?-?\s*(?:calendar\s+|business\s+|"
+                           r"working\s+)?(?:days?|weeks?|months?|years?|hours?)\b"),
+    "company": re.compile(r"\b(?:Inc|INC|Corp|CORP|Corporation|CORPORATION|LLC|L\.L\.C|Ltd|LTD|PLC|plc|GmbH|LLP|"
+                          r"L\.P|S\.A|N\.V|B\.V|Pty|PTY|AG)\b\.?|\blimited\s+liability\s+company\b"),
+    # the preamble, where a contract names its parties and its date ("is made and entered into as
+    # of ... by and between ...")
+    "preamble": re.compile(r"(?i)\bby\s+and\s+(?:between|among)\b|\b(?:is|was)\s+(?:made|entered\s+into)\b"
+                           r"|\bmade\s+and\s+entered\b|\bentered\s+into\s+(?:as\s+of|on|effective|this)\b"),
+}
+ANSWER_TYPE_CUES: dict[str, re.Pattern] = {  # what a question asks for
+    "date": re.compile(r"(?i)\b(?:date|dated|when|what day|which day)\b"),
+    "money": re.compile(r"(?i)\b(?:fees?|price|cost|costs|amount|dollars?|payments?|compensation|royalt(?:y|ies)|"
+                        r"how much money|cap|limit)\b|\$"),
+    "duration": re.compile(r"(?i)\bhow long\b|\bhow many (?:days|weeks|months|years|hours)\b|\bhow far in advance\b|"
+                           r"\bhow much (?:prior |advance |written )*notice\b|\bwithin what\b|\bperiod\b|\bfor how\b"),
+    "company": re.compile(r"(?i)\bwho\b|\bparties to\b|\bwhich (?:party|company|entity)\b|\bentity\b"),
+    "preamble": re.compile(r"(?i)\bparties\b|\b(?:made|entered)\b|\beffective date\b|\bdated\b|\bincorporated\b|"
+                           r"\borgani[sz]ed\b"),
+}
 # A hit whose text stops mid-sentence comes back with the next chunk's words up to that
 # sentence's end, at most this many characters (0: chunks come back as stored).
-NEIGHBOUR_TAIL_CHARS = 0
+NEIGHBOUR_TAIL_CHARS = 200
 
 # --------------------------------------------------------------------------- words
 
@@ -123,7 +167,7 @@ def tokenize(text: str) -> list[str]:
 
 # derivational suffixes, longest first, with the fewest letters a word must keep
 _DERIVATIONAL = (("ational", 4), ("ation", 4), ("ition", 4), ("ement", 4), ("ment", 3), ("ility", 4),
-                 ("ance", 4), ("able", 3), ("ible", 4), ("ity", 4), ("ive", 4), ("ate", 4), ("ion", 4),
+                 ("ance", 4), ("able", 3), ("ible", 4), ("ity", 4), ("ate", 4), ("ion", 4),
                  ("al", 4), ("ly", 5))
 _KEEP_DOUBLE = ("ll", "ss", "zz")
 
@@ -256,6 +300,8 @@ class BM25Index:
         self._fields = [(1.0, _Field(text_terms))]
         if heading_terms and HEADING_WEIGHT > 0:
             self._fields.append((HEADING_WEIGHT, _Field(heading_terms)))
+        self._types = _Field([[f"<{kind}>" for kind, pattern in ANSWER_TYPES.items() for _ in pattern.finditer(c.text)]
+                              for c in self.chunks]) if ANSWER_TYPE_WEIGHT > 0 else None
 
         # Documents: each chunk's document number, and per title word the documents whose title
         # has it, with the word's idf over the titles (never negative).
@@ -305,9 +351,16 @@ class BM25Index:
                 scores[ids] += values  # a word's chunk ids are distinct
             if title_docs is not None and TITLE_WEIGHT > 0:
                 title[title_docs] += weight * self._title_idf[term]
+        bonus = np.zeros(len(self.chunks))
         if title.any():
-            matched = scores > 0
-            scores[matched] += TITLE_WEIGHT * title[self._doc_of[matched]]
+            bonus += TITLE_WEIGHT * title[self._doc_of]
+        if self._types is not None:
+            for kind, cue in ANSWER_TYPE_CUES.items():
+                posting = self._types.postings.get(f"<{kind}>")
+                if posting is not None and cue.search(query):
+                    bonus[posting[0]] += ANSWER_TYPE_WEIGHT * posting[1]
+        matched = scores > 0  # the bonuses only reorder chunks that share a word with the query
+        scores[matched] += bonus[matched]
         return scores
 
     def search(self, query: str, k: int) -> list[tuple[Chunk, float]]:
@@ -332,15 +385,18 @@ class BM25Index:
         if NEIGHBOUR_TAIL_CHARS <= 0 or following is None or _SENTENCE_END.search(chunk.text):
             return chunk
         after = self.chunks[following]
-        end = _FIRST_SENTENCE_END.search(after.text, 0, NEIGHBOUR_TAIL_CHARS)
-        tail = after.text[: end.end() if end else NEIGHBOUR_TAIL_CHARS].rstrip()
+        skip = max(0, chunk.char_end - after.char_start)  # chunks that overlap: only what is new
+        end = _FIRST_SENTENCE_END.search(after.text, skip, skip + NEIGHBOUR_TAIL_CHARS)
+        if end:
+            tail = after.text[skip : end.end()]
+        else:  # no sentence end within reach: whole words up to the limit
+            tail = after.text[skip : skip + NEIGHBOUR_TAIL_CHARS + 1].rsplit(None, 1)[0]
+        tail = tail.strip()
         if not tail:
             return chunk
-        from dataclasses import replace
-
         return replace(chunk, text=f"{chunk.text.rstrip()} {tail}", page_end=after.page_end,
-                       char_end=after.char_start + len(tail))
+                       char_end=max(chunk.char_end, after.char_start + skip + len(tail)))
 
 
-_SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*\s*$")
+_SENTENCE_END = re.compile(r"[.!?;][\"'”’)\]]*\s*$")
 _FIRST_SENTENCE_END = re.compile(r"[.!?;][\"'”’)\]]*(?=\s|$)")
