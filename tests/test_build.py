@@ -189,3 +189,38 @@ def test_llm_streams_add_paraphrases_to_train_only_and_rewrites_to_the_reading_t
     rewrites = [r for r in workspace.read_dataset("cpt") if str(r.get("variant", "")).startswith("llm:")]
     assert rewrites and stats["cpt"]["by_stream"]["llm_rewrites"]["records"] == len(rewrites)
     assert stats["qa"]["llm_streams"]["paraphrases"] and stats["qa"]["llm_streams"]["rewrites"]
+
+
+def test_open_book_rows_carry_the_retrievers_chunks_with_or_without_the_gold_one(ingested_contract):
+    from docfinetune.build.generators.rules import RulesQAGenerator
+    from docfinetune.build.raft import open_book_rows
+
+    documents, chunks = ingested_contract.read_corpus()
+    pairs = list(RulesQAGenerator().generate(documents, chunks))
+    with_gold = open_book_rows(pairs, documents, chunks, share=1.0, k=3, gold_probability=1.0, seed=1)
+    without = open_book_rows(pairs, documents, chunks, share=1.0, k=3, gold_probability=0.0, seed=1)
+    assert len(with_gold) == len(pairs) and without
+    for row, pair in zip(with_gold, pairs):
+        assert (row.question, row.answer, row.fact_id) == (pair.question, pair.answer, pair.fact_id)
+        assert 0 < len(row.context_chunk_ids) <= 3 and pair.source_chunk_ids[0] in row.context_chunk_ids
+    assert all(not set(r.context_chunk_ids) & set(r.source_chunk_ids) for r in without)  # distractors only
+    half = open_book_rows(pairs, documents, chunks, share=0.5, k=3, gold_probability=0.8, seed=1)
+    assert 0 < len(half) < len(pairs)
+    assert half == open_book_rows(pairs, documents, chunks, share=0.5, k=3, gold_probability=0.8, seed=1)
+
+
+def test_an_open_book_row_is_asked_in_the_rag_prompt(ingested_contract):
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.generate import format_prompt
+    from docfinetune.train import prompts_for, qa_example
+
+    _, chunks = ingested_contract.read_corpus()
+    config = load_pipeline("default")
+    closed = {"question": "Which state's law governs?", "answer": "Vermont"}
+    open_book = {**closed, "context_chunk_ids": [chunks[2].chunk_id, chunks[0].chunk_id]}
+    prompt_of = prompts_for(ingested_contract, config, [closed, open_book])
+    asked = qa_example(prompt_of, open_book)["prompt"]
+    closed_prompt = format_prompt(config.generation.prompt_template, closed["question"])
+    assert qa_example(prompt_of, closed)["prompt"] == closed_prompt
+    assert asked.startswith("Context:\n") and asked.endswith(closed_prompt)
+    assert asked.index(chunks[2].text.strip()[:40]) < asked.index(chunks[0].text.strip()[:40])  # best first

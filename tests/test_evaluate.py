@@ -15,6 +15,7 @@ import pytest
 
 from docfinetune.core.config import EvalConfig, GenerationConfig, load_pipeline
 from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
+from docfinetune.core.generate import chunk_pages, rag_prompt
 from docfinetune.core.retrieve import BM25Index
 from docfinetune.core.workspace import Workspace, read_jsonl
 from docfinetune.evaluate import SYSTEMS, evaluate
@@ -27,7 +28,6 @@ from docfinetune.evaluate.memorization import (
     split_record,
 )
 from docfinetune.evaluate.questions import load_questions
-from docfinetune.evaluate.rag import chunk_pages, rag_prompt
 from docfinetune.evaluate.report import summary_table
 from docfinetune.evaluate.stats import accuracy, by_field, compare, mcnemar_p, wilson_interval
 from tests.conftest import make_fake_run, write_pdf
@@ -153,14 +153,14 @@ def test_rag_prompt_holds_the_chunk_that_states_the_answer(ingested: Workspace):
     question = "Which state's laws govern the agreement?"
     hits = [c for c, _ in index.search(question, config.rag_k)]
     titles = {d: ingested.read_source(d)["title"] for d in ingested.doc_ids()}
-    prompt = rag_prompt(question, hits, titles, config, "Question: {question}\nAnswer:")
+    prompt = rag_prompt(question, hits, titles, GenerationConfig())
     [chunk] = [c for c in hits if planted in c.text]
     assert f"[SERVICES AGREEMENT, page {chunk_pages(chunk)}]\n{chunk.text.strip()}" in prompt
     assert chunk.page_end == 3
     assert prompt.startswith("Context:\n[") and prompt.endswith("\n\nQuestion: " + question + "\nAnswer:")
     assert len(hits) <= 2
     # no chunk shares a word with the question: the closed-book prompt
-    assert rag_prompt("Zyx?", [], titles, config, "Q: {question}\nA:") == "Q: Zyx?\nA:"
+    assert rag_prompt("Zyx?", [], titles, GenerationConfig(prompt_template="Q: {question}\nA:")) == "Q: Zyx?\nA:"
 
 
 # --------------------------------------------------------------------------- the stage
@@ -339,10 +339,14 @@ def test_no_questions_before_build(ingested, tiny_model_dir):
 
 def test_eval_config_checks_its_fields():
     with pytest.raises(ConfigError) as error:
-        EvalConfig(rag_k=0, ci_level=1.5, rag_template="{prompt}", extraction_prefix_share=1.0,
+        EvalConfig(rag_k=0, ci_level=1.5, extraction_prefix_share=1.0,
                    title_question_template="{title} {oops}: {question}")
     problems = " ".join(error.value.problems)
-    for name in ("rag_k", "ci_level", "rag_template: must contain {context}", "extraction_prefix_share",
-                 "title_question_template"):
+    for name in ("rag_k", "ci_level", "extraction_prefix_share", "title_question_template"):
         assert name in problems
+    with pytest.raises(ConfigError, match="rag_template: must contain {context}"):
+        GenerationConfig(rag_template="{prompt}")
+    # an older run's eval.rag_template still loads, where it lives now
+    moved = load_pipeline("default", {"eval": {"rag_template": "Ctx:\n{context}\n{prompt}"}})
+    assert moved.generation.rag_template == "Ctx:\n{context}\n{prompt}"
     assert load_pipeline("default", {"eval": {"rag_k": 5}}).eval.rag_k == 5

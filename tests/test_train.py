@@ -24,6 +24,7 @@ from docfinetune.train import (
     fused_kernels_on,
     passes_in_order,
     prepare_model,
+    prompts_for,
     qa_example,
     read_datasets,
     tokenize,
@@ -442,12 +443,13 @@ def test_qa_with_text_puts_each_chunks_qa_before_its_text_and_evaluates_every_ep
     config = dataclasses.replace(reference["config"],
                                  train=dataclasses.replace(reference["config"].train, schedule="qa_with_text"))
     data = read_datasets(workspace)
-    examples, ends = passes_in_order(data, config.train, config.generation.prompt_template)
+    prompt_of = prompts_for(workspace, config, data["qa_train"])
+    examples, ends = passes_in_order(data, config.train, prompt_of)
     per_epoch = len(data["cpt"]) + len(data["qa_train"]) * config.train.qa_repeats
     assert ends == [per_epoch, 2 * per_epoch] and len(examples) == 2 * per_epoch
     # Within an epoch, every Q&A row comes right before the reading text of its source chunk.
     chunk_of_text = {row["text"]: row["chunk_id"] for row in data["cpt"]}
-    question_chunk = {qa_example(config.generation.prompt_template, r)["prompt"]: r["source_chunk_ids"][0]
+    question_chunk = {qa_example(prompt_of, r)["prompt"]: r["source_chunk_ids"][0]
                       for r in data["qa_train"]}
     first_epoch = examples[:per_epoch]
     for i, example in enumerate(first_epoch):

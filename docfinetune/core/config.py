@@ -143,9 +143,28 @@ class GenerationConfig:
                                   "How a question is shown to the model, in training and when asking.")
     max_new_tokens: int = option(48, "Longest generated answer, in tokens.", minimum=1)
     batch_size: int = option(16, "Questions answered at once by batched greedy generation.", minimum=1)
+    rag_chunk_template: str = option(
+        "[{title}, page {pages}]\n{text}",
+        "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "
+        "{heading}, {text}.")
+    rag_template: str = option(
+        "Context:\n{context}\n\n{prompt}",
+        "The RAG prompt: {context} (the retrieved chunks, best first, blank-line separated) "
+        "before {prompt} (the question in prompt_template, exactly as closed-book). Used by eval's RAG systems and by the open-book (RAFT) training rows, so both ask alike.")
 
     def __post_init__(self) -> None:
         problems = check_fields(self)
+        for name, needed in (("rag_template", ("{context}", "{prompt}")), ("rag_chunk_template", ("{text}",))):
+            template = getattr(self, name)
+            missing = [n for n in needed if n not in template]
+            if missing:
+                problems.append(f"{name}: must contain {' and '.join(missing)}")
+            else:
+                try:
+                    template.format(context="", prompt="", title="", pages="", heading="", text="")
+                except (KeyError, IndexError, ValueError) as err:
+                    problems.append(f"{name}: {template!r} is not a valid template ({err!r}); "
+                                    "double literal braces: {{ }}")
         if "{question}" not in self.prompt_template:
             problems.append("prompt_template: must contain {question}")
         else:
@@ -271,6 +290,15 @@ class BuildConfig:
     llm_rewrites_per_chunk: int = option(
         4, "With an instruct model or endpoint set: passages per section that restate it around its "
            "entities (EntiGraph / Active Reading style), added to the reading text; 0: none.", minimum=0)
+    open_book_share: float = option(
+        0.0, "Share of Q&A-train rows also written open-book (RAFT): the retriever's top chunks before the "
+             "question, in generation.rag_template, so one adapter serves closed-book and retrieval. "
+             "Each such row is ~4x a closed-book row's tokens. 0 (off) until the knowledge benchmark has "
+             "measured it.", minimum=0, maximum=1)
+    open_book_chunks: int = option(3, "Chunks before an open-book row's question (eval.rag_k is 3).", minimum=1)
+    open_book_gold_probability: float = option(
+        0.8, "Chance that the chunk holding the answer is among them; otherwise only distractors, so the "
+             "model also answers from memory (RAFT: ~0.8).", minimum=0, maximum=1)
     curate_max_question_chars: int = option(300, "Longer questions are dropped.", minimum=1)
     curate_max_answer_chars: int = option(400, "Longer answers are dropped.", minimum=1)
     curate_duplicate_similarity: float = option(
@@ -390,14 +418,6 @@ class EvalConfig:
 
     rag_k: int = option(
         3, "Chunks BM25 puts in a RAG prompt. 3 chunks of 512 characters are ~400 tokens of context.", minimum=1)
-    rag_chunk_template: str = option(
-        "[{title}, page {pages}]\n{text}",
-        "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "
-        "{heading}, {text}.")
-    rag_template: str = option(
-        "Context:\n{context}\n\n{prompt}",
-        "The RAG prompt: {context} (the retrieved chunks, best first, blank-line separated) "
-        "before {prompt} (the question in generation.prompt_template, exactly as closed-book).")
     title_question_template: str = option(
         "{title}: {question}",
         "A --questions row that names its document ('document' file name or 'title') is asked "
@@ -424,9 +444,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         problems = check_fields(self)
-        for name, needed in (("rag_template", ("{context}", "{prompt}")),
-                             ("rag_chunk_template", ("{text}",)),
-                             ("title_question_template", ("{title}", "{question}"))):
+        for name, needed in (("title_question_template", ("{title}", "{question}")),):
             template = getattr(self, name)
             missing = [n for n in needed if n not in template]
             if missing:
@@ -499,6 +517,8 @@ MOVED_KEYS = {
     ("train", "max_new_tokens"): ("generation", "max_new_tokens"),
     ("train", "eval_batch_size"): ("generation", "batch_size"),
     ("build", "generator"): ("build", "generators"),
+    ("eval", "rag_template"): ("generation", "rag_template"),
+    ("eval", "rag_chunk_template"): ("generation", "rag_chunk_template"),
 }
 
 

@@ -13,12 +13,34 @@ import threading
 from typing import Callable, Sequence
 
 from docfinetune.core.config import GenerationConfig
+from docfinetune.core.records import Chunk
 
 TextFn = Callable[[str], None]
 
 
 def format_prompt(template: str, question: str) -> str:
     return template.format(question=question.strip())
+
+
+def chunk_pages(chunk: Chunk) -> str:
+    """'3', or '3-4' for a chunk that crosses a page break."""
+    if chunk.page_end != chunk.page_start:
+        return f"{chunk.page_start}-{chunk.page_end}"
+    return str(chunk.page_start)
+
+
+def rag_prompt(question: str, chunks: list[Chunk], titles: dict[str, str], generation: GenerationConfig) -> str:
+    """The open-book prompt: `rag_template` with the chunks as {context} and the closed-book
+    prompt as {prompt} — what eval's RAG systems ask and what open-book training rows teach. With
+    no chunk it is the closed-book prompt."""
+    prompt = format_prompt(generation.prompt_template, question)
+    if not chunks:
+        return prompt
+    context = "\n\n".join(
+        generation.rag_chunk_template.format(title=titles.get(c.doc_id, c.doc_id), pages=chunk_pages(c),
+                                             heading=c.heading, text=c.text.strip())
+        for c in chunks)
+    return generation.rag_template.format(context=context, prompt=prompt)
 
 
 def first_line(text: str) -> str:

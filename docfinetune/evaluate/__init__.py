@@ -127,9 +127,9 @@ def evaluate(
     the model; a run's own config.yaml decides model and prompt. Questions: the held-out
     Q&A-test rows, or `questions_file`'s rows (both with `include_test=True`).
     """
+    from docfinetune.core.generate import rag_prompt
     from docfinetune.core.score import answer_matches
     from docfinetune.evaluate import memorization, stats
-    from docfinetune.evaluate.rag import rag_prompt
     from docfinetune.evaluate.report import write_report
 
     started = time.perf_counter()
@@ -151,8 +151,8 @@ def evaluate(
     rag_prompts: list[str] = []
     if any(s.endswith("+rag") for s in systems):
         titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
-        rag_prompts = [rag_prompt(q, [c for c, _ in index.search(q, eval_config.rag_k)], titles, eval_config,
-                                  pipeline.generation.prompt_template) for q in texts]
+        rag_prompts = [rag_prompt(q, [c for c, _ in index.search(q, eval_config.rag_k)], titles, pipeline.generation)
+                       for q in texts]
 
     progress("loading model", 0, 1)
     model, tokenizer = load_answerer(pipeline, chosen.path if chosen and fine_tuned else None)

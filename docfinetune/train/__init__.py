@@ -31,7 +31,7 @@ with peft_import():  # transformers' trainer module imports peft, and peft bitsa
 
 from docfinetune.core.config import PipelineConfig, TrainConfig
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.generate import answer_questions, format_prompt
+from docfinetune.core.generate import answer_questions, format_prompt, rag_prompt
 from docfinetune.core.models import resolve_device
 from docfinetune.core.runs import (
     CHECKPOINT_METRICS_FILE,
@@ -99,14 +99,14 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
     from docfinetune.core.models import load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
-    template = config.generation.prompt_template
+    prompt_of = prompts_for(workspace, config, data["qa_train"])
     if config.train.schedule == "qa_with_text":
-        examples, epoch_ends = passes_in_order(data, config.train, template)
+        examples, epoch_ends = passes_in_order(data, config.train, prompt_of)
         train_set = to_dataset(examples, tokenizer, config.train, shuffle=False)
     else:
         epoch_ends = None
-        train_set = to_dataset(training_mix(data, config.train, template), tokenizer, config.train, shuffle=True)
-    val_set = to_dataset([qa_example(template, r) for r in data["qa_val"]], tokenizer, config.train, shuffle=False)
+        train_set = to_dataset(training_mix(data, config.train, prompt_of), tokenizer, config.train, shuffle=True)
+    val_set = to_dataset([qa_example(prompt_of, r) for r in data["qa_val"]], tokenizer, config.train, shuffle=False)
     fused = fused_kernels_on(config)
     budget_gib = apply_cap(config.train) if resolve_device(config.model) == "cuda" else None
     model = prepare_model(config)
@@ -118,7 +118,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
     return Prepared(config, tokenizer, model, train_set, val_set, accuracy_sample(data["qa_val"], config.train),
-                    accuracy_sample(data["qa_train"], config.train), warnings, fused, checkpoint, run_dir, found, epoch_ends)
+                    accuracy_sample([r for r in data["qa_train"] if not r.get("context_chunk_ids")], config.train), warnings, fused, checkpoint, run_dir, found, epoch_ends)
 
 
 def resume_point(workspace: Workspace, run_id: str | None = None) -> tuple[Run, Path]:
@@ -438,18 +438,40 @@ def read_datasets(workspace: Workspace) -> dict[str, list[dict]]:
     return {name: workspace.read_dataset(name) for name in ("cpt", "qa_train", "qa_val")}
 
 
-def qa_example(template: str, row: dict) -> dict:
+def qa_example(prompt_of: Callable[[dict], str], row: dict) -> dict:
     """A Q&A row as the model sees it: the prompt (left out of the loss) and the answer."""
-    return {"prompt": format_prompt(template, row["question"]), "completion": " " + row["answer"].strip()}
+    return {"prompt": prompt_of(row), "completion": " " + row["answer"].strip()}
 
 
-def training_mix(data: dict[str, list[dict]], t: TrainConfig, prompt_template: str) -> list[dict]:
+def prompts_for(workspace: Workspace | None, config: PipelineConfig,
+                rows: list[dict]) -> Callable[[dict], str]:
+    """How a Q&A row is asked: closed-book in `generation.prompt_template`, or, for an open-book
+    row (`context_chunk_ids`), with those chunks in `generation.rag_template` — the prompt eval's
+    RAG systems use."""
+    generation = config.generation
+    chunks, titles = {}, {}
+    if workspace is not None and any(r.get("context_chunk_ids") for r in rows):
+        documents, corpus = workspace.read_corpus()
+        chunks = {c.chunk_id: c for c in corpus}
+        titles = {d.doc_id: d.title for d in documents}
+
+    def prompt_of(row: dict) -> str:
+        context = [chunks[cid] for cid in row.get("context_chunk_ids") or () if cid in chunks]
+        if context:
+            return rag_prompt(row["question"], context, titles, generation)
+        return format_prompt(generation.prompt_template, row["question"])
+
+    return prompt_of
+
+
+def training_mix(data: dict[str, list[dict]], t: TrainConfig, prompt_of: Callable[[dict], str]) -> list[dict]:
     """One copy of the document text beside `qa_repeats` copies of the Q&A (shuffled later)."""
     cpt = [{"prompt": "", "completion": row["text"]} for row in data["cpt"]]
-    return cpt + [qa_example(prompt_template, row) for row in data["qa_train"]] * t.qa_repeats
+    return cpt + [qa_example(prompt_of, row) for row in data["qa_train"]] * t.qa_repeats
 
 
-def passes_in_order(data: dict[str, list[dict]], t: TrainConfig, prompt_template: str) -> tuple[list[dict], list[int]]:
+def passes_in_order(data: dict[str, list[dict]], t: TrainConfig,
+                    prompt_of: Callable[[dict], str]) -> tuple[list[dict], list[int]]:
     """The `qa_with_text` schedule, unrolled: for each epoch, the chunks in a new seeded order,
     each chunk's Q&A-train rows (`qa_repeats` copies) right before its reading records (the
     original and its restatements). Returns the examples of all epochs in order and the number
@@ -457,7 +479,7 @@ def passes_in_order(data: dict[str, list[dict]], t: TrainConfig, prompt_template
     groups: dict[str, list[dict]] = {}
     for row in data["qa_train"]:
         key = (row.get("source_chunk_ids") or [""])[0] or f"qa:{row['fact_id']}"
-        groups.setdefault(key, []).extend([qa_example(prompt_template, row)] * t.qa_repeats)
+        groups.setdefault(key, []).extend([qa_example(prompt_of, row)] * t.qa_repeats)
     for row in data["cpt"]:
         groups.setdefault(row.get("chunk_id") or f"text:{len(groups)}", []).append(
             {"prompt": "", "completion": row["text"]})
