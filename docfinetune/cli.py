@@ -120,6 +120,10 @@ def main(ctx: click.Context, workspace: Path, verbose: int) -> None:
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = {"workspace": Workspace(workspace), "verbose": verbose}
+    if ctx.invoked_subcommand not in (None, "config", "ingest"):  # ingest recovers under its lock
+        # Finish or undo a document or datasets swap that a crash interrupted, before any
+        # command reads the workspace (one listing when nothing is wrong).
+        ctx.obj["workspace"].repair(ctx.invoked_subcommand)
 
 
 @main.command()

@@ -73,8 +73,10 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     started = time.perf_counter()
     qa_files = [Path(p) for p in qa_files]
     user_pairs = [pair for path in qa_files for pair in read_qa_file(path)]  # bad rows fail first
-    documents, chunks = workspace.read_corpus()
-    fingerprint = inputs_fingerprint(workspace, config, qa_files)
+    with workspace.lock("build"):  # a snapshot of committed documents: no ingest swaps meanwhile
+        workspace.recover("build")
+        documents, chunks = workspace.read_corpus()
+        fingerprint = inputs_fingerprint(workspace, config, qa_files)
     tokenizer = load_tokenizer(config.model)
 
     build_config = config.build
@@ -189,15 +191,16 @@ def _facts_by_field(pairs: list[QAPair]) -> dict[str, int]:
 
 
 def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]], stats: dict) -> None:
-    staged = workspace.staging_dir("datasets", parent=workspace.root)
-    try:
-        write_jsonl(staged / "cpt.jsonl", cpt)
-        for name in SPLITS:
-            write_jsonl(staged / f"qa_{name}.jsonl",
-                        ({k: getattr(p, k) for k in QA_FIELDS} for p in splits[name]))
-        write_json(staged / "stats.json", stats)  # last: marks the folder complete
-        swap_in(staged, workspace.datasets_dir)
-    except BaseException:
-        workspace.discard(staged)
-        raise
+    with workspace.lock("build"):  # staged and swapped under the lock: recovery never sees it live
+        staged = workspace.staging_dir("datasets", parent=workspace.root)
+        try:
+            write_jsonl(staged / "cpt.jsonl", cpt)
+            for name in SPLITS:
+                write_jsonl(staged / f"qa_{name}.jsonl",
+                            ({k: getattr(p, k) for k in QA_FIELDS} for p in splits[name]))
+            write_json(staged / "stats.json", stats)  # last: marks the folder complete
+            swap_in(staged, workspace.datasets_dir)
+        except BaseException:
+            workspace.discard(staged)
+            raise
 

@@ -22,6 +22,14 @@ how they are written safely.
 
 Every file is written to a temporary name and renamed into place, and a document's folder is
 swapped in whole, so a crash never leaves a half-written file that a later stage trusts.
+
+    .lock, .lock.holder               writers (ingest, build) hold .lock (an OS file lock: a
+                                      crashed process leaves none held); .lock.holder names the
+                                      holder's pid and command for whoever waits
+
+Writers stage and swap only while they hold the lock, and `recover()` runs only under it, so it
+never deletes the staging folder of a live process. Readers call `repair()`, which finishes or
+undoes a swap that a crash interrupted (taking the lock) before they list the documents.
 """
 
 from __future__ import annotations
@@ -30,10 +38,15 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+import filelock
 
 from docfinetune.core.errors import WorkspaceError
 from docfinetune.core.records import Chunk, Document
@@ -58,6 +71,12 @@ REPORTS_DIR = "reports"
 CACHE_DIR = "cache"
 STAGING_PREFIX = ".staging-"
 RETIRED_PREFIX = ".retired-"
+LOCK_FILE = ".lock"
+LOCK_HOLDER_FILE = ".lock.holder"  # "<pid>\n<command line>\n" of the process holding .lock
+# How long a command waits for another process to finish with the workspace before it gives up
+# (exit code 2, naming the holder): DOCFINETUNE_LOCK_TIMEOUT_S seconds, default 10 minutes.
+LOCK_TIMEOUT_ENV = "DOCFINETUNE_LOCK_TIMEOUT_S"
+DEFAULT_LOCK_TIMEOUT_S = 600.0
 
 
 def file_sha256(path: Path) -> str:
@@ -156,6 +175,42 @@ def _recover(parent: Path) -> None:
                 os.replace(p, target)
 
 
+def lock_timeout_s() -> float:
+    value = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise WorkspaceError(f"{LOCK_TIMEOUT_ENV}={value!r}: not a number of seconds") from None
+
+
+# One lock object per lock file in this process, so that a command holding the lock can call a
+# function that takes it again (re-entrant); a second object would wait for the first.
+_LOCKS: dict[str, filelock.BaseFileLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _command_line(command: str | None) -> str:
+    """This process's command line, as a user would type it ("docfinetune ingest big.pdf")."""
+    argv = list(sys.argv) or [""]
+    program = Path(argv[0])
+    name = program.parent.name if program.name == "__main__.py" else program.name
+    line = " ".join([name or "python", *argv[1:]])
+    return line if not command or command in argv[1:] else f"{line} [{command}]"
+
+
+def _print_waiting(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _interrupted_swaps(parent: Path) -> list[str]:
+    if not parent.is_dir():
+        return []
+    return sorted(p.name[len(RETIRED_PREFIX):] for p in parent.iterdir() if p.name.startswith(RETIRED_PREFIX))
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -187,7 +242,9 @@ class Workspace:
         return self.document_dir(doc_id) / CHUNKS_FILE
 
     def read_corpus(self) -> tuple[list[Document], list[Chunk]]:
-        """Every ingested document and its chunks, in document-id then chunk order."""
+        """Every ingested document and its chunks, in document-id then chunk order (after
+        repairing an interrupted swap: never 1 of 2 documents)."""
+        self.repair()
         doc_ids = self.doc_ids()
         if not doc_ids:
             raise WorkspaceError(f"{self.root}: no documents ingested yet; run `docfinetune ingest FILE...`")
@@ -212,11 +269,13 @@ class Workspace:
 
     def read_stats(self) -> dict | None:
         """datasets/stats.json, or None before the first build."""
+        self.repair()
         path = self.stats_file
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def read_dataset(self, name: str) -> list[dict]:
         """The rows of datasets/<name>.jsonl; [] when the file is absent."""
+        self.repair()
         path = self.dataset_file(name)
         return list(read_jsonl(path)) if path.is_file() else []
 
@@ -239,12 +298,100 @@ class Workspace:
     def discard(self, staged: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)
 
-    def recover(self) -> None:
+    def recover(self, command: str = "recover") -> None:
         """Clean up after a crash: drop staging folders, restore a retired version that lost
-        its replacement, and drop one whose replacement is complete."""
-        for parent in (self.documents_dir, self.root):
-            if parent.is_dir():
-                _recover(parent)
+        its replacement, and drop one whose replacement is complete. Runs under the workspace
+        lock (re-entrant), so it never touches the staging folder of a live writer."""
+        if not self.root.is_dir():
+            return
+        with self.lock(command):
+            for parent in (self.documents_dir, self.root):
+                if parent.is_dir():
+                    _recover(parent)
+
+    def interrupted_swaps(self) -> list[str]:
+        """Names of folders whose swap did not finish (a `.retired-<name>` is left)."""
+        return _interrupted_swaps(self.documents_dir) + _interrupted_swaps(self.root)
+
+    def repair(self, command: str = "repair") -> None:
+        """For readers: finish or undo a swap that a crash interrupted before reading, so no
+        command lists (or builds on) 1 of 2 documents. Costs one listing when nothing is wrong.
+        A swap in progress belongs to the lock's holder, so this waits for the lock like a
+        writer, then recovers. A workspace this process cannot write is reported, not read."""
+        broken = self.interrupted_swaps()
+        if not broken:
+            return
+        if not os.access(self.root, os.W_OK):
+            raise WorkspaceError(
+                f"an interrupted ingest left {', '.join(broken)} half-replaced in {self.root}; run any "
+                "docfinetune command that writes (e.g. ingest) with write access to repair")
+        self.recover(command)
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def lock_holder_file(self) -> Path:
+        return self.root / LOCK_HOLDER_FILE
+
+    def lock_holder(self) -> str:
+        """"<pid> (<command line>)" of the process that holds the lock, as it wrote it."""
+        try:
+            pid, _, argv = self.lock_holder_file.read_text(encoding="utf-8").partition("\n")
+        except OSError:
+            return "another process"
+        return f"{pid.strip()} ({argv.strip() or 'unknown command'})" if pid.strip() else "another process"
+
+    @contextmanager
+    def lock(self, command: str | None = None, timeout: float | None = None,
+             on_wait: Callable[[str], None] = _print_waiting) -> Iterator[None]:
+        """Hold the workspace's exclusive lock: every writer (ingest, build, recovery) does.
+        Waits for another holder with one line through `on_wait`; after `timeout` seconds
+        (default: lock_timeout_s()) raises WorkspaceError naming the holder. The OS releases
+        the lock when its process dies, so a crash never leaves the workspace locked."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = os.path.realpath(self.lock_file)
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault(key, filelock.FileLock(key, thread_local=False))
+        if lock.is_locked:  # this process holds it already: re-enter
+            lock.acquire()
+            try:
+                yield
+            finally:
+                lock.release()
+            return
+        wait = lock_timeout_s() if timeout is None else timeout
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            on_wait(f"waiting for {self.lock_holder()} to finish with {self.root}")
+            try:
+                lock.acquire(timeout=wait)
+            except filelock.Timeout:
+                raise WorkspaceError(
+                    f"{self.root} is in use by {self.lock_holder()}; gave up after {wait:g} s "
+                    f"(wait longer with {LOCK_TIMEOUT_ENV}=SECONDS)") from None
+        try:
+            write_text_atomic(self.lock_holder_file, f"{os.getpid()}\n{_command_line(command)}\n")
+            yield
+        finally:
+            lock.release()
+
+    def remove_if_empty(self) -> None:
+        """Remove a workspace that holds nothing but its lock files (a first ingest that
+        failed leaves no folder behind). Called after the lock is released; a process that
+        was waiting on that brand-new lock file keeps a lock on the removed file, which only
+        matters if two first ingests race and the first one fails."""
+        if not self.root.is_dir():
+            return
+        if all(p.name in (LOCK_FILE, LOCK_HOLDER_FILE) for p in self.root.iterdir()):
+            for name in (LOCK_HOLDER_FILE, LOCK_FILE):
+                (self.root / name).unlink(missing_ok=True)
+            try:
+                self.root.rmdir()
+            except OSError:
+                pass
 
     def check_writable(self) -> None:
         try:
@@ -255,7 +402,8 @@ class Workspace:
             raise WorkspaceError(f"{self.root}: the workspace is not writable")
 
     def summary(self) -> dict[str, Any]:
-        """Counts for `docfinetune status`."""
+        """Counts for `docfinetune status` (after repairing an interrupted swap)."""
+        self.repair()
         docs = []
         for doc_id in self.doc_ids():
             source = self.read_source(doc_id) or {}

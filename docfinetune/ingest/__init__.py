@@ -173,7 +173,24 @@ def ingest(
     # Folders this call creates are removed again if it fails: the workspace stays as it was.
     created = [p for p in (workspace.documents_dir, workspace.root) if not p.exists()]
     workspace.check_writable()
-    workspace.recover()
+    try:
+        # Under the lock: recovery cannot delete another live ingest's staging folder, and two
+        # ingests never interleave their swaps.
+        with workspace.lock("ingest"):
+            return _ingest_locked(by_id, failures, workspace, config, password, keep_going, on_progress)
+    except BaseException:
+        for folder in created:
+            if folder == workspace.root:
+                workspace.remove_if_empty()
+            elif folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def _ingest_locked(by_id: dict[str, Path], failures: list[BadInputError], workspace: Workspace,
+                   config: IngestConfig, password: str | None, keep_going: bool,
+                   on_progress: ProgressFn | None) -> list[IngestResult]:
+    workspace.recover("ingest")
     fingerprint = settings_fingerprint(config)
     results: list[IngestResult] = [
         IngestResult(Path(f.path), "", "failed", error=f.problem) for f in failures
@@ -203,9 +220,6 @@ def ingest(
     except BaseException:
         for folder, _ in staged:
             workspace.discard(folder)
-        for folder in created:
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
         raise
     finally:
         pool.close()

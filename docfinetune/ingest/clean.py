@@ -32,7 +32,11 @@ _BARE_PAGE_NUMBER = re.compile(
     r"|^[-\u2013\u2014]?\s*[ivxlc]{1,6}\s*[-\u2013\u2014]?$",
     re.IGNORECASE,
 )
-_HYPHEN_BREAK = re.compile(r"([A-Za-z]+)-\n([a-z][A-Za-z]*)")
+# A match may start only at a word's first letter (the lookbehind), and the letters are taken
+# possessively: each run of letters is scanned once, so a long run costs linear time. Without
+# the lookbehind every position inside a run started a scan to its end: quadratic. Same matches:
+# the leftmost match always started at a word's first letter anyway.
+_HYPHEN_BREAK = re.compile(r"(?<![A-Za-z])([A-Za-z]++)-\n([a-z][A-Za-z]*+)")
 _WORD = re.compile(r"(?<![-\w])[A-Za-z]+(?:-[A-Za-z]+)?(?![-\w])")  # "word" or "a-b", not halves
 # A line that starts a new block: list items "(a) ", "(iv) ", "a. ", numbered sections "12. ",
 # "5.2 ", and the words that open articles, sections, schedules and recitals.
