@@ -43,7 +43,7 @@ def test_build_writes_loadable_datasets_with_stats(built: Path):
     assert all(stats["splits"][n]["facts"] >= 1 for n in splits)
     everything = [p for pairs in splits.values() for p in pairs]
     assert set(everything[0]) == {"question", "answer", "fact_id", "source_chunk_ids", "doc_id",
-                                  "generator", "field"}
+                                  "generator", "field", "context_chunk_ids"}
     assert stats["qa"]["kept"] == len(everything)
     assert stats["qa"]["generated"] == stats["qa"]["kept"] + sum(stats["qa"]["dropped"].values())
     law = [p for p in everything if p["field"] == "governing_law"]
@@ -224,3 +224,19 @@ def test_an_open_book_row_is_asked_in_the_rag_prompt(ingested_contract):
     assert qa_example(prompt_of, closed)["prompt"] == closed_prompt
     assert asked.startswith("Context:\n") and asked.endswith(closed_prompt)
     assert asked.index(chunks[2].text.strip()[:40]) < asked.index(chunks[0].text.strip()[:40])  # best first
+
+
+def test_build_writes_open_book_rows_for_train_only(ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(ingested_contract.root, workspace.root)
+    build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "open_book_share": 0.5}}))
+    train = workspace.read_dataset("qa_train")
+    open_book = [r for r in train if r["context_chunk_ids"]]
+    assert 0 < len(open_book) < len(train)
+    assert not any(r["context_chunk_ids"] for name in ("qa_val", "qa_test") for r in workspace.read_dataset(name))
+    closed = {(r["question"], r["answer"]) for r in train if not r["context_chunk_ids"]}
+    assert all((r["question"], r["answer"]) in closed for r in open_book)  # copies of closed-book rows

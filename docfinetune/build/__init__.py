@@ -24,13 +24,15 @@ from docfinetune.build.augment import augmented_records
 from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
+from docfinetune.build.raft import open_book_rows
 from docfinetune.build.split import SPLITS, split_by_fact
 from docfinetune.build.user_qa import read_qa_file
 from docfinetune.core.config import PipelineConfig
 from docfinetune.core.records import QAPair
 from docfinetune.core.workspace import Workspace, file_sha256, swap_in, write_json, write_jsonl
 
-QA_FIELDS = ("question", "answer", "fact_id", "source_chunk_ids", "doc_id", "generator", "field")
+QA_FIELDS = ("question", "answer", "fact_id", "source_chunk_ids", "doc_id", "generator", "field",
+             "context_chunk_ids")
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -101,6 +103,10 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                                              on_progress)
         cpt += rewritten
         splits["train"] += paraphrased  # train facts only: held-out facts stay unasked
+    # Open-book copies of training rows (RAFT): the retriever's chunks before the question.
+    splits["train"] += open_book_rows(splits["train"], documents, chunks, build_config.open_book_share,
+                                      build_config.open_book_chunks, build_config.open_book_gold_probability,
+                                      build_config.split_seed)
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])
     reading_tokens = {"original": count_tokens(tokenizer, [r["text"] for r in originals]),
