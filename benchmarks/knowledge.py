@@ -150,7 +150,7 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     return row
 
 
-def _worker(queue, out: Path, results: Path, base_model: str, deadline: float, log) -> None:
+def _worker(queue, out: Path, results: Path, base_model: str, deadline: float) -> None:
     while time.time() < deadline:
         try:
             variant, contract = queue.get_nowait()
@@ -202,7 +202,7 @@ def run(out: Path, base_model: str, results: Path, variants: list[str], only: li
     for n in range(jobs):
         os.environ["CUDA_VISIBLE_DEVICES"] = str(n % max(gpus, 1))
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // jobs))
-        worker = context.Process(target=_worker, args=(queue, out, results, base_model, deadline, None))
+        worker = context.Process(target=_worker, args=(queue, out, results, base_model, deadline))
         worker.start()
         workers.append(worker)
     for worker in workers:

@@ -122,6 +122,7 @@ def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_to
     `on_progress(done)` after each batch; `on_text(piece)` streams a single prompt's answer as
     it is generated (the pieces join to the returned answer)."""
     import torch
+    from transformers import StoppingCriteriaList
 
     if on_text is not None and len(prompts) != 1:
         raise ValueError("streaming generates one prompt at a time")
@@ -139,8 +140,6 @@ def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_to
             encoded = _left_padded([rows[i] for i in batch], pad_id, device)
             length = encoded["input_ids"].shape[1]
             settings = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id, **sampling}
-            from transformers import StoppingCriteriaList
-
             settings["stopping_criteria"] = StoppingCriteriaList(
                 [_StopAtLineEnd(tokenizer, length)] if stop_at_line_end else [])
             if on_text is not None:
