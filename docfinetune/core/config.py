@@ -55,6 +55,24 @@ def check_fields(section: Any, problems: list[str] | None = None) -> list[str]:
     return problems
 
 
+# Every placeholder a template of the config may use, for the check that it can be filled in.
+_PLACEHOLDERS = dict(question="?", context="", prompt="", title="", pages="", heading="", text="")
+
+
+def check_templates(section: Any, needed: dict[str, tuple[str, ...]], problems: list[str]) -> None:
+    """Each named template field must hold its placeholders and fill in without error."""
+    for name, placeholders in needed.items():
+        template = getattr(section, name)
+        missing = [n for n in placeholders if n not in template]
+        if missing:
+            problems.append(f"{name}: must contain {' and '.join(missing)}")
+            continue
+        try:
+            template.format(**_PLACEHOLDERS)
+        except (KeyError, IndexError, ValueError) as err:
+            problems.append(f"{name}: {template!r} is not a valid template ({err!r}); double literal braces: {{{{ }}}}")
+
+
 def raise_problems(problems: list[str]) -> None:
     if problems:
         raise ConfigError(*problems)
@@ -154,25 +172,8 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         problems = check_fields(self)
-        for name, needed in (("rag_template", ("{context}", "{prompt}")), ("rag_chunk_template", ("{text}",))):
-            template = getattr(self, name)
-            missing = [n for n in needed if n not in template]
-            if missing:
-                problems.append(f"{name}: must contain {' and '.join(missing)}")
-            else:
-                try:
-                    template.format(context="", prompt="", title="", pages="", heading="", text="")
-                except (KeyError, IndexError, ValueError) as err:
-                    problems.append(f"{name}: {template!r} is not a valid template ({err!r}); "
-                                    "double literal braces: {{ }}")
-        if "{question}" not in self.prompt_template:
-            problems.append("prompt_template: must contain {question}")
-        else:
-            try:
-                self.prompt_template.format(question="?")
-            except (KeyError, IndexError, ValueError) as err:
-                problems.append(f"prompt_template: {self.prompt_template!r} cannot be filled in ({err!r}); "
-                                "double literal braces: {{ }}")
+        check_templates(self, {"prompt_template": ("{question}",), "rag_template": ("{context}", "{prompt}"),
+                               "rag_chunk_template": ("{text}",)}, problems)
         raise_problems(problems)
 
 
@@ -444,18 +445,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         problems = check_fields(self)
-        for name, needed in (("title_question_template", ("{title}", "{question}")),):
-            template = getattr(self, name)
-            missing = [n for n in needed if n not in template]
-            if missing:
-                problems.append(f"{name}: must contain {' and '.join(missing)}")
-            else:
-                try:
-                    template.format(context="", prompt="", title="", pages="", heading="", text="",
-                                    question="")
-                except (KeyError, IndexError, ValueError) as err:
-                    problems.append(f"{name}: {template!r} is not a valid template ({err!r}); "
-                                    "double literal braces: {{ }}")
+        check_templates(self, {"title_question_template": ("{title}", "{question}")}, problems)
         raise_problems(problems)
 
 
