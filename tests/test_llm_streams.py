@@ -227,16 +227,18 @@ def test_paraphrases_resume_after_an_interrupted_run(tmp_path):
     with StreamEndpoint(fail_on={"two (2) years"}) as server:
         with pytest.raises(DocfinetuneError, match="HTTP 400"):
             paraphrase_questions(PAIRS, [DOC], client_for(server.url, cache, batch_size=1), per_fact=3)
-        # The replies that came in before the failure were kept.
-        assert len(list(cache.glob("*.json"))) == 2
+        # The replies that came in before the failure were kept (the next request may already have
+        # been in flight when the failure stopped the run: it is kept too).
+        kept = len(list(cache.glob("*.json")))
+        assert kept in (2, 3)
         server.fail_on.clear()
         sent = len(server.requests)
         stats: dict = {}
         out = paraphrase_questions(PAIRS, [DOC], client_for(server.url, cache, batch_size=1), per_fact=3,
                                    stats=stats)
-        assert stats["cache_hits"] == 2 and stats["requests"] == len(server.requests) - sent
+        assert stats["cache_hits"] == kept and stats["requests"] == len(server.requests) - sent
         asked = {re.search(r"^Answer: (.*)$", p, re.M).group(1) for p in prompts_sent(server)[sent:]}
-        assert asked == {"two (2) years", "twelve (12) months"}
+        assert "two (2) years" in asked and len(asked) == 4 - kept  # only what was not cached
     assert len(out) == 6
     assert len(list(cache.glob("*.json"))) == 4
 
