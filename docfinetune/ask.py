@@ -4,10 +4,11 @@ Reads the run `train` wrote (the layout is runs.py's): its resolved config (base
 lengths), selection.json and the selected peft adapter.
 
 The answer is generated exactly as training-time evaluation and `eval` generate theirs (greedy,
-the run's prompt template and `max_new_tokens`, stopping at the end of the first non-empty line:
-through `core.generate.generate`), so `ask` shows what was measured. It is
-closed-book: `sources=k` lists the k chunks BM25 ranks best for the question beside the answer,
-it does not put them in the prompt.
+the run's `generation` settings, stopping at the end of the first non-empty line, through
+`core.generate.generate`), so `ask` shows what was measured. It answers closed-book, or open-book
+with the retriever's top `eval.rag_k` chunks in `generation.rag_template` (eval's fine-tuned +
+RAG) when the run's last evaluation of the checkpoint measured that better (runs/<id>/systems.json)
+or when asked. `sources=k` lists the k best chunks beside the answer.
 
 Everything that can be wrong (no run, an unknown checkpoint, no documents for `sources`) is
 checked before the model is loaded. torch, transformers and peft are imported only then, so a
@@ -17,15 +18,15 @@ mistake is reported in a fraction of a second.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from docfinetune.core.config import GenerationConfig, PipelineConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
-from docfinetune.core.generate import format_prompt, generate
+from docfinetune.core.generate import format_prompt, generate, rag_prompt
 from docfinetune.core.records import Chunk
-from docfinetune.core.runs import find_run, load_answerer, resolve_checkpoint, runs_dir
+from docfinetune.core.runs import best_system, find_run, load_answerer, resolve_checkpoint, runs_dir
 from docfinetune.core.workspace import Workspace
 
 BASE_MODEL = "base model"
@@ -43,13 +44,16 @@ class AskResult:
     sources: list[tuple[Chunk, float]]  # BM25's best chunks for the question, best first
     seconds_to_first_token: float | None  # from the call to the first text of the answer
     seconds: float  # the whole call
+    open_book: bool = False  # answered with the retrieved chunks in the prompt
+    context: list[Chunk] = field(default_factory=list)  # those chunks, best first
+    why: str = ""  # why closed- or open-book
 
 
-def stream_answer(model, tokenizer, question: str, generation: GenerationConfig,
+def stream_answer(model, tokenizer, prompt: str, generation: GenerationConfig,
                   on_token: TokenFn | None = None) -> tuple[str, float | None]:
-    """The answer `answer_questions` gives for this question, each new piece passed to
-    `on_token` as it is generated; returns it and the perf_counter time of the first piece
-    (None for an empty answer)."""
+    """The answer to `prompt` (closed-book or with retrieved chunks), each new piece passed to
+    `on_token` as it is generated; returns it and the perf_counter time of the first piece (None
+    for an empty answer)."""
     first_at: list[float] = []
 
     def on_text(piece: str) -> None:
@@ -58,18 +62,23 @@ def stream_answer(model, tokenizer, question: str, generation: GenerationConfig,
         if on_token is not None:
             on_token(piece)
 
-    answer = generate(model, tokenizer, [format_prompt(generation.prompt_template, question)],
-                      max_new_tokens=generation.max_new_tokens, batch_size=1, on_text=on_text)[0]
+    answer = generate(model, tokenizer, [prompt], max_new_tokens=generation.max_new_tokens, batch_size=1,
+                      on_text=on_text)[0]
     return answer, (first_at[0] if first_at else None)
 
 
 def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | None = None,
         base: bool = False, sources: int = 0, on_token: TokenFn | None = None,
-        config: PipelineConfig | None = None, run_id: str | None = None) -> AskResult:
+        config: PipelineConfig | None = None, run_id: str | None = None,
+        open_book: bool | None = None) -> AskResult:
     """Answer `question` with the selected checkpoint of the newest run (or of `run_id`), or
     with the checkpoint at step / folder `checkpoint`, or with the bare base model (`base`).
     `config` is the pipeline used when there is no run (only possible with `base`); a run
-    answers with its own resolved config. `sources=k` also returns BM25's k best chunks."""
+    answers with its own resolved config. `sources=k` also returns the retriever's k best chunks.
+
+    `open_book`: answer with the retrieved chunks in the prompt (eval's fine-tuned + RAG). None
+    (the default) decides by the run's last evaluation of this checkpoint (systems.json): open
+    book when fine-tuned + RAG scored higher than fine-tuned closed-book there, else closed-book."""
     started = time.perf_counter()
     if not question.strip():
         raise DocfinetuneError("the question is empty")
@@ -91,14 +100,32 @@ def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | N
         chosen = None
     else:
         chosen = resolve_checkpoint(run, checkpoint)
+    why = "asked for" if open_book is not None else "no evaluation of this checkpoint yet"
+    if open_book is None and chosen is not None:
+        best, figures = best_system(run, chosen.step)
+        if best is not None:
+            open_book = best == "finetuned+rag"
+            accuracy = figures["accuracy"]
+            why = (f"eval measured fine-tuned + RAG {accuracy['finetuned+rag']:.0%} against closed-book "
+                   f"{accuracy['finetuned']:.0%} on {figures['questions']} questions")
+    open_book = bool(open_book)
     found: list[tuple[Chunk, float]] = []
-    if sources:
+    context: list[Chunk] = []
+    if sources or open_book:
         from docfinetune.core.retrieve import BM25Index
 
-        found = BM25Index.from_workspace(workspace).search(question, sources)
+        index = BM25Index.from_workspace(workspace)
+        hits = index.search(question, max(sources, config.eval.rag_k if open_book else 0))
+        found = hits[:sources] if sources else []
+        context = [c for c, _ in hits[:config.eval.rag_k]] if open_book else []
+    if open_book:
+        titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
+        prompt = rag_prompt(question, context, titles, config.generation)
+    else:
+        prompt = format_prompt(config.generation.prompt_template, question)
 
     model, tokenizer = load_answerer(config, chosen.path if chosen else None)
-    answer, first_at = stream_answer(model, tokenizer, question, config.generation, on_token)
+    answer, first_at = stream_answer(model, tokenizer, prompt, config.generation, on_token)
     return AskResult(
         question=question,
         answer=answer,
@@ -108,4 +135,7 @@ def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | N
         sources=found,
         seconds_to_first_token=None if first_at is None else first_at - started,
         seconds=time.perf_counter() - started,
+        open_book=open_book,
+        context=context,
+        why=why,
     )

@@ -244,22 +244,25 @@ def train(ctx: click.Context, resume: bool, run_id: str | None, pipeline_name: s
 @click.option("--sources", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also list the N chunks BM25 ranks best, with document and page.")
 @click.option("--run", "run_id", default=None, help="A run id under runs/ (default: the latest).")
+@click.option("--open-book/--closed-book", "open_book", default=None,
+              help="Answer with the retrieved chunks in the prompt, or without. Default: whichever the run's "
+                   "last `eval` of this checkpoint measured better (closed-book before any eval).")
 @pipeline_option
 @click.pass_context
 def ask(ctx: click.Context, question: str, checkpoint: str | None, base: bool, sources: int,
-        run_id: str | None, pipeline_name: str) -> None:
+        run_id: str | None, open_book: bool | None, pipeline_name: str) -> None:
     """Answer QUESTION with the selected checkpoint, streaming the answer."""
     from docfinetune.ask import ask as run_ask
+    from docfinetune.display import print_sources
 
     result = run_ask(ctx.obj["workspace"], question, checkpoint=checkpoint, base=base, sources=sources,
                      on_token=lambda piece: click.echo(piece, nl=False),
-                     config=load_pipeline(pipeline_name) if base else None, run_id=run_id)
+                     config=load_pipeline(pipeline_name) if base else None, run_id=run_id, open_book=open_book)
     click.echo()
     who = result.checkpoint if result.step is None else f"run {result.run_id}, step {result.step}"
-    consoles.err.print(f"[dim]{who}; first token after {result.seconds_to_first_token or 0:.1f} s[/]",
-                        soft_wrap=True)
-    from docfinetune.display import print_sources
-
+    mode = f"open-book, {len(result.context)} retrieved chunks" if result.open_book else "closed-book"
+    consoles.err.print(f"[dim]{who}; {mode} ({result.why}); first token after "
+                       f"{result.seconds_to_first_token or 0:.1f} s[/]", soft_wrap=True)
     print_sources(result.sources)
 
 

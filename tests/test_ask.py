@@ -165,3 +165,35 @@ def test_bad_questions_fail_before_loading_anything(trained: Workspace):
 
 def test_the_run_config_round_trips_through_load_pipeline(trained: Workspace, config):
     assert load_pipeline(str(trained.root / "runs" / RUN_ID / "config.yaml")) == config
+
+
+def test_ask_answers_open_book_when_eval_measured_retrieval_better(trained: Workspace, copy_of, tmp_path,
+                                                                   monkeypatch):
+    import json
+
+    import docfinetune.core.generate
+    from docfinetune.evaluate import evaluate
+
+    workspace = copy_of(trained)
+    question = "Which state's laws govern the agreement?"
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question": question, "answer": "Vermont", "field": "governing_law"}) + "\n")
+    before = ask(workspace, question)
+    assert not before.open_book and before.context == [] and "no evaluation" in before.why
+
+    def reader(model, tokenizer, prompts, **settings):  # answers from the context, when there is one
+        return ["the State of Vermont" if "State of Vermont" in p else "no idea" for p in prompts]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(docfinetune.core.generate, "generate", reader)
+        evaluate(workspace, questions_file=questions, systems="finetuned,finetuned+rag")
+    systems = json.loads((workspace.root / "runs" / RUN_ID / "systems.json").read_text())
+    assert systems["step"] == SELECTED_STEP and systems["accuracy"] == {"finetuned": 0.0, "finetuned+rag": 1.0}
+
+    result = ask(workspace, question)  # the real model again
+    assert result.open_book and len(result.context) == 3 and "fine-tuned + RAG 100%" in result.why
+    assert any("State of Vermont" in c.text for c in result.context)
+    forced = ask(workspace, question, open_book=False)
+    assert not forced.open_book and forced.why == "asked for"
+    other = ask(workspace, question, checkpoint=STEPS[0])  # figures of another checkpoint do not count
+    assert not other.open_book

@@ -28,12 +28,13 @@ from docfinetune.core.workspace import (  # the run folder's file names live wit
     METRICS_FILE,
     RUNS_DIR,
     SELECTION_FILE,
+    SYSTEMS_FILE,
     Workspace,
     write_text_atomic,
 )
 
 __all__ = ["ADAPTER_FILE", "CHECKPOINT_METRICS_FILE", "CONFIG_FILE", "CURVES_FILE", "LATEST", "METRICS_FILE",
-           "RUNS_DIR", "SELECTION_FILE"]
+           "RUNS_DIR", "SELECTION_FILE", "SYSTEMS_FILE"]
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
@@ -215,3 +216,19 @@ def load_answerer(config: PipelineConfig, adapter: Path | None):
                                    f"({err})") from None
     model.eval()
     return model, load_tokenizer(config.model)
+
+
+def best_system(run: Run, step: int | None) -> tuple[str | None, dict | None]:
+    """("finetuned" or "finetuned+rag", the figures) from the run's systems.json when its last
+    evaluation measured both fine-tuned systems on checkpoint `step`; (None, None) otherwise."""
+    path = run.path / SYSTEMS_FILE
+    try:
+        figures = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None, None
+    if not figures or figures.get("step") != step:
+        return None, None
+    accuracy = figures.get("accuracy", {})
+    if accuracy.get("finetuned") is None or accuracy.get("finetuned+rag") is None:
+        return None, None
+    return ("finetuned+rag" if accuracy["finetuned+rag"] > accuracy["finetuned"] else "finetuned"), figures

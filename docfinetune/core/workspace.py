@@ -14,6 +14,8 @@ how they are written safely.
     runs/<run-id>/metrics.jsonl       train: one line per evaluation
     runs/<run-id>/selection.json      train: every checkpoint's figures and the selected one
     runs/<run-id>/curves.png          train: losses and accuracies against step
+    runs/<run-id>/systems.json        eval: the last evaluation's accuracy per system of a checkpoint
+                                      (ask answers with the best of closed-book and retrieval)
     runs/<run-id>/checkpoints/checkpoint-<step>/  a peft adapter with Trainer's state, its own
                                       metrics.json (written last: the checkpoint is complete) and
                                       config.yaml (core/runs.py finds, resumes and loads them)
@@ -65,6 +67,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 SELECTION_FILE = "selection.json"
 CURVES_FILE = "curves.png"
+SYSTEMS_FILE = "systems.json"
 CHECKPOINT_METRICS_FILE = "metrics.json"
 ADAPTER_FILE = "adapter_config.json"  # peft's: a folder holding it is an adapter
 REPORTS_DIR = "reports"

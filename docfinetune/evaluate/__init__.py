@@ -252,7 +252,21 @@ def evaluate(
     ]
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_report(workspace, report, now)
+    if run is not None and fine_tuned:
+        _record_systems(run, chosen, report)
     return report
+
+
+def _record_systems(run: Run, chosen: Checkpoint, report: dict) -> None:
+    """runs/<id>/systems.json: this evaluation's accuracy per system on the checkpoint, which
+    `ask` reads to answer with retrieval when that measured better."""
+    from docfinetune.core.runs import SYSTEMS_FILE
+    from docfinetune.core.workspace import write_json
+
+    write_json(run.path / SYSTEMS_FILE, {
+        "created_at": report["created_at"], "step": chosen.step, "report": report.get("files", {}).get("json"),
+        "questions": report["questions"]["scored"], "rag_k": report["settings"]["eval"]["rag_k"],
+        "accuracy": {name: figures["accuracy"] for name, figures in report["systems"].items()}})
 
 
 __all__ = ["SYSTEMS", "check_systems", "evaluate", "groundedness"]
