@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
+from rich.markup import escape
 
 from docfinetune import __version__
 from docfinetune.core.config import (
@@ -191,7 +192,7 @@ def build(ctx: click.Context, qa_files: tuple[Path, ...], force: bool, pipeline_
     progress, on_progress = progress_bars()
     with progress:
         run_build(workspace, config, list(qa_files), on_progress=on_progress)
-    consoles.err.print(f"built the datasets ({reason or 'forced'})", soft_wrap=True)
+    consoles.err.print(escape(f"built the datasets ({reason or 'forced'})"), soft_wrap=True)
     _print_datasets(workspace)
 
 
@@ -261,7 +262,7 @@ def ask(ctx: click.Context, question: str, checkpoint: str | None, base: bool, s
     click.echo()
     who = result.checkpoint if result.step is None else f"run {result.run_id}, step {result.step}"
     mode = f"open-book, {len(result.context)} retrieved chunks" if result.open_book else "closed-book"
-    consoles.err.print(f"[dim]{who}; {mode} ({result.why}); first token after "
+    consoles.err.print(f"[dim]{escape(f'{who}; {mode} ({result.why})')}; first token after "
                        f"{result.seconds_to_first_token or 0:.1f} s[/]", soft_wrap=True)
     print_sources(result.sources)
 
@@ -307,7 +308,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
         return
     if not workspace.root.exists():
-        consoles.out.print(f"{workspace.root}: no workspace yet; run `docfinetune ingest FILE...`", soft_wrap=True)
+        consoles.out.print(escape(f"{workspace.root}: no workspace yet; run `docfinetune ingest FILE...`"),
+                           soft_wrap=True)
         return
     from docfinetune.display import status_table
 

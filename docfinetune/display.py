@@ -3,7 +3,6 @@ calls these; stages never print."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from docfinetune.core.workspace import CURVES_FILE
+from docfinetune.core.workspace import CURVES_FILE, read_json_file
 
 
 class Consoles:
@@ -52,36 +51,37 @@ def progress_bars(unit: str = "", transient: bool = True, label: Callable[[Any],
 
     def on_progress(key: Any, done: int, total: int, **values: Any) -> None:
         if key not in tasks:
-            tasks[key] = progress.add_task(label(key), total=total, **values)
+            # escaped: a label is often a file name, which may hold [brackets]
+            tasks[key] = progress.add_task(escape(str(label(key))), total=total, **values)
         progress.update(tasks[key], completed=done, total=total, **values)
 
     return progress, on_progress
 
 
 def ingest_table(root: Path, results: list) -> Table:
-    table = Table(title=f"ingested into {root}")
+    table = Table(title=f"ingested into {escape(str(root))}")
     table.add_column("file", no_wrap=True, max_width=40)
     table.add_column("status")
     for column in ("pages", "chunks", "characters", "seconds"):
         table.add_column(column, justify="right")
     for r in results:
-        table.add_row(r.path.name, r.status, str(r.pages), str(r.chunks), f"{r.chars:,}",
+        table.add_row(escape(r.path.name), r.status, str(r.pages), str(r.chunks), f"{r.chars:,}",
                       f"{r.seconds:.2f}" if r.status in ("new", "replaced") else "-")
     return table
 
 
 def datasets_table(stats: dict) -> Table:
     generators = ", ".join(stats["qa"].get("generators") or [stats["qa"].get("generator", "")])
-    table = Table(title=f"datasets ({generators} Q&A, built {stats['built_at']})")
+    table = Table(title=escape(f"datasets ({generators} Q&A, built {stats['built_at']})"))
     for column in ("set", "facts", "rows", "tokens"):
         table.add_column(column, justify="left" if column == "set" else "right")
     table.add_row("reading text", "", str(stats["cpt"]["records"]), f"{stats['cpt']['tokens']:,}")
     for name, split in stats["splits"].items():
-        table.add_row(f"Q&A {name}", str(split["facts"]), str(split["pairs"]), f"{split['tokens']:,}")
+        table.add_row(escape(f"Q&A {name}"), str(split["facts"]), str(split["pairs"]), f"{split['tokens']:,}")
     qa = stats["qa"]
     dropped = ", ".join(f"{k} {v}" for k, v in qa["dropped"].items()) or "none"
-    table.caption = (f"Q&A generated {qa['generated']}, yours {qa['user_rows']}, kept {qa['kept']}; "
-                     f"dropped: {dropped}")
+    table.caption = escape(f"Q&A generated {qa['generated']}, yours {qa['user_rows']}, kept {qa['kept']}; "
+                           f"dropped: {dropped}")
     return table
 
 
@@ -94,7 +94,7 @@ def train_events(progress) -> Callable[[str, dict], None]:
             for warning in data.get("warnings", []):
                 print_problem("warning", warning)
             progress.console.print(
-                f"run {data['run_id']}: {data['examples']} examples, {data['tokens']:,} tokens, "
+                f"run {escape(str(data['run_id']))}: {data['examples']} examples, {data['tokens']:,} tokens, "
                 f"{data['total_steps']} steps" + (f", resumed at step {data['resumed_from_step']}"
                                                  if data.get("resumed_from_step") else ""), soft_wrap=True)
             state["task"] = progress.add_task("step", total=data["total_steps"], loss="-", speed="-",
@@ -113,8 +113,8 @@ def train_events(progress) -> Callable[[str, dict], None]:
 
 
 def selection_table(run_dir: Path, selection_file: str) -> Table:
-    selection = json.loads((run_dir / selection_file).read_text(encoding="utf-8"))
-    table = Table(title=f"checkpoints of run {selection['run_id']} ({selection['rule']})")
+    selection = read_json_file(run_dir / selection_file)
+    table = Table(title=escape(f"checkpoints of run {selection['run_id']} ({selection['rule']})"))
     for column in ("step", "epoch", "train loss", "val loss", "accuracy", ""):
         table.add_column(column, justify="right")
 
@@ -126,7 +126,7 @@ def selection_table(run_dir: Path, selection_file: str) -> Table:
         table.add_row(str(c["step"]), fmt(c.get("epoch"), ".2f"), fmt(c.get("train_loss"), ".3f"),
                       fmt(c.get("val_loss"), ".3f"), fmt(c.get("accuracy"), ".1%"),
                       "[bold green]selected[/]" if c["step"] == chosen else "")
-    table.caption = f"{selection['reason']}; curves: {run_dir / CURVES_FILE}"
+    table.caption = escape(f"{selection['reason']}; curves: {run_dir / CURVES_FILE}")
     return table
 
 
@@ -140,13 +140,13 @@ def print_sources(sources: list) -> None:
 
 def status_table(summary: dict) -> Table:
     docs = summary["documents"]
-    table = Table(title=f"{len(docs)} document(s)", caption=f"workspace: {summary['workspace']}")
+    table = Table(title=f"{len(docs)} document(s)", caption=escape(f"workspace: {summary['workspace']}"))
     table.add_column("document", no_wrap=True, max_width=36)
     table.add_column("title", no_wrap=True, max_width=30)
     for column in ("pages", "chunks", "characters"):
         table.add_column(column, justify="right")
     for d in docs:
-        table.add_row(d["doc_id"], d["title"], str(d["pages"]), str(d["chunks"]), f"{d['chars']:,}")
+        table.add_row(escape(str(d["doc_id"])), escape(str(d["title"])), str(d["pages"]), str(d["chunks"]), f"{d['chars']:,}")
     totals = summary["totals"]
     table.add_section()
     table.add_row("total", "", str(totals["pages"]), str(totals["chunks"]), f"{totals['chars']:,}")

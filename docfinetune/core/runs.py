@@ -30,12 +30,14 @@ from docfinetune.core.workspace import (  # the run folder's file names live wit
     SELECTION_FILE,
     SYSTEMS_FILE,
     Workspace,
+    read_json_file,
     write_text_atomic,
 )
 
 __all__ = ["ADAPTER_FILE", "CHECKPOINT_METRICS_FILE", "CONFIG_FILE", "CURVES_FILE", "LATEST", "METRICS_FILE",
            "RUNS_DIR", "SELECTION_FILE", "SYSTEMS_FILE"]
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def runs_dir(workspace: Workspace) -> Path:
@@ -102,7 +104,7 @@ def load_run(path: Path) -> Run:
         raise WorkspaceError(f"{config_path}: missing, so the run's base model is unknown; "
                              "run `docfinetune train` again")
     selection_path = path / SELECTION_FILE
-    selection = json.loads(selection_path.read_text(encoding="utf-8")) if selection_path.is_file() else None
+    selection = read_json_file(selection_path) if selection_path.is_file() else None
     return Run(path.name, path, load_pipeline(str(config_path)), selection)
 
 
@@ -117,7 +119,9 @@ def find_run(workspace: Workspace, run_id: str | None = None) -> Run | None:
         run_id = latest.read_text(encoding="utf-8").strip()
         if not run_id:
             raise WorkspaceError(f"{latest}: empty; it should name the newest run (run `docfinetune train`)")
-    path = runs / run_id
+        path = checked_run_dir(workspace, run_id, source=str(latest))
+    else:
+        path = checked_run_dir(workspace, run_id)
     if not path.is_dir():
         known = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")) \
             if runs.is_dir() else []
@@ -125,15 +129,56 @@ def find_run(workspace: Workspace, run_id: str | None = None) -> Run | None:
     return load_run(path)
 
 
-def run_to_resume(workspace: Workspace, run_id: str | None = None) -> Run:
-    """The run `run_id`, else the one started last (newest config.yaml), finished or not."""
-    if run_id is not None:
-        return find_run(workspace, run_id)  # type: ignore[return-value]  # never None with a run_id
+def checked_run_dir(workspace: Workspace, run_id: str, source: str = "run id") -> Path:
+    """runs/<run_id>, after checking `run_id` as `new_run_dir` checks a new one: one folder name
+    (no path separator, no '..'), inside runs/ even after following links. ConfigError otherwise,
+    so no command reads or writes a run outside the workspace."""
     root = runs_dir(workspace)
-    started = [p for p in root.iterdir() if (p / CONFIG_FILE).is_file()] if root.is_dir() else []
+    if not _RUN_ID.fullmatch(run_id) or run_id == LATEST:
+        raise ConfigError(f"{source} {run_id!r}: not a run id (a folder name in {root}: letters, digits, "
+                          f"'.', '_' and '-')")
+    path = root / run_id
+    if path.exists() and not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(f"{source} {run_id!r}: {path} leads outside {root}")
+    return path
+
+
+def finished_step(run: Run) -> int | None:
+    """The step a finished run (one with selection.json) ended at; None while it is unfinished."""
+    if run.selection is None:
+        return None
+    steps = [int(entry["step"]) for entry in run.selection.get("checkpoints", []) if "step" in entry]
+    return max(steps, default=0)
+
+
+def run_to_resume(workspace: Workspace, run_id: str | None = None) -> Run:
+    """The run `run_id`, else the newest (by config.yaml) interrupted run: one with a complete
+    checkpoint and no selection.json. A finished run has nothing to resume: WorkspaceError."""
+    if run_id is not None:
+        run = find_run(workspace, run_id)
+        assert run is not None  # never None with a run_id
+        step = finished_step(run)
+        if step is not None:
+            raise WorkspaceError(f"run {run.id} finished at step {step}; nothing to resume "
+                                 "(start a new run with `docfinetune train`)")
+        return run
+    root = runs_dir(workspace)
+    started = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+               and (p / CONFIG_FILE).is_file()] if root.is_dir() else []
+    def newest(paths: list[Path]) -> Path:
+        return max(paths, key=lambda p: ((p / CONFIG_FILE).stat().st_mtime_ns, p.name))
+
     if not started:
         raise WorkspaceError(f"{root}: no training run to resume; start one with `docfinetune train`")
-    return load_run(max(started, key=lambda p: ((p / CONFIG_FILE).stat().st_mtime_ns, p.name)))
+    unfinished = [p for p in started if not (p / SELECTION_FILE).exists()]
+    resumable = [p for p in unfinished if last_checkpoint(p) is not None]
+    if resumable:
+        return load_run(newest(resumable))
+    if unfinished:
+        raise WorkspaceError(f"{newest(unfinished) / 'checkpoints'}: no complete checkpoint to resume from (nor "
+                             "in any other unfinished run); start a new run with `docfinetune train`")
+    raise WorkspaceError(f"{root}: every run has finished; nothing to resume (start a new run with "
+                         "`docfinetune train`)")
 
 
 def write_latest(workspace: Workspace, run_dir: Path) -> None:
@@ -145,7 +190,7 @@ def new_run_dir(workspace: Workspace, run_id: str | None = None) -> Path:
     """Create runs/<run-id>/, the id being the UTC time (YYYYmmdd-HHMMSS) unless given."""
     root = runs_dir(workspace)
     if run_id is not None:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id) or run_id == LATEST:
+        if not _RUN_ID.fullmatch(run_id) or run_id == LATEST:
             raise ConfigError(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' (not '{LATEST}')")
         run_dir = root / run_id
         if run_dir.exists():

@@ -117,6 +117,19 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def read_json_file(path: Path) -> Any:
+    """A JSON file the workspace wrote (source.json, stats.json, selection.json). A truncated or
+    corrupt one raises WorkspaceError naming it, never a JSONDecodeError."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise WorkspaceError(f"{path}: corrupt (not UTF-8 text); delete it and re-run the command "
+                             "that writes it") from None
+    except json.JSONDecodeError as err:
+        raise WorkspaceError(f"{path}: corrupt or truncated (not JSON: {err.msg} at line {err.lineno}); "
+                             "delete it and re-run the command that writes it") from None
+
+
 def read_jsonl_lines(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
     """A user's JSONL file: (line number, parsed value) for each non-blank line, and one
     problem ("line N: not JSON (...)") per line that does not parse. Raises BadInputError when
@@ -239,7 +252,7 @@ class Workspace:
         path = self.document_dir(doc_id) / SOURCE_FILE
         if not path.is_file():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json_file(path)
 
     def chunks_file(self, doc_id: str) -> Path:
         return self.document_dir(doc_id) / CHUNKS_FILE
@@ -274,7 +287,7 @@ class Workspace:
         """datasets/stats.json, or None before the first build."""
         self.repair()
         path = self.stats_file
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return read_json_file(path) if path.is_file() else None
 
     def read_dataset(self, name: str) -> list[dict]:
         """The rows of datasets/<name>.jsonl; [] when the file is absent."""

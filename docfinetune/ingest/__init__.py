@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 import time
+import unicodedata
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from docfinetune.ingest.extract import PDF_SUFFIXES, collect_inputs, extract_pdf
 # Bump when cleaning or chunking changes what the same settings produce.
 INGEST_FORMAT = 1
 ProgressFn = Callable[[Path, int, int], None]
+_MAX_ID_BYTES = 200  # in UTF-8: room for ".staging-"/".retired-" and a "-N" suffix in one folder name
 
 
 @dataclass
@@ -44,10 +46,42 @@ class IngestResult:
 
 
 def doc_id_for(path: Path) -> str:
-    """A document's id is its file name, made safe: re-ingesting a changed file with the same
-    name replaces the old version."""
-    slug = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")[:80].strip("-")
+    """The id a file's document gets unless another file took it: its name (NFKC, lowercased)
+    with letters and digits of any script kept and every run of anything else made one '-'
+    ("Договор поставки №5.pdf" -> "договор-поставки-5"). `ingest` keeps one id per file name:
+    re-ingesting a changed file with the same name replaces the old version, and a different
+    file whose name makes the same slug gets "<slug>-2", "<slug>-3", ..."""
+    stem = unicodedata.normalize("NFKC", path.stem.replace("\u2116", " ")).lower()  # № is a sign, not "No"
+    stem = unicodedata.normalize("NFKC", stem)  # lowercasing can undo NFKC ("İ")
+    kept = "".join(c if unicodedata.category(c)[0] in "LNM" else "-" for c in stem)
+    slug = re.sub(r"-+", "-", kept).strip("-")[:80].strip("-")
+    while len(slug.encode("utf-8")) > _MAX_ID_BYTES:  # a folder name: 255 bytes with prefix and suffix
+        slug = slug[:-1].rstrip("-")
     return slug or "document"
+
+
+def _assign_ids(files: list[Path], workspace: Workspace) -> dict[str, Path]:
+    """{doc id: file}: a file named like an ingested document takes that document's id (a
+    re-ingest replaces it); any other file takes its slug, or the first free "<slug>-N" when an
+    ingested document of another file, or another file of this call, holds the slug."""
+    by_name: dict[str, str] = {}
+    for doc_id in workspace.doc_ids():
+        name = (workspace.read_source(doc_id) or {}).get("file_name")
+        if name:
+            by_name.setdefault(name, doc_id)
+    taken = set(workspace.doc_ids())
+    if workspace.documents_dir.is_dir():  # a folder without source.json is not free either
+        taken |= {p.name for p in workspace.documents_dir.iterdir() if not p.name.startswith(".")}
+    by_id: dict[str, Path] = {}
+    for path in files:
+        doc_id = by_name.get(path.name)
+        if doc_id is None or doc_id in by_id:
+            base = doc_id_for(path)
+            doc_id, n = base, 2
+            while doc_id in taken or doc_id in by_id:
+                doc_id, n = f"{base}-{n}", n + 1
+        by_id[doc_id] = path
+    return by_id
 
 
 def settings_fingerprint(config: IngestConfig) -> dict:
@@ -162,12 +196,16 @@ def ingest(
     """Ingest files and directories into `workspace`. Raises IngestFailed (nothing written)
     when any input is bad, unless `keep_going`."""
     files, failures = collect_inputs([Path(p) for p in paths])
-    by_id: dict[str, Path] = {}
+    # A document is known by its file name, so two files of one name cannot both be kept.
+    by_name: dict[str, Path] = {}
+    unique: list[Path] = []
     for path in files:
-        other = by_id.setdefault(doc_id_for(path), path)
+        other = by_name.setdefault(path.name, path)
         if other != path:
-            failures.append(BadInputError(path, f"same document id '{doc_id_for(path)}' as "
-                                          f"{other}; rename one of them"))
+            failures.append(BadInputError(path, f"same file name, so the same document id "
+                                          f"'{doc_id_for(path)}', as {other}; rename one of them"))
+        else:
+            unique.append(path)
     if failures and not keep_going:
         raise IngestFailed(failures)
     # Folders this call creates are removed again if it fails: the workspace stays as it was.
@@ -177,7 +215,7 @@ def ingest(
         # Under the lock: recovery cannot delete another live ingest's staging folder, and two
         # ingests never interleave their swaps.
         with workspace.lock("ingest"):
-            return _ingest_locked(by_id, failures, workspace, config, password, keep_going, on_progress)
+            return _ingest_locked(unique, failures, workspace, config, password, keep_going, on_progress)
     except BaseException:
         for folder in created:
             if folder == workspace.root:
@@ -187,10 +225,11 @@ def ingest(
         raise
 
 
-def _ingest_locked(by_id: dict[str, Path], failures: list[BadInputError], workspace: Workspace,
+def _ingest_locked(files: list[Path], failures: list[BadInputError], workspace: Workspace,
                    config: IngestConfig, password: str | None, keep_going: bool,
                    on_progress: ProgressFn | None) -> list[IngestResult]:
     workspace.recover("ingest")
+    by_id = _assign_ids(files, workspace)
     fingerprint = settings_fingerprint(config)
     results: list[IngestResult] = [
         IngestResult(Path(f.path), "", "failed", error=f.problem) for f in failures
