@@ -29,7 +29,7 @@ from docfinetune.build.split import SPLITS, split_by_fact
 from docfinetune.build.user_qa import read_qa_file
 from docfinetune.core.config import PipelineConfig
 from docfinetune.core.records import QAPair
-from docfinetune.core.workspace import Workspace, file_sha256, swap_in, write_json, write_jsonl
+from docfinetune.core.workspace import STATS_FILE, Workspace, file_sha256, swap_in, write_json, write_jsonl
 
 QA_FIELDS = ("question", "answer", "fact_id", "source_chunk_ids", "doc_id", "generator", "field",
              "context_chunk_ids")
@@ -200,11 +200,11 @@ def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]
     with workspace.lock("build"):  # staged and swapped under the lock: recovery never sees it live
         staged = workspace.staging_dir("datasets", parent=workspace.root)
         try:
-            write_jsonl(staged / "cpt.jsonl", cpt)
+            write_jsonl(staged / workspace.dataset_file("cpt").name, cpt)
             for name in SPLITS:
-                write_jsonl(staged / f"qa_{name}.jsonl",
+                write_jsonl(staged / workspace.dataset_file(f"qa_{name}").name,
                             ({k: getattr(p, k) for k in QA_FIELDS} for p in splits[name]))
-            write_json(staged / "stats.json", stats)  # last: marks the folder complete
+            write_json(staged / STATS_FILE, stats)  # last: marks the folder complete
             swap_in(staged, workspace.datasets_dir)
         except BaseException:
             workspace.discard(staged)

@@ -62,7 +62,7 @@ class _DocumentMatcher:
 
 
 def held_out_questions(workspace: Workspace) -> list[Question]:
-    path = workspace.datasets_dir / "qa_test.jsonl"
+    path = workspace.dataset_file("qa_test")
     if not path.is_file():
         return []
     return [Question(row["question"], row["answer"], row.get("field") or "", row.get("doc_id") or "")

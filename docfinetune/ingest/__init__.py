@@ -21,7 +21,15 @@ from typing import Callable, Sequence
 from docfinetune import __version__
 from docfinetune.core.config import IngestConfig
 from docfinetune.core.errors import BadInputError, IngestFailed
-from docfinetune.core.workspace import Workspace, file_sha256, write_json, write_jsonl
+from docfinetune.core.workspace import (
+    CHUNKS_FILE,
+    PAGES_FILE,
+    SOURCE_FILE,
+    Workspace,
+    file_sha256,
+    write_json,
+    write_jsonl,
+)
 from docfinetune.ingest.chunk import chunk_document, document_title, page_offsets
 from docfinetune.ingest.clean import clean_pages
 from docfinetune.ingest.extract import PDF_SUFFIXES, collect_inputs, extract_pdf, read_text_pages
@@ -153,12 +161,12 @@ def _stage_document(path: Path, doc_id: str, sha256: str, workspace: Workspace,
     seconds = time.perf_counter() - started
     staged = workspace.staging_dir(doc_id)
     try:
-        write_jsonl(staged / "pages.jsonl",
+        write_jsonl(staged / PAGES_FILE,
                     ({"page": i + 1, "char_start": o, "text": p}
                      for i, (o, p) in enumerate(zip(page_offsets(pages), pages))))
-        write_jsonl(staged / "chunks.jsonl", chunks)
+        write_jsonl(staged / CHUNKS_FILE, chunks)
         # source.json last: its presence marks the folder complete.
-        write_json(staged / "source.json", {
+        write_json(staged / SOURCE_FILE, {
             "doc_id": doc_id,
             "title": document_title(pages, fallback=path.stem),
             "file_name": path.name,
