@@ -180,10 +180,14 @@ def build(ctx: click.Context, qa_files: tuple[Path, ...], force: bool, pipeline_
     """
     from docfinetune.build import build as run_build
     from docfinetune.build import datasets_stale
+    from docfinetune.core.errors import BadInputError
     from docfinetune.display import progress_bars
 
     config = load_pipeline(pipeline_name, _overrides(flags))
     workspace: Workspace = ctx.obj["workspace"]
+    for path in qa_files:  # checked before "up to date": a missing file is never skipped
+        if not path.is_file():
+            raise BadInputError(path, "no such file" if not path.exists() else "not a file")
     reason = datasets_stale(workspace, config, list(qa_files))
     if reason is None and not force:
         consoles.out.print("datasets are up to date (use --force to rebuild)")

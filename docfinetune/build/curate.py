@@ -23,7 +23,9 @@ def curate(pairs: list[QAPair], chunks: list[Chunk], max_question_chars: int,
     text_of = {c.chunk_id: c.text for c in chunks}
     dropped: Counter = Counter()
     kept: list[QAPair] = []
-    seen: dict[str, list[str]] = defaultdict(list)  # doc id -> kept questions, normalized
+    # (doc id, answer) -> kept questions with that answer, normalized: a question is a
+    # near-duplicate only of one that has the same answer ("fee for tier 1/2/3" are three facts).
+    seen: dict[tuple[str, str], list[str]] = defaultdict(list)
     for pair in pairs:
         question, answer = pair.question.strip(), pair.answer.strip()
         if not question or not answer:
@@ -37,11 +39,17 @@ def curate(pairs: list[QAPair], chunks: list[Chunk], max_question_chars: int,
         if not trusted and not is_supported(answer, source):
             dropped["unsupported"] += 1
             continue
-        key = " ".join(question.lower().split())
-        if process.extractOne(key, seen[pair.doc_id], scorer=fuzz.ratio,
+        key = _normalized(question)
+        same_answer = seen[(pair.doc_id, _normalized(answer))]
+        if process.extractOne(key, same_answer, scorer=fuzz.ratio,
                               score_cutoff=100 * duplicate_similarity) is not None:
             dropped["near_duplicate"] += 1
             continue
-        seen[pair.doc_id].append(key)
+        same_answer.append(key)
         kept.append(pair)
     return kept, dropped
+
+
+def _normalized(text: str) -> str:
+    """Lowercase, whitespace collapsed, no closing punctuation: "Net 30." matches "net  30"."""
+    return " ".join(text.lower().split()).rstrip(".;:!?")

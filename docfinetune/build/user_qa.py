@@ -31,11 +31,25 @@ def read_qa_file(path: Path) -> list[QAPair]:
     return pairs
 
 
+def _type_name(value: object) -> str:
+    return {dict: "an object", list: "a list", bool: "true/false", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
 def _pair(row: object, stem: str, number: int) -> QAPair | str:
     if not isinstance(row, dict):
         return "expected a JSON object"
+    # A field of the wrong JSON type is an error, never its Python repr in the training data.
+    text_fields = ("instruction", "input", "output", "question", "answer", "doc_id", "field")
+    for name in text_fields:
+        value = row.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"'{name}' must be a string, not {_type_name(value)}"
+    fact_id = row.get("fact_id")
+    if fact_id is not None and (isinstance(fact_id, bool) or not isinstance(fact_id, (str, int))):
+        return f"'fact_id' must be a string, not {_type_name(fact_id)}"
     if "instruction" in row or "output" in row:
-        question = "\n\n".join(str(row.get(k) or "").strip() for k in ("instruction", "input")).strip()
+        question = "\n\n".join((row.get(k) or "").strip() for k in ("instruction", "input")).strip()
         answer = row.get("output")
         needed = "'instruction' and 'output'"
     else:
@@ -46,9 +60,9 @@ def _pair(row: object, stem: str, number: int) -> QAPair | str:
     return QAPair(
         question=question.strip(),
         answer=answer.strip(),
-        fact_id=str(row.get("fact_id") or f"user:{stem}:{number}"),
-        doc_id=str(row.get("doc_id") or ""),
+        fact_id=str(fact_id if fact_id not in (None, "") else f"user:{stem}:{number}"),
+        doc_id=row.get("doc_id") or "",
         source_chunk_ids=[],
         generator="user",
-        field=str(row.get("field") or ""),
+        field=row.get("field") or "",
     )

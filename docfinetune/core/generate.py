@@ -126,7 +126,8 @@ def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_to
 
     if on_text is not None and len(prompts) != 1:
         raise ValueError("streaming generates one prompt at a time")
-    rows = [list(p) if not isinstance(p, str) else tokenizer(p)["input_ids"] for p in prompts]
+    # split_special_tokens: "<eos>" typed in a question stays text, as in training (train.tokenize).
+    rows = [list(p) if not isinstance(p, str) else tokenizer(p, split_special_tokens=True)["input_ids"] for p in prompts]
     order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))  # similar lengths share a batch
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}

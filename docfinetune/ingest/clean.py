@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 
 _CHAR_MAP = str.maketrans(
@@ -61,6 +60,11 @@ _ARTICLE_LINE = re.compile(r"^(?:ARTICLE|Article)\s+(?:[IVXLC]+|\d+)\b")
 _BARE_ARTICLE = re.compile(r"^(?:ARTICLE|Article)\s+(?:[IVXLC]+|\d+)\.?$")
 _SENTENCE_END = re.compile(r"[.:;?!][\"')\]]?$")
 HEADING_MAX_CHARS = 100
+# A running header or footer is short (one printed line at most: the longest real ones are
+# filing legends of ~140 characters, ~20 words), and the document has enough pages to tell.
+HEADER_MAX_CHARS = 150
+HEADER_MAX_WORDS = 25
+RUNNING_MIN_PAGES = 3
 
 
 def normalize_chars(text: str) -> str:
@@ -94,29 +98,52 @@ def _edge_positions(lines: list[str], per_edge: int = 3) -> list[int]:
     return sorted(set(filled[:per_edge] + filled[-per_edge:]))
 
 
+def _running_candidate(line: str) -> bool:
+    """A line short enough to be a running header or footer: a title, a party, "Page 3 of 20"."""
+    return 0 < len(line) <= HEADER_MAX_CHARS and len(line.split()) <= HEADER_MAX_WORDS
+
+
+def _key(line: str) -> str:
+    return _DIGITS.sub("#", line.lower())
+
+
 def drop_headers_footers(
     pages: list[list[str]], repeat_min_share: float
 ) -> tuple[list[list[str]], list[str]]:
     """Remove bare page numbers and lines that repeat at a page edge (digits ignored, so
     "Page 3 of 20" and "Confidential - 7" count as one line) on enough pages.
 
+    Never a page's body: only short lines among a page's first and last few count; a document
+    of fewer than `RUNNING_MIN_PAGES` different pages has no running lines; pages that are the
+    same text (digits ignored: a copy for each party, a form filled in per item) count as one
+    page, so their lines are content, not headers; and a page that would be left empty keeps
+    its lines.
+
     Returns the pages and the removed lines, in order."""
-    keys_per_page = [
-        {_DIGITS.sub("#", lines[i].lower()) for i in _edge_positions(lines)} for lines in pages
-    ]
-    counts = Counter(key for keys in keys_per_page for key in keys)
-    needed = max(2, math.ceil(repeat_min_share * len(pages)))
-    running = {key for key, n in counts.items() if n >= needed}
+    signatures = [tuple(_key(line) for line in lines if line) for lines in pages]
+    votes: dict[str, set[tuple[str, ...]]] = {}
+    for lines, signature in zip(pages, signatures):
+        for i in _edge_positions(lines):
+            if _running_candidate(lines[i]):
+                votes.setdefault(_key(lines[i]), set()).add(signature)
+    distinct = len(set(signatures))
+    needed = max(2, math.ceil(repeat_min_share * distinct))
+    running = (
+        {key for key, voters in votes.items() if len(voters) >= needed}
+        if distinct >= RUNNING_MIN_PAGES else set()
+    )
     cleaned, dropped = [], []
     for lines in pages:
         edges = set(_edge_positions(lines))
-        kept = []
-        for i, line in enumerate(lines):
-            if i in edges and (_BARE_PAGE_NUMBER.match(line) or _DIGITS.sub("#", line.lower()) in running):
-                dropped.append(line)
-                line = ""
-            kept.append(line)
-        cleaned.append(kept)
+        drop = {
+            i for i in edges
+            if _BARE_PAGE_NUMBER.match(lines[i])
+            or (_running_candidate(lines[i]) and _key(lines[i]) in running)
+        }
+        if drop and all(not line for i, line in enumerate(lines) if i not in drop):
+            drop = set()  # all that is on the page: content, whatever it looks like
+        dropped.extend(lines[i] for i in sorted(drop))
+        cleaned.append(["" if i in drop else line for i, line in enumerate(lines)])
     return cleaned, dropped
 
 

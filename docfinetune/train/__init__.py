@@ -497,9 +497,13 @@ def tokenize(tokenizer, prompt: str, completion: str, max_tokens: int, learn_pro
     `learn_prompt`. Prompt and completion are tokenized together, as the model reads them, and
     told apart by each token's character offset; truncated to `max_tokens`, from the end — or,
     when that would leave no answer token to learn (a question longer than `max_tokens`), from
-    the start, so the row still teaches its answer."""
+    the start, so the row still teaches its answer.
+
+    The text's characters never become control tokens: "<eos>" or "<start_of_turn>" written in
+    a document or a Q&A is tokenized as the characters it is (`split_special_tokens`); only the
+    tokenizer's own bos and the eos appended here are real."""
     text = prompt + completion
-    encoded = tokenizer(text, return_offsets_mapping=True)
+    encoded = tokenizer(text, return_offsets_mapping=True, split_special_tokens=True)
     ids = list(encoded["input_ids"])
     in_prompt = [start < len(prompt) for start, _ in encoded["offset_mapping"]]
     if not ids or ids[-1] != tokenizer.eos_token_id:
