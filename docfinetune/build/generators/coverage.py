@@ -591,8 +591,6 @@ def _find_spans(text: str, s: int, e: int, types: set[str], party_names: list[st
                 continue
             number = sent[m.start() : m.start("unit")]
             unit = m.group("unit")
-            if re.fullmatch(r"(?i)\s*(?:one|a)\s*", number) and not re.search(r"\(", number):
-                pass
             singular = not re.search(r"s$", unit, re.I)
             plural_number = not re.fullmatch(r"(?i)\s*(?:one|1)(?:\s*\(\s*1\s*\))?[\s-]*", number)
             compound = singular and plural_number
