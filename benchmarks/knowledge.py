@@ -91,10 +91,16 @@ VARIANTS = {
     "lora_r64": {"lora": {"lora_r": 64, "lora_alpha": 128}},
     "lr_5e-4": {"train": {"learning_rate": 5e-4}},
     "8_epochs": {"train": {"epochs": 8}},
-    # Not run yet (no device time left on 2026-11-30): open-book rows, and selection by taught accuracy
-    # with more epochs, the two measurements RESULTS.md's notes ask for next.
-    "open_book": {"build": {"open_book_share": 0.5}},
+    "open_book": {"build": {"open_book_share": 0.5}},  # RAFT rows: the retriever's chunks in the prompt
     "qa_with_text_8_epochs_r64": {"train": {"epochs": 8}, "lora": {"lora_r": 64, "lora_alpha": 128}},
+    # Capacity and method (KNOWLEDGE.md §4): LoRA at ~10x full fine-tuning's rate, and full
+    # fine-tuning of the layers at two rates bracketing the usual 270M one.
+    "lora_r64_lr_1e-3": {"lora": {"lora_r": 64, "lora_alpha": 128}, "train": {"learning_rate": 1e-3}},
+    "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
+    "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
+    "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
+    "full_lr_5e-5_open_book": {"train": {"method": "full", "learning_rate": 5e-5},
+                               "build": {"open_book_share": 0.5}},
 }
 
 
@@ -144,6 +150,9 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "selected": selection["selected"], "checkpoints": selection["checkpoints"],
         "lawyers": _summary(lawyers), "held_out": _summary(held_out),
     }
+    for folder in (run_dir / "checkpoints").iterdir():  # a full fine-tune's checkpoint is ~2 GB
+        if folder.name != Path(selection["selected"]["path"]).name:
+            shutil.rmtree(folder, ignore_errors=True)
     target = results / variant / f"{contract}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(row, indent=1))

@@ -130,7 +130,7 @@ def test_nothing_trained_is_a_clear_error_and_base_still_answers(ingested_contra
 def test_unknown_checkpoint_lists_the_steps(trained: Workspace):
     with pytest.raises(DocfinetuneError, match=r"no checkpoint at step 7; available steps: 1, 2"):
         ask(trained, QUESTION, checkpoint=7)
-    with pytest.raises(DocfinetuneError, match=r"not a checkpoint \(no adapter_config.json\).*steps: 1, 2"):
+    with pytest.raises(DocfinetuneError, match=r"not a checkpoint \(no adapter_config.json or config.json\).*steps: 1, 2"):
         ask(trained, QUESTION, checkpoint=trained.root / "datasets")
     with pytest.raises(DocfinetuneError, match="not both"):
         ask(trained, QUESTION, checkpoint=1, base=True)

@@ -476,3 +476,28 @@ def test_prepare_writes_nothing_and_takes_the_rows_it_is_given(reference, tmp_pa
     assert len(ready.train_set) == len(cpt) and len(ready.val_set) == 0 and ready.questions == []
     assert all(label != IGNORE for row in ready.train_set["labels"] for label in row[:1])  # text: every token learned
     assert sorted(p.name for p in (workspace.root / "runs").iterdir()) == before  # no run folder
+
+
+def test_full_fine_tuning_trains_the_layers_not_the_embeddings_and_answers_from_its_checkpoint(reference, tmp_path):
+    from docfinetune.core.runs import find_run, load_answerer, resolve_checkpoint
+
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    config = tiny_config(reference["config"].model.base_model, method="full", max_steps=4, eval_every_steps=4)
+    run_dir = train(workspace, config)
+    folder = run_dir / "checkpoints" / "checkpoint-4"
+    assert (folder / "model.safetensors").is_file() and not (folder / "adapter_config.json").exists()
+
+    run = find_run(workspace, run_dir.name)
+    checkpoint = resolve_checkpoint(run)
+    assert checkpoint.step == 4
+    tuned, _ = load_answerer(config, checkpoint.path)
+    base, _ = load_answerer(config, None)
+    tuned_weights, base_weights = tuned.state_dict(), base.state_dict()
+    moved = [name for name, w in base_weights.items() if not torch.equal(w, tuned_weights[name])]
+    assert moved and all("embed_tokens" not in name and "lm_head" not in name for name in moved)
+    assert any("layers.0.mlp" in name for name in moved)  # every layer's weights train, not an adapter
+
+
+def test_full_fine_tuning_refuses_a_4bit_model(tiny_model_dir):
+    with pytest.raises(ConfigError, match="train.method: full"):
+        tiny_config(tiny_model_dir, {"quantization": "nf4"}, method="full")

@@ -331,6 +331,7 @@ class BuildConfig:
 FUSED_KERNELS = ("auto", "on", "off")
 SCHEDULES = ("shuffled", "qa_with_text")
 SELECT_BY = ("accuracy", "val_loss")
+METHODS = ("lora", "full")
 LORA_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -359,7 +360,13 @@ class TrainConfig:
              "a contract with the embedded model (benchmarks/RESULTS.md, \"Knowledge\"); the cpu-demo "
              "pipeline trains 1.", minimum=0)
     max_steps: int = option(0, "Stop after this many optimizer steps; 0 trains for `epochs`.", minimum=0)
-    learning_rate: float = option(2e-4, "Peak learning rate of the adapter.", above=0, below=1)
+    method: str = option(
+        "lora", "lora: train a LoRA adapter (the lora section) on the frozen model; full: train every "
+                "weight but the embeddings and output layer, in fp32 with bf16 autocast on CUDA (small "
+                "models only: Adam keeps 12 bytes per weight; set learning_rate ~10x lower than LoRA's).",
+        choices=METHODS)
+    learning_rate: float = option(2e-4, "Peak learning rate (of the adapter, or of the weights with method full).",
+                                  above=0, below=1)
     warmup_ratio: float = option(0.05, "Share of steps spent warming the learning rate up.", minimum=0, below=1)
     lr_scheduler: str = option("cosine", "transformers scheduler name (cosine, linear, constant_with_warmup...).")
     weight_decay: float = option(0.0, "AdamW weight decay.", minimum=0)
@@ -462,6 +469,11 @@ class PipelineConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.method == "full" and self.model.quantization != "none":
+            raise_problems([f"train.method: full trains the weights themselves, which 4-bit "
+                            f"(model.quantization: {self.model.quantization}) cannot hold; use method lora"])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -24,6 +24,7 @@ from docfinetune.core.workspace import (  # the run folder's file names live wit
     CHECKPOINT_METRICS_FILE,
     CONFIG_FILE,
     CURVES_FILE,
+    FULL_MODEL_FILE,
     LATEST,
     METRICS_FILE,
     RUNS_DIR,
@@ -34,7 +35,7 @@ from docfinetune.core.workspace import (  # the run folder's file names live wit
     write_text_atomic,
 )
 
-__all__ = ["ADAPTER_FILE", "CHECKPOINT_METRICS_FILE", "CONFIG_FILE", "CURVES_FILE", "LATEST", "METRICS_FILE",
+__all__ = ["ADAPTER_FILE", "CHECKPOINT_METRICS_FILE", "CONFIG_FILE", "CURVES_FILE", "FULL_MODEL_FILE", "LATEST", "METRICS_FILE",
            "RUNS_DIR", "SELECTION_FILE", "SYSTEMS_FILE"]
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -77,7 +78,7 @@ class Run:
         folder = self.path / "checkpoints"
         for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
             step = checkpoint_step(sub)
-            if step is not None and (sub / ADAPTER_FILE).is_file():
+            if step is not None and holds_weights(sub):
                 found.setdefault(step, sub)
         return dict(sorted(found.items()))
 
@@ -236,8 +237,9 @@ def resolve_checkpoint(run: Run, checkpoint: int | str | Path | None = None) -> 
             path = run.path / path
         by_path = {p.resolve(): s for s, p in available.items()}
         found = Checkpoint(path, by_path.get(path.resolve()), "chosen with --checkpoint")
-    if not (found.path / ADAPTER_FILE).is_file():
-        raise WorkspaceError(f"{found.path}: not a checkpoint (no {ADAPTER_FILE}); run {run.id} has steps: {steps}")
+    if not holds_weights(found.path):
+        raise WorkspaceError(f"{found.path}: not a checkpoint (no {ADAPTER_FILE} or {FULL_MODEL_FILE}); "
+                             f"run {run.id} has steps: {steps}")
     return found
 
 
@@ -246,6 +248,8 @@ def load_answerer(config: PipelineConfig, adapter: Path | None):
     any, in inference mode."""
     from docfinetune.core.models import load_model, load_tokenizer, peft_import
 
+    if adapter is not None and is_full_checkpoint(adapter):
+        return load_full_checkpoint(config, adapter), load_tokenizer(config.model)
     model = load_model(config.model)
     if adapter is not None:
         with peft_import(for_inference=True):
@@ -261,6 +265,34 @@ def load_answerer(config: PipelineConfig, adapter: Path | None):
                                    f"({err})") from None
     model.eval()
     return model, load_tokenizer(config.model)
+
+
+def holds_weights(folder: Path) -> bool:
+    """A checkpoint folder: a peft adapter, or the whole model (train.method full)."""
+    return (folder / ADAPTER_FILE).is_file() or (folder / FULL_MODEL_FILE).is_file()
+
+
+def is_full_checkpoint(folder: Path) -> bool:
+    """A checkpoint of train.method full: the whole model's weights, no adapter."""
+    return not (folder / ADAPTER_FILE).is_file() and (folder / FULL_MODEL_FILE).is_file()
+
+
+def load_full_checkpoint(config: PipelineConfig, folder: Path):
+    """The fully fine-tuned model saved in `folder`, in the configured precision, for inference."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from docfinetune.core.models import resolve_device, resolve_dtype
+
+    device = resolve_device(config.model)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=resolve_dtype(config.model, device),
+                                                     attn_implementation="sdpa", use_safetensors=True)
+    except (OSError, ValueError) as err:
+        raise DocfinetuneError(f"{folder}: cannot load these fine-tuned weights ({err})") from None
+    except torch.OutOfMemoryError:
+        raise DocfinetuneError(f"{folder}: the fine-tuned model does not fit in the GPU's memory") from None
+    return model.to(device).eval()
 
 
 def best_system(run: Run, step: int | None) -> tuple[str | None, dict | None]:

@@ -70,6 +70,7 @@ CURVES_FILE = "curves.png"
 SYSTEMS_FILE = "systems.json"
 CHECKPOINT_METRICS_FILE = "metrics.json"
 ADAPTER_FILE = "adapter_config.json"  # peft's: a folder holding it is an adapter
+FULL_MODEL_FILE = "config.json"  # transformers': a checkpoint of train.method full holds the whole model
 REPORTS_DIR = "reports"
 CACHE_DIR = "cache"
 STAGING_PREFIX = ".staging-"

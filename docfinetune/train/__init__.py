@@ -539,7 +539,8 @@ def accuracy_sample(qa_val: list[dict], t: TrainConfig) -> list[dict]:
 
 
 def prepare_model(config: PipelineConfig):
-    """The base model with a fresh LoRA adapter (seeded), ready for Trainer."""
+    """The base model with a fresh LoRA adapter (seeded), or with its own weights trainable
+    (train.method full), ready for Trainer."""
     from transformers import set_seed
 
     from docfinetune.core.models import load_model, peft_import
@@ -548,7 +549,10 @@ def prepare_model(config: PipelineConfig):
         from peft import LoraConfig, TaskType, get_peft_model
 
     t = config.train
-    model = load_model(config.model)
+    full = t.method == "full"
+    # Full fine-tuning keeps fp32 master weights (Trainer autocasts to bf16 on CUDA): a bf16
+    # weight drops any update below ~0.4% of itself, which at lr 2e-5 is most of them.
+    model = load_model(dataclasses.replace(config.model, precision="fp32") if full else config.model)
     # transformers builds the packed (block-causal) mask only when no KV cache is passed;
     # with use_cache on, the forward makes one and packed examples would attend to each other.
     model.config.use_cache = False
@@ -563,6 +567,14 @@ def prepare_model(config: PipelineConfig):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()  # the frozen embeddings' output must carry grads to the adapters
         keep_activations(model, t.checkpointed_layers)
+    if full:
+        # The embeddings and the output layer (tied on Gemma: 168M of the 270M weights, a
+        # 262,144-entry vocabulary) stay frozen: a contract's few thousand distinct tokens would
+        # move a handful of rows and Adam would keep state for all of them.
+        model.get_input_embeddings().requires_grad_(False)
+        model.get_output_embeddings().requires_grad_(False)
+        model.train()
+        return model
     set_seed(t.seed)  # the adapter's initial weights
     lora = config.lora
     try:
