@@ -497,6 +497,15 @@ def test_full_fine_tuning_trains_the_layers_not_the_embeddings_and_answers_from_
     assert moved and all("embed_tokens" not in name and "lm_head" not in name for name in moved)
     assert any("layers.0.mlp" in name for name in moved)  # every layer's weights train, not an adapter
 
+    # eval's base systems answer with the base weights, not the fine-tune (no adapter to switch off)
+    from docfinetune.evaluate import evaluate
+
+    report = evaluate(workspace, config=config, systems="base,finetuned")
+    answers = {s: [r["answers"][s]["answer"] for r in report["records"]] for s in ("base", "finetuned")}
+    base_only = evaluate(workspace, config=config, systems="base", run_id=run_dir.name)
+    assert answers["base"] == [r["answers"]["base"]["answer"] for r in base_only["records"]]
+    assert answers["base"] != answers["finetuned"]
+
 
 def test_full_fine_tuning_refuses_a_4bit_model(tiny_model_dir):
     with pytest.raises(ConfigError, match="train.method: full"):

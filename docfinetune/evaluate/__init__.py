@@ -1,7 +1,8 @@
 """`docfinetune eval`: did fine-tuning beat retrieval?
 
 Four systems answer the same questions, all through `generate.answer_questions` with one load
-of the base model (the LoRA adapter is attached once and switched off for the base systems):
+of the base model (the LoRA adapter is attached once and switched off for the base systems; a
+full fine-tune is loaded beside the base weights):
 
     base            the base model, closed-book
     base+rag        the base model with the BM25 top-k chunks in the prompt
@@ -27,7 +28,15 @@ from typing import Callable, Iterable
 from docfinetune.core.config import EvalConfig, GenerationConfig, PipelineConfig, load_pipeline
 from docfinetune.core.errors import ConfigError, WorkspaceError
 from docfinetune.core.generate import format_prompt
-from docfinetune.core.runs import Checkpoint, Run, find_run, load_answerer, resolve_checkpoint, runs_dir
+from docfinetune.core.runs import (
+    Checkpoint,
+    Run,
+    find_run,
+    is_full_checkpoint,
+    load_answerer,
+    resolve_checkpoint,
+    runs_dir,
+)
 from docfinetune.core.workspace import Workspace, read_jsonl
 from docfinetune.evaluate.questions import Question, QuestionSet, load_questions
 
@@ -156,13 +165,23 @@ def evaluate(
 
     progress("loading model", 0, 1)
     model, tokenizer = load_answerer(pipeline, chosen.path if chosen and fine_tuned else None)
+    # A full fine-tune (train.method full) has no adapter to switch off: the base systems get
+    # the base weights, loaded beside it.
+    base_weights = None
+    if fine_tuned and chosen and is_full_checkpoint(chosen.path) and any(s.startswith("base") for s in systems):
+        base_weights, _ = load_answerer(pipeline, None)
     progress("loading model", 1, 1)
 
-    def adapter(system: str):
-        """The base systems run with the adapter switched off."""
-        if system.startswith("base") and hasattr(model, "disable_adapter"):
-            return model.disable_adapter()
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def model_for(system: str):
+        """The model that answers for `system`: the base systems run with the adapter switched off."""
+        if system.startswith("base") and base_weights is not None:
+            yield base_weights
+        elif system.startswith("base") and hasattr(model, "disable_adapter"):
+            with model.disable_adapter():
+                yield model
+        else:
+            yield model
 
     generation = pipeline.generation
     closed_book = [format_prompt(generation.prompt_template, q) for q in texts]
@@ -171,8 +190,8 @@ def evaluate(
         stage = f"answering ({system})"
         progress(stage, 0, len(texts))
         prompts = rag_prompts if system.endswith("+rag") else closed_book
-        with adapter(system):
-            answers[system] = _answer(model, tokenizer, prompts, generation,
+        with model_for(system) as answering:
+            answers[system] = _answer(answering, tokenizer, prompts, generation,
                                       lambda done: progress(stage, done, len(texts)))
 
     verdicts = {s: [answer_matches(a, q.reference, q.field or None) if q.reference is not None else None
@@ -234,9 +253,9 @@ def evaluate(
             for name in models:
                 stage = f"extraction test ({name})"
                 progress(stage, 0, len(cases))
-                with adapter(name):
+                with model_for(name) as answering:
                     generated = memorization.continue_greedily(
-                        model, tokenizer, [c["prompt"] for c in cases], eval_config.extraction_max_new_tokens,
+                        answering, tokenizer, [c["prompt"] for c in cases], eval_config.extraction_max_new_tokens,
                         generation.batch_size)
                 report["extraction"]["models"][name] = memorization.score_extraction(
                     cases, generated, eval_config.memorization_min_chars)
