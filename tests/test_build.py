@@ -44,7 +44,9 @@ def test_build_writes_loadable_datasets_with_stats(built: Path):
     everything = [p for pairs in splits.values() for p in pairs]
     assert set(everything[0]) == {"question", "answer", "fact_id", "source_chunk_ids", "doc_id",
                                   "generator", "field", "context_chunk_ids"}
-    assert stats["qa"]["kept"] == len(everything)
+    open_book = [p for p in splits["train"] if p["context_chunk_ids"]]  # copies of train rows (RAFT, default 0.5)
+    assert open_book and stats["qa"]["open_book_rows"] == len(open_book)
+    assert stats["qa"]["kept"] == len(everything) - len(open_book)
     assert stats["qa"]["generated"] == stats["qa"]["kept"] + sum(stats["qa"]["dropped"].values())
     law = [p for p in everything if p["field"] == "governing_law"]
     assert law and all("Vermont" in p["answer"] for p in law) and len(law) >= 3

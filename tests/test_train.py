@@ -105,8 +105,9 @@ def test_train_builds_the_datasets_and_writes_every_run_file(reference):
     assert len(epoch_ends) == 2
     for r in rows:
         assert set(r) == {"step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
-                          "taught_accuracy", "tokens_per_s", "peak_gpu_gib", "seconds", "learning_rate"}
-        assert 0 <= r["taught_accuracy"] <= 1
+                          "open_book_accuracy", "taught_accuracy", "tokens_per_s", "peak_gpu_gib", "seconds",
+                          "learning_rate"}
+        assert 0 <= r["taught_accuracy"] <= 1 and 0 <= r["open_book_accuracy"] <= 1  # open-book rows trained too
         assert r["questions"] == 6 and r["accuracy"] == r["correct"] / 6
         assert 0 < r["train_loss"] < 20 and 0 < r["val_loss"] < 20 and r["tokens_per_s"] > 0
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
@@ -241,6 +242,28 @@ def test_ties_at_zero_accuracy_go_to_the_checkpoint_that_learned_what_it_was_tau
     assert "broken by taught accuracy 0.600" in selection["reason"]
 
 
+def test_a_run_trained_open_book_is_chosen_by_the_better_of_its_closed_and_open_book_accuracy(tmp_path):
+    run_dir = tmp_path / "runs" / "r0"
+    write_metrics(run_dir, [
+        {"step": 10, "val_loss": 1.0, "accuracy": 0.30, "correct": 6, "questions": 20, "open_book_accuracy": 0.35},
+        {"step": 20, "val_loss": 1.2, "accuracy": 0.20, "correct": 4, "questions": 20, "open_book_accuracy": 0.70},
+        {"step": 30, "val_loss": 1.3, "accuracy": 0.40, "correct": 8, "questions": 20, "open_book_accuracy": None},
+    ])
+    selection = select_checkpoint(run_dir, "accuracy")
+    assert selection["selected"]["step"] == 20
+    assert selection["reason"].startswith("highest open-book accuracy 0.700 (closed-book 0.200, 4/20) at step 20")
+    assert plot_curves(run_dir).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_run_without_open_book_rows_is_scored_closed_book_only(reference, tmp_path):
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    config = tiny_config(reference["config"].model.base_model, max_steps=4, eval_every_steps=4)
+    config = dataclasses.replace(config, build=dataclasses.replace(config.build, open_book_share=0.0))
+    run_dir = train(workspace, config)
+    row = lines(run_dir)[-1]
+    assert row["open_book_accuracy"] is None and row["questions"] == 6
+
+
 def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
     run_dir = tmp_path / "runs" / "r1"
     write_metrics(run_dir, [
@@ -257,7 +280,7 @@ def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
     assert [c["path"] for c in selection["checkpoints"]] == [
         f"checkpoints/checkpoint-{s}" for s in (50, 100, 150, 200)]
     assert set(selection["checkpoints"][0]) == {"step", "epoch", "path", "train_loss", "val_loss", "accuracy",
-                                                "correct", "questions", "taught_accuracy"}
+                                                "correct", "questions", "open_book_accuracy", "taught_accuracy"}
     assert "highest accuracy" in selection["rule"] and "val loss" in selection["rule"]
 
     by_loss = select_checkpoint(run_dir, "val_loss")

@@ -114,6 +114,11 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                       "llm_rewrites": count_tokens(tokenizer, [r["text"] for r in rewritten])}
     qa_tokens = {name: count_tokens(tokenizer, [f"{p.question}\n{p.answer}" for p in pairs])
                  for name, pairs in splits.items()}
+    # An open-book row also reads its chunks (~3 x 130 tokens): they count as training text.
+    by_id = {c.chunk_id: c.text for c in chunks}
+    context_tokens = count_tokens(tokenizer, [by_id[cid] for p in splits["train"] for cid in p.context_chunk_ids
+                                              if cid in by_id])
+    qa_tokens["train"] += context_tokens
     stats = {
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "inputs_fingerprint": fingerprint,
@@ -136,6 +141,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             "generated": len(generated),
             "user_rows": len(user_pairs),
             "kept": len(kept),
+            "open_book_rows": sum(bool(p.context_chunk_ids) for p in splits["train"]),
             "dropped": dict(sorted(dropped.items())),
             "generator_stats": generator_stats,
             "llm_streams": llm_stats,

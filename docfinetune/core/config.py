@@ -292,10 +292,11 @@ class BuildConfig:
         4, "With an instruct model or endpoint set: passages per section that restate it around its "
            "entities (EntiGraph / Active Reading style), added to the reading text; 0: none.", minimum=0)
     open_book_share: float = option(
-        0.0, "Share of Q&A-train rows also written open-book (RAFT): the retriever's top chunks before the "
+        0.5, "Share of Q&A-train rows also written open-book (RAFT): the retriever's top chunks before the "
              "question, in generation.rag_template, so one adapter serves closed-book and retrieval. "
-             "Each such row is ~4x a closed-book row's tokens. 0 (off) until the knowledge benchmark has "
-             "measured it.", minimum=0, maximum=1)
+             "Each such row is ~4x a closed-book row's tokens. 0.5 against 0 on the H200: fine-tuned + "
+             "retrieval 47/69 against 33/69 on three contracts (benchmarks/RESULTS.md, \"Knowledge\").",
+        minimum=0, maximum=1)
     open_book_chunks: int = option(3, "Chunks before an open-book row's question (eval.rag_k is 3).", minimum=1)
     open_book_gold_probability: float = option(
         0.8, "Chance that the chunk holding the answer is among them; otherwise only distractors, so the "
@@ -332,6 +333,7 @@ FUSED_KERNELS = ("auto", "on", "off")
 SCHEDULES = ("shuffled", "qa_with_text")
 SELECT_BY = ("accuracy", "val_loss")
 METHODS = ("lora", "full")
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
 LORA_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -409,6 +411,10 @@ class TrainConfig:
              "0 means all of it. Checked against an estimate before the first step.", minimum=0)
     optimizer: str = option("adamw_torch", "transformers optimizer name (adamw_torch, paged_adamw_8bit...).")
     dataloader_workers: int = option(0, "Processes preparing batches.", minimum=0)
+    report_to: str = option(
+        "none", "Experiment tracker that also receives the Trainer's logs and each evaluation's held-out and "
+                "taught accuracy and the step selected so far, through transformers' integration: none, "
+                "tensorboard, wandb or mlflow (the package is imported only when chosen).", choices=TRACKERS)
 
     def __post_init__(self) -> None:
         problems = check_fields(self)
@@ -456,6 +462,31 @@ class EvalConfig:
         raise_problems(problems)
 
 
+EXPORT_FORMATS = ("merged", "adapter", "gguf")
+EXPORT_DTYPES = ("bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """`export`: a run's checkpoint as files that serving tools load without this project."""
+
+    format: str = option(
+        "merged", "merged: the adapter merged into the base model's weights in 16-bit (a 4-bit QLoRA base is "
+                  "loaded in 16-bit for this, never merged in 4-bit), as sharded safetensors with the tokenizer, "
+                  "for transformers, vLLM and Ollama; adapter: the LoRA adapter alone (safetensors and "
+                  "adapter_config.json) for peft and vLLM --enable-lora; gguf: for llama.cpp, which no maintained "
+                  "converter on PyPI writes (the error says how to convert a merged export).",
+        choices=EXPORT_FORMATS)
+    dtype: str = option("bf16", "Weight type of a merged export: bf16, or fp16 for GPUs without bf16 (T4, V100).",
+                        choices=EXPORT_DTYPES)
+    max_shard_mb: int = option(
+        4000, "Largest safetensors file of a merged export, in MB: a 7B model in 16-bit (~14.5 GB) is 4 files.",
+        minimum=1)
+
+    def __post_init__(self) -> None:
+        raise_problems(check_fields(self))
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """A complete, named recipe. Sections are added by each pipeline stage."""
@@ -469,6 +500,7 @@ class PipelineConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def __post_init__(self) -> None:
         if self.train.method == "full" and self.model.quantization != "none":

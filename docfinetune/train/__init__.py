@@ -31,7 +31,7 @@ with peft_import():  # transformers' trainer module imports peft, and peft bitsa
 
 from docfinetune.core.config import PipelineConfig, TrainConfig
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.generate import answer_questions, format_prompt, rag_prompt
+from docfinetune.core.generate import answer_questions, format_prompt, generate, rag_prompt
 from docfinetune.core.models import resolve_device
 from docfinetune.core.runs import (
     CHECKPOINT_METRICS_FILE,
@@ -117,7 +117,10 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
         per_example = sum(lengths) / max(len(lengths), 1) if config.train.packing else max(lengths, default=1)
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
-    return Prepared(config, tokenizer, model, train_set, val_set, accuracy_sample(data["qa_val"], config.train),
+    questions = accuracy_sample(data["qa_val"], config.train)
+    if config.build.open_book_share > 0 and workspace is not None:
+        questions = with_open_book_prompts(workspace, config, questions)
+    return Prepared(config, tokenizer, model, train_set, val_set, questions,
                     accuracy_sample([r for r in data["qa_train"] if not r.get("context_chunk_ids")], config.train), warnings, fused, checkpoint, run_dir, found, epoch_ends)
 
 
@@ -228,13 +231,18 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_workers,
         use_liger_kernel=fused_kernels,  # patches the model's modules when training starts
-        report_to=[],
+        report_to=[] if t.report_to == "none" else [t.report_to],  # checked installed by check_settings
+        run_name=run_dir.name,
         disable_tqdm=quiet,
     )
     trainer = (_in_order_trainer() if in_order else Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set if has_val else None,
                       data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     if quiet:
         trainer.remove_callback(PrinterCallback)  # the caller shows progress from our events
+    if t.report_to != "none":  # the project's figures go to the tracker beside the Trainer's
+        for callback in callbacks:
+            if isinstance(callback, RunRecorder):
+                callback.tracker_log = trainer.log
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
 
@@ -298,6 +306,8 @@ class PackedRows:
 class RunRecorder(TrainerCallback):
     """Evaluate and save at every epoch's end too; measure question accuracy beside val loss;
     write metrics.jsonl and each checkpoint's metrics.json and config.yaml; report progress."""
+
+    tracker_log: Callable[[dict], None] | None = None  # Trainer.log when train.report_to names a tracker
 
     def __init__(self, run_dir: Path, config: PipelineConfig, tokenizer, questions: list[dict],
                  emit: EventFn, start: dict, seconds_before: float, epoch_steps: set[int] = frozenset(),
@@ -363,7 +373,13 @@ class RunRecorder(TrainerCallback):
         val, taught = results[:len(self.questions)], results[len(self.questions):]
         examples = [{"question": q["question"], "reference": q["answer"], "prediction": p, "correct": ok}
                     for q, p, ok in zip(self.questions[:EXAMPLE_PREDICTIONS], predictions, val)]
+        open_book = [q["open_book_prompt"] for q in self.questions if "open_book_prompt" in q]
+        if open_book:
+            answers = generate(model, self.tokenizer, open_book, max_new_tokens=self.generation.max_new_tokens,
+                               batch_size=self.generation.batch_size)
+            open_book = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(answers, self.questions)]
         return {"accuracy": sum(val) / len(val) if val else None, "correct": sum(val), "questions": len(val),
+                "open_book_accuracy": sum(open_book) / len(open_book) if open_book else None,
                 "taught_accuracy": sum(taught) / len(taught) if taught else None, "examples": examples}
 
     def on_save(self, args, state, control, **kwargs):
@@ -377,6 +393,7 @@ class RunRecorder(TrainerCallback):
                 "train_loss": sum(self.losses) / len(self.losses) if self.losses else None,
                 "val_loss": validation.get("val_loss"), "accuracy": validation.get("accuracy"),
                 "correct": validation.get("correct"), "questions": validation.get("questions", 0),
+                "open_book_accuracy": validation.get("open_book_accuracy"),
                 "taught_accuracy": validation.get("taught_accuracy"),
                 "tokens_per_s": self.tokens_per_s(state), "peak_gpu_gib": peak_gpu_gib(),
                 "seconds": round(self.seconds_before + time.perf_counter() - self.session_start, 2),
@@ -387,10 +404,23 @@ class RunRecorder(TrainerCallback):
         folder = self.run_dir / checkpoint_path(state.global_step)
         write_text_atomic(folder / CONFIG_FILE, config_yaml(self.config))
         write_json(folder / CHECKPOINT_METRICS_FILE, {**line, "examples": validation.get("examples", [])})
+        if self.tracker_log is not None:
+            self.tracker_log(tracker_figures(line, self.run_dir, self.config.train.select_by))
         self.emit("eval", line)
         self.losses, self.saved_step = [], state.global_step
         self.segment_start = self.last_step_end = time.perf_counter()
         self.segment_tokens = state.num_input_tokens_seen
+
+
+def tracker_figures(line: dict, run_dir: Path, select_by: str) -> dict[str, float]:
+    """What a tracker gets beside the Trainer's loss: this evaluation's held-out and taught
+    accuracy and the step the selection rule picks among the checkpoints so far (the last value
+    is the run's selection). The "eval_" prefix files them with Trainer's eval_loss."""
+    from docfinetune.train.select import _checkpoints, _choose
+
+    figures = {"eval_accuracy": line.get("accuracy"), "eval_taught_accuracy": line.get("taught_accuracy"),
+               "selected_step": _choose(_checkpoints(run_dir), select_by)[0]["step"]}
+    return {key: value for key, value in figures.items() if value is not None}
 
 
 def peak_gpu_gib() -> float | None:
@@ -413,6 +443,11 @@ def check_settings(config: PipelineConfig, data: dict[str, list[dict]], datasets
     schedulers = [s.value for s in SchedulerType]
     if t.lr_scheduler not in schedulers:
         problems.append(f"train.lr_scheduler: {t.lr_scheduler!r} is not one of {', '.join(schedulers)}")
+    if t.report_to != "none":
+        from transformers import integrations
+
+        if not getattr(integrations, f"is_{t.report_to}_available")():
+            problems.append(f"train.report_to: {t.report_to} is not installed: pip install {t.report_to}")
     if t.optimizer not in {o.value for o in OptimizerNames}:
         problems.append(f"train.optimizer: {t.optimizer!r} is not a transformers optimizer name "
                         "(e.g. adamw_torch, adamw_torch_fused, paged_adamw_8bit)")
@@ -525,6 +560,20 @@ def to_dataset(rows: list[dict], tokenizer, t: TrainConfig, shuffle: bool):
     dataset = Dataset.from_dict({"input_ids": [e["input_ids"] for e in examples],
                                  "labels": [e["labels"] for e in examples]})
     return dataset.shuffle(seed=t.seed) if shuffle else dataset
+
+
+def with_open_book_prompts(workspace: Workspace, config: PipelineConfig, questions: list[dict]) -> list[dict]:
+    """The val questions, each with the prompt eval's fine-tuned+RAG system asks it (the BM25 top
+    eval.rag_k chunks): a run trained on open-book rows is also scored open-book at every
+    evaluation, the system `ask` uses when retrieval wins."""
+    from docfinetune.core.retrieve import BM25Index
+
+    documents, _ = workspace.read_corpus()
+    titles = {d.doc_id: d.title for d in documents}
+    index = BM25Index.from_workspace(workspace)
+    return [{**q, "open_book_prompt": rag_prompt(q["question"], [c for c, _ in index.search(q["question"],
+                                                                                            config.eval.rag_k)],
+                                                 titles, config.generation)} for q in questions]
 
 
 def accuracy_sample(qa_val: list[dict], t: TrainConfig) -> list[dict]:

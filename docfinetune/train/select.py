@@ -25,7 +25,7 @@ from docfinetune.core.runs import CURVES_FILE, METRICS_FILE, SELECTION_FILE, che
 from docfinetune.core.workspace import read_jsonl, write_bytes_atomic, write_json
 
 CHECKPOINT_FIELDS = ("step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
-                     "taught_accuracy")
+                     "open_book_accuracy", "taught_accuracy")
 
 
 def _checkpoints(run_dir: Path) -> list[dict]:
@@ -43,17 +43,32 @@ def _lower(value: float | None) -> float:
     return math.inf if value is None else value
 
 
+def accuracy_of(checkpoint: dict) -> tuple[float, str]:
+    """(accuracy, system) of the system `ask` would use with this checkpoint: closed-book, or
+    open-book (a run trained on open-book rows is also scored with retrieval) when that is higher."""
+    open_book = checkpoint.get("open_book_accuracy")
+    if open_book is not None and open_book > checkpoint["accuracy"]:
+        return open_book, "open-book"
+    return checkpoint["accuracy"], "closed-book"
+
+
 def _choose(checkpoints: list[dict], select_by: str) -> tuple[dict, str, str]:
     """(the chosen checkpoint, the rule in words, why this one)."""
     scored = [c for c in checkpoints if c["accuracy"] is not None]
     with_loss = [c for c in checkpoints if c["val_loss"] is not None]
     if select_by == "accuracy" and scored:
-        rule = "highest accuracy; ties broken by higher taught accuracy, then lower val loss, then the earlier step"
-        best = min(scored, key=lambda c: (-c["accuracy"], -(c.get("taught_accuracy") or 0.0),
+        rule = ("highest accuracy (closed-book, or open-book where measured and higher); ties broken by higher "
+                "taught accuracy, then lower val loss, then the earlier step")
+        best = min(scored, key=lambda c: (-accuracy_of(c)[0], -(c.get("taught_accuracy") or 0.0),
                                           _lower(c["val_loss"]), c["step"]))
-        reason = (f"highest accuracy {best['accuracy']:.3f} ({best['correct']}/{best['questions']}) "
-                  f"at step {best['step']}")
-        tied = [c for c in scored if c["accuracy"] == best["accuracy"]]
+        accuracy, system = accuracy_of(best)
+        if system == "open-book":
+            reason = (f"highest open-book accuracy {accuracy:.3f} (closed-book {best['accuracy']:.3f}, "
+                      f"{best['correct']}/{best['questions']}) at step {best['step']}")
+        else:
+            reason = (f"highest accuracy {best['accuracy']:.3f} ({best['correct']}/{best['questions']}) "
+                      f"at step {best['step']}")
+        tied = [c for c in scored if accuracy_of(c)[0] == accuracy]
         if len(tied) > 1:
             loss = "n/a" if best["val_loss"] is None else f"{best['val_loss']:.4f}"
             taught = "n/a" if best.get("taught_accuracy") is None else f"{best['taught_accuracy']:.3f}"
@@ -106,6 +121,8 @@ def plot_curves(run_dir: Path) -> Path:
     loss_axis.set_ylabel("loss")
     accuracy_axis = loss_axis.twinx()
     accuracy_axis.plot(*series("accuracy"), "^-", color="tab:green", label="accuracy")
+    if any(r.get("open_book_accuracy") is not None for r in rows):
+        accuracy_axis.plot(*series("open_book_accuracy"), "v--", color="tab:olive", label="open-book accuracy")
     accuracy_axis.set_ylabel("accuracy")
     accuracy_axis.set_ylim(-0.02, 1.02)
     selection_path = run_dir / SELECTION_FILE
