@@ -26,6 +26,7 @@ case "${1:-}" in
       bash .device/on-device.sh assemble
     fi
     export PYTHONPATH=/tmp/site:$PWD/.bench/code PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+    export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # many processes share each GPU
     gpus=$(python3 -c 'import torch; print(torch.cuda.device_count())')
     echo "code $(cat .bench/code/COMMIT); $gpus GPU(s)"
     if [ -n "${LIGER_CHECK:-}" ]; then  # beside the benchmark, on GPU 0

@@ -73,9 +73,11 @@ def prepare(out: Path) -> int:
 # questions, answers generated 64 at a time. liger-kernel off: its patches stay in the worker
 # process, and the first run with them answered far worse after training in that process
 # (base + RAG 3% against 20% before; benchmarks/liger_generation_check.py checks why).
+# Micro-batches of 16 with 2 accumulated: the same steps as 32 at once, without the 42 GB of
+# logits a packed row of 32 open-book rows (~500 tokens each) asked for (out of memory, 2026-11-30).
 GPU = {"model": {"device": "cuda"}, "generation": {"batch_size": 64},
-       "train": {"epochs": 4, "micro_batch_size": 32, "eval_every_steps": 100000, "eval_max_questions": 100,
-                 "fused_kernels": "off"},
+       "train": {"epochs": 4, "micro_batch_size": 16, "gradient_accumulation_steps": 2, "eval_every_steps": 100000,
+                 "eval_max_questions": 100, "fused_kernels": "off"},
        "eval": {"extraction_chunks": 10}}
 OLD_MIX = {"build": {"generators": ["rules"], "augment_variants": 0, "rules": {"max_section_facts": 400}}}
 # name -> overrides on top of GPU; "default" is the pipeline as shipped.
@@ -95,6 +97,8 @@ VARIANTS = {
     "qa_with_text_8_epochs_r64": {"train": {"epochs": 8}, "lora": {"lora_r": 64, "lora_alpha": 128}},
     # Capacity and method (KNOWLEDGE.md §4): LoRA at ~10x full fine-tuning's rate, and full
     # fine-tuning of the layers at two rates bracketing the usual 270M one.
+    "open_book_8_epochs_r64": {"build": {"open_book_share": 0.5}, "train": {"epochs": 8},
+                               "lora": {"lora_r": 64, "lora_alpha": 128}},
     "lora_r64_lr_1e-3": {"lora": {"lora_r": 64, "lora_alpha": 128}, "train": {"learning_rate": 1e-3}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
