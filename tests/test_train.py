@@ -29,7 +29,7 @@ from docfinetune.train import (
     read_datasets,
     tokenize,
 )
-from docfinetune.train.select import plot_curves, select_checkpoint
+from docfinetune.train.select import plot_curves, select_checkpoint, step_losses
 from tests.conftest import CONTRACT_PAGES, write_pdf
 
 EVAL_EVERY = 4
@@ -134,6 +134,8 @@ def test_train_builds_the_datasets_and_writes_every_run_file(reference):
     assert f"at step {best['step']}" in selection["reason"] and selection["run_id"] == run_dir.name
     assert events[-1][1]["selected"] == selection["selected"]
     assert (run_dir / "curves.png").read_bytes()[:8] == PNG_MAGIC
+    # the curves draw the train loss of every step, from Trainer's own log history
+    assert [s for s, _ in step_losses(run_dir)] == list(range(1, steps[-1] + 1))
     assert (workspace.root / "runs" / "latest").read_text().strip() == run_dir.name
 
 

@@ -98,6 +98,22 @@ def select_checkpoint(run_dir: Path, select_by: str) -> dict:
     return selection
 
 
+def step_losses(run_dir: Path) -> list[tuple[int, float]]:
+    """(step, train loss) of every logging step, from Trainer's own log history in the newest
+    checkpoint (trainer_state.json); [] when there is none or it is unreadable."""
+    folder = run_dir / "checkpoints"
+    states = sorted(folder.glob("checkpoint-*/trainer_state.json"),
+                    key=lambda p: int(p.parent.name.rpartition("-")[2]) if p.parent.name.rpartition("-")[2].isdigit()
+                    else -1) if folder.is_dir() else []
+    if not states:
+        return []
+    try:
+        history = json.loads(states[-1].read_text(encoding="utf-8")).get("log_history", [])
+    except (OSError, ValueError):
+        return []  # the curves are a picture: a damaged state file only loses the thin line
+    return [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
+
+
 def plot_curves(run_dir: Path) -> Path:
     """Draw curves.png: train and val loss against step (left axis), accuracy (right axis),
     with the selected step marked when selection.json exists."""
@@ -115,7 +131,11 @@ def plot_curves(run_dir: Path) -> Path:
     figure = Figure(figsize=(8, 4.5), dpi=100)
     FigureCanvasAgg(figure)
     loss_axis = figure.add_subplot()
-    loss_axis.plot(*series("train_loss"), "o-", color="tab:blue", label="train loss")
+    logged = step_losses(run_dir)
+    if logged:
+        loss_axis.plot([s for s, _ in logged], [v for _, v in logged], "-", color="tab:blue", alpha=0.35,
+                       linewidth=0.8, label="train loss (every step)")
+    loss_axis.plot(*series("train_loss"), "o-", color="tab:blue", label="train loss (mean since last eval)")
     loss_axis.plot(*series("val_loss"), "s-", color="tab:orange", label="val loss")
     loss_axis.set_xlabel("step")
     loss_axis.set_ylabel("loss")
