@@ -21,6 +21,7 @@ from docfinetune.core.config import (
     WORKSPACE_ENV,
     BuildConfig,
     EvalConfig,
+    ExportConfig,
     GenerationConfig,
     IngestConfig,
     LLMQAConfig,
@@ -30,8 +31,8 @@ from docfinetune.core.config import (
     load_pipeline,
     section_fields,
 )
-from docfinetune.core.errors import DocfinetuneError, IngestFailed
-from docfinetune.core.workspace import Workspace
+from docfinetune.core.errors import DiskFullError, DocfinetuneError, IngestFailed
+from docfinetune.core.workspace import DISK_FULL_ERRNOS, Workspace
 from docfinetune.display import consoles, print_problem
 
 EXIT_BAD_INPUT = 2
@@ -54,17 +55,23 @@ class _Group(click.Group):
             for line in str(error).splitlines() or [type(error).__name__]:
                 print_problem("error", line)
             sys.exit(EXIT_BAD_INPUT)
+        except OSError as error:
+            if error.errno not in DISK_FULL_ERRNOS:  # a write outside core/workspace.py's (a library's)
+                raise
+            print_problem("error", DiskFullError(error.filename or "a file"))
+            sys.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             consoles.err.print("interrupted; nothing half-written was kept")
             sys.exit(130)
 
 
-def config_options(section: str, section_type: type, flag_prefix: str = "") -> Callable:
+def config_options(section: str, section_type: type, flag_prefix: str = "", one_line_errors: bool = False) -> Callable:
     """Add one `--flag` per plain field of a config section (nested sections are skipped);
     the help text comes from the field, and the default shown is the field's, which is the
     `default` pipeline's value (pipelines/default.yaml sets no field). Flags stay None unless
     given, so the chosen pipeline decides. A list field takes a comma-separated value.
-    `section` may be dotted ("build.llm")."""
+    `section` may be dotted ("build.llm"). With `one_line_errors` a value outside a field's
+    choices is reported by the config's check (one line, exit 2), not by click's usage text."""
 
     def decorate(command: Callable) -> Callable:
         for spec in reversed(section_fields(section_type)):
@@ -79,7 +86,7 @@ def config_options(section: str, section_type: type, flag_prefix: str = "") -> C
             elif spec.is_list:
                 command = click.option(flag, key, type=str, default=None, help=help_text)(command)
             else:
-                kind = click.Choice(spec.choices) if spec.choices else spec.type
+                kind = click.Choice(spec.choices) if spec.choices and not one_line_errors else spec.type
                 command = click.option(flag, key, type=kind, default=None, help=help_text)(command)
         return command
 
@@ -299,6 +306,37 @@ def evaluate_command(ctx: click.Context, questions_file: Path | None, include_te
                           include_test=include_test, run_id=run_id, checkpoint=checkpoint,
                           systems=systems, on_progress=on_progress)
     consoles.out.print(summary_table(report))
+
+
+@main.command(name="export")
+@click.option("--run-id", "--run", "run_id", default=None, help="Run to export (default: the latest).")
+@click.option("--checkpoint", default=None, help="A step or checkpoint folder of the run (default: the selected one).")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Folder to create (default: exports/<run>-step<N>-<format> in the workspace); it must not exist.")
+@pipeline_option
+@config_options("export", ExportConfig, one_line_errors=True)
+@click.pass_context
+def export_command(ctx: click.Context, run_id: str | None, checkpoint: str | None, output: Path | None,
+                   pipeline_name: str, **flags: Any) -> None:
+    """Export a run's checkpoint for vLLM, Ollama, llama.cpp or plain transformers, with a model card.
+
+    Built in a hidden folder beside the output and renamed into place when complete.
+    """
+    import time
+
+    from docfinetune.display import progress_bars
+    from docfinetune.export import export_run
+
+    config = load_pipeline(pipeline_name, _overrides(flags)).export
+    progress, on_progress = progress_bars()
+    started = time.perf_counter()
+    with progress:
+        folder = export_run(ctx.obj["workspace"], config, run_id=run_id, checkpoint=checkpoint, out=output,
+                            on_progress=on_progress)
+    size_mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+    consoles.out.print(escape(f"exported {config.format} to {folder} ({size_mb:,.1f} MB in "
+                              f"{time.perf_counter() - started:.1f} s); its README.md is the model card"),
+                       soft_wrap=True)
 
 
 @main.command()

@@ -43,10 +43,21 @@ def progress_bars(unit: str = "", transient: bool = True, label: Callable[[Any],
     count ("pages"); `fields` is extra text with {task.fields[...]} placeholders."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    class QuietProgress(Progress):
+        """Progress, less the empty line its stop() prints when stderr is not a terminal (a file,
+        a pipe): a redirected stderr began with it, before an error's one line."""
+
+        def stop(self) -> None:
+            if self.disable:
+                return
+            self.live.stop()
+            if self.tasks and not self.live.transient and not self.console.is_interactive:
+                self.console.line()  # bars drawn once at the end still end their line
+
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn(unit)] if unit else []
     columns += [TextColumn(fields)] if fields else []
-    progress = Progress(*columns, TimeRemainingColumn(), console=consoles.err, transient=transient)
+    progress = QuietProgress(*columns, TimeRemainingColumn(), console=consoles.err, transient=transient)
     tasks: dict[Any, Any] = {}
 
     def on_progress(key: Any, done: int, total: int, **values: Any) -> None:

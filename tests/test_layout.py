@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "docfinetune"
-STAGES = {"ingest", "build", "train", "evaluate", "ask"}
+STAGES = {"ingest", "build", "train", "evaluate", "ask", "export"}
 COMPOSERS = {"cli", "display", "pipeline", "__main__"}
 
 

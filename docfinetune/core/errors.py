@@ -44,3 +44,12 @@ class IngestFailed(DocfinetuneError):
 
 class WorkspaceError(DocfinetuneError):
     """The workspace is missing something a stage needs, or cannot be written."""
+
+
+class DiskFullError(WorkspaceError):
+    """A write ran out of disk space (ENOSPC) or quota (EDQUOT). The writer has removed what it
+    staged, so the workspace holds what it held before the command."""
+
+    def __init__(self, path: object) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: disk full (no space left on device); free some space and run the command again")

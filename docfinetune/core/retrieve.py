@@ -273,10 +273,18 @@ class _Field:
                 ids.append(i)
                 tfs.append(count)
         doc_len = np.asarray(bm25.doc_len, dtype=np.float64)
+        idf = bm25.idf
+        if bm25.average_idf <= 0:
+            # A tiny workspace: at 1 or 2 chunks every word's BM25 idf, log((N - n + 0.5) / (n + 0.5)),
+            # is <= 0 (rank_bm25 lifts negatives to 0.25 x the average, itself <= 0), so no chunk
+            # matched anything. Lucene's idf, log(1 + ...) as for titles, is > 0 and still favours the
+            # rarer word (2 chunks: 0.69 in one, 0.18 in both). Larger corpora keep BM25Okapi's.
+            idf = {word: math.log(1 + (len(tokenized) - len(ids) + 0.5) / (len(ids) + 0.5))
+                   for word, (ids, _) in rows.items()}
         for word, (ids, tfs) in rows.items():
             ids_array, tf = np.asarray(ids, dtype=np.int64), np.asarray(tfs, dtype=np.float64)
             factor = tf * (k1 + 1) / (tf + k1 * (1 - b + b * doc_len[ids_array] / avgdl))
-            self.postings[word] = (ids_array, bm25.idf[word] * factor)
+            self.postings[word] = (ids_array, idf[word] * factor)
 
 
 class BM25Index:

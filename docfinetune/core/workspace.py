@@ -36,6 +36,7 @@ undoes a swap that a crash interrupted (taking the lock) before they list the do
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -50,7 +51,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import filelock
 
-from docfinetune.core.errors import WorkspaceError
+from docfinetune.core.errors import DiskFullError, WorkspaceError
 from docfinetune.core.records import Chunk, Document
 
 DOCUMENTS_DIR = "documents"
@@ -91,19 +92,42 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def final_path(path: Path) -> Path:
+    """Where a staged file will live: `documents/.staging-<id>-x1y2/pages.jsonl` is shown as
+    `documents/<id>/pages.jsonl` (the staging folder is gone by the time the user reads it)."""
+    parts = [p[len(STAGING_PREFIX):].rsplit("-", 1)[0] if p.startswith(STAGING_PREFIX) else p for p in path.parts]
+    return Path(*parts)
+
+
+@contextmanager
+def disk_full_as_error(path: Path) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT while writing `path` into DiskFullError (one line naming the file)."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        yield
+    except OSError as err:
+        if err.errno in DISK_FULL_ERRNOS:
+            raise DiskFullError(final_path(path)) from None
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and an atomic rename. A
+    full disk raises DiskFullError and leaves no temporary file."""
+    with disk_full_as_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -129,6 +153,9 @@ def read_json_file(path: Path) -> Any:
     except json.JSONDecodeError as err:
         raise WorkspaceError(f"{path}: corrupt or truncated (not JSON: {err.msg} at line {err.lineno}); "
                              "delete it and re-run the command that writes it") from None
+    except RecursionError:
+        raise WorkspaceError(f"{path}: corrupt (nested too deeply to be ours); delete it and re-run the "
+                             "command that writes it") from None
 
 
 def read_jsonl_lines(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
@@ -151,6 +178,8 @@ def read_jsonl_lines(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
             rows.append((number, json.loads(line)))
         except json.JSONDecodeError as err:
             problems.append(f"line {number}: not JSON ({err.msg})")
+        except RecursionError:  # json's parser recurses per level: ~1,000 levels of [ or { overflow it
+            problems.append(f"line {number}: nested too deeply (a row is one object of strings)")
     return rows, problems
 
 
@@ -173,7 +202,13 @@ def swap_in(staged: Path, target: Path) -> None:
         if retired.exists():
             shutil.rmtree(retired)
         os.replace(target, retired)
-    os.replace(staged, target)
+    try:
+        with disk_full_as_error(target):  # a rename can need a new directory block
+            os.replace(staged, target)
+    except BaseException:
+        if retired is not None:
+            os.replace(retired, target)  # the old version back: the workspace as it was
+        raise
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
 
@@ -306,8 +341,9 @@ class Workspace:
     def staging_dir(self, name: str, parent: Path | None = None) -> Path:
         """A fresh hidden folder beside its final place, for building that folder's files."""
         parent = parent or self.documents_dir
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=parent, prefix=f"{STAGING_PREFIX}{name}-"))
+        with disk_full_as_error(parent / name):
+            parent.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(dir=parent, prefix=f"{STAGING_PREFIX}{name}-"))
 
     def commit_document(self, staged: Path, doc_id: str) -> None:
         swap_in(staged, self.document_dir(doc_id))

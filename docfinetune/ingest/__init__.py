@@ -9,6 +9,7 @@ bad, every problem is reported and the workspace is left exactly as it was. With
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import time
 import unicodedata
@@ -32,7 +33,7 @@ from docfinetune.core.workspace import (
 )
 from docfinetune.ingest.chunk import chunk_document, document_title, page_offsets
 from docfinetune.ingest.clean import clean_pages
-from docfinetune.ingest.extract import PDF_SUFFIXES, collect_inputs, extract_pdf, read_text_pages
+from docfinetune.ingest.extract import PDF_SUFFIXES, collect_inputs, die_with_parent, extract_pdf, read_text_pages
 
 # Bump when cleaning or chunking changes what the same settings produce.
 INGEST_FORMAT = 1
@@ -116,7 +117,8 @@ class _Pool:
         if self.executor is None:
             # forkserver: children start clean, so a progress-bar thread here cannot deadlock them.
             context = multiprocessing.get_context("forkserver")
-            self.executor = ProcessPoolExecutor(self.workers, mp_context=context)
+            self.executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=die_with_parent,
+                                                initargs=(os.getpid(),))
         return self.executor
 
     def close(self) -> None:
@@ -270,8 +272,13 @@ def _ingest_locked(files: list[Path], failures: list[BadInputError], workspace: 
         raise
     finally:
         pool.close()
-    for folder, result in staged:
-        workspace.commit_document(folder, result.doc_id)
+    try:
+        for folder, result in staged:
+            workspace.commit_document(folder, result.doc_id)  # a failed swap puts the old version back
+    except BaseException:
+        for folder, _ in staged:
+            workspace.discard(folder)  # those not swapped in yet
+        raise
     return results
 
 
