@@ -16,6 +16,7 @@ export PYTHONPATH=/tmp/site:$PWD/.bench/code PYTHONUNBUFFERED=1 TOKENIZERS_PARAL
 rm -rf /tmp/export-ws && cp -r .bench/knowledge/quillmere-msa /tmp/export-ws
 python3 - <<'PY' 2>&1 | grep -v -i warn | tee "$OUT/export.log"
 import json, sys, time
+from pathlib import Path
 sys.path.insert(0, ".bench/code/benchmarks")
 from knowledge import GPU, merged
 from docfinetune.ask import ask
@@ -24,7 +25,7 @@ from docfinetune.core.workspace import Workspace
 from docfinetune.pipeline import build_then_train
 
 config = load_pipeline("default", merged(GPU, {"model": {"base_model": "/tmp/gemma-3-270m-q4_k_m.gguf"}}))
-workspace = Workspace("/tmp/export-ws")
+workspace = Workspace(Path("/tmp/export-ws"))
 started = time.perf_counter()
 run_dir = build_then_train(workspace, config, on_event=lambda kind, data: None)
 print(json.dumps({"trained_minutes": round((time.perf_counter() - started) / 60, 2), "run": run_dir.name}))
