@@ -52,8 +52,8 @@ class _Group(click.Group):
                           "workspace is unchanged (--keep-going ingests the good ones)", soft_wrap=True)
             sys.exit(EXIT_BAD_INPUT)
         except DocfinetuneError as error:
-            for line in str(error).splitlines() or [type(error).__name__]:
-                print_problem("error", line)
+            # one line even when a library's message spans several (yaml's points at the column)
+            print_problem("error", " ".join(line.strip() for line in str(error).splitlines()) or type(error).__name__)
             sys.exit(EXIT_BAD_INPUT)
         except OSError as error:
             if error.errno not in DISK_FULL_ERRNOS:  # a write outside core/workspace.py's (a library's)

@@ -225,3 +225,17 @@ def test_a_corrupt_selection_file_is_one_line_naming_it(run_cli, workspace_dir):
     _one_line_error(run_cli("eval", "--run", "r1"), "selection.json", "corrupt")
     _one_line_error(run_cli("train", "--resume", "--run-id", "r1"), "selection.json", "corrupt")
     assert tree_snapshot(workspace_dir) == before
+
+
+def test_a_latest_file_or_run_config_that_is_not_utf8_is_one_line_naming_it(run_cli, workspace_dir):
+    ws = Workspace(workspace_dir)
+    run_dir = _started_run(ws, "r1", 1_000, checkpoint_step=2, finished=True)
+    (ws.root / "runs" / "latest").write_bytes(b"\xff\xfe r1\n")
+    before = tree_snapshot(workspace_dir)
+    _one_line_error(run_cli("ask", "what?"), "latest", "not UTF-8")
+    assert tree_snapshot(workspace_dir) == before
+    (ws.root / "runs" / "latest").write_text("r1\n")
+    (run_dir / "config.yaml").write_bytes(b"model:\n  base_model: \xff\xfe\n")
+    before = tree_snapshot(workspace_dir)
+    _one_line_error(run_cli("ask", "what?"), "config.yaml", "not UTF-8")
+    assert tree_snapshot(workspace_dir) == before

@@ -24,8 +24,10 @@ def answer_key(pair: QAPair) -> tuple[str, str]:
 
 
 def fact_groups(pairs: list[QAPair]) -> dict[str, str]:
-    """fact id -> the id of its group: facts joined when they share an answer in a document
-    (union-find over fact ids; a group is named by its smallest fact id)."""
+    """fact id -> the id of its group: facts joined when they share an answer in a document, or
+    a question word for word (two copies of one contract under different names ask the same
+    questions; one copy's held-out question must not be the other's training question).
+    Union-find over fact ids; a group is named by its smallest fact id."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -34,13 +36,13 @@ def fact_groups(pairs: list[QAPair]) -> dict[str, str]:
             x = parent[x]
         return x
 
-    first_with_answer: dict[tuple[str, str], str] = {}
+    first_with: dict[tuple[str, ...], str] = {}
     for pair in pairs:
-        root = find(pair.fact_id)
-        other = first_with_answer.setdefault(answer_key(pair), pair.fact_id)
-        other_root = find(other)
-        if other_root != root:
-            parent[max(root, other_root)] = min(root, other_root)
+        for key in (answer_key(pair), ("question", _key(pair.question))):
+            root = find(pair.fact_id)
+            other_root = find(first_with.setdefault(key, pair.fact_id))
+            if other_root != root:
+                parent[max(root, other_root)] = min(root, other_root)
     return {fact_id: find(fact_id) for fact_id in list(parent)}
 
 

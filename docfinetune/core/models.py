@@ -265,7 +265,8 @@ def _converted_weights(source: ModelSource, model_config: ModelConfig) -> Path:
     from transformers import AutoModelForCausalLM
 
     gguf = source.gguf_path()
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    with _progress_bars(True):  # the first run's one long wait: transformers' bar shows its ETA
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     loss = reference_loss(model, load_tokenizer(model_config))
     if loss > MAX_REFERENCE_LOSS:
         import transformers

@@ -117,7 +117,11 @@ def find_run(workspace: Workspace, run_id: str | None = None) -> Run | None:
         latest = runs / LATEST
         if not latest.is_file():
             return None
-        run_id = latest.read_text(encoding="utf-8").strip()
+        try:
+            run_id = latest.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise WorkspaceError(f"{latest}: not UTF-8 text; it should name the newest run "
+                                 "(delete it, or run `docfinetune train`)") from None
         if not run_id:
             raise WorkspaceError(f"{latest}: empty; it should name the newest run (run `docfinetune train`)")
         path = checked_run_dir(workspace, run_id, source=str(latest))

@@ -184,33 +184,61 @@ def read_jsonl_lines(path: Path) -> tuple[list[tuple[int, object]], list[str]]:
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
+    """The rows of a JSONL file the workspace wrote (chunks, datasets, metrics). A damaged one
+    raises WorkspaceError naming it and the line, never a JSONDecodeError."""
+    number = 0
+    try:
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if line.strip():
+                    yield json.loads(line)
+    except UnicodeDecodeError:
+        raise WorkspaceError(f"{path}: corrupt (not UTF-8 text); delete it and re-run the command that "
+                             "writes it") from None
+    except (json.JSONDecodeError, RecursionError):
+        raise WorkspaceError(f"{path}: corrupt or truncated at line {number} (not JSON); delete it and "
+                             "re-run the command that writes it") from None
 
 
 def swap_in(staged: Path, target: Path) -> None:
-    """Put a fully written staging folder in place of `target`.
+    """Put a fully written staging folder in place of `target` (see swap_in_all)."""
+    swap_in_all([(staged, target)])
 
-    The old version is renamed aside first and deleted only after the new one is in place;
-    `Workspace.recover()` finishes or undoes a swap that a crash interrupted.
+
+def swap_in_all(pairs: list[tuple[Path, Path]]) -> None:
+    """Put fully written staging folders in place of their targets, all or none.
+
+    Each old version is renamed aside (`.retired-<name>`) and deleted only after every new one
+    is in place. If a rename fails (a full disk), the swaps done are undone by renames alone (the
+    new version back to its staging name, the old one back in place), so the workspace is as it
+    was; `Workspace.recover()` finishes or undoes whatever a crash interrupted.
     """
-    retired = None
-    if target.exists():
-        retired = target.parent / f"{RETIRED_PREFIX}{target.name}"
-        if retired.exists():
-            shutil.rmtree(retired)
-        os.replace(target, retired)
+    done: list[tuple[Path, Path, Path | None]] = []
     try:
-        with disk_full_as_error(target):  # a rename can need a new directory block
-            os.replace(staged, target)
+        for staged, target in pairs:
+            with disk_full_as_error(target):  # a rename can need a new directory block
+                retired = None
+                if target.exists():
+                    retired = target.parent / f"{RETIRED_PREFIX}{target.name}"
+                    if retired.exists():
+                        shutil.rmtree(retired)
+                    os.replace(target, retired)
+                try:
+                    os.replace(staged, target)
+                except BaseException:
+                    if retired is not None:
+                        os.replace(retired, target)
+                    raise
+                done.append((staged, target, retired))
     except BaseException:
-        if retired is not None:
-            os.replace(retired, target)  # the old version back: the workspace as it was
+        for staged, target, retired in reversed(done):
+            os.replace(target, staged)
+            if retired is not None:
+                os.replace(retired, target)
         raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    for _, _, retired in done:
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
 
 
 def _recover(parent: Path) -> None:
@@ -345,8 +373,9 @@ class Workspace:
             parent.mkdir(parents=True, exist_ok=True)
             return Path(tempfile.mkdtemp(dir=parent, prefix=f"{STAGING_PREFIX}{name}-"))
 
-    def commit_document(self, staged: Path, doc_id: str) -> None:
-        swap_in(staged, self.document_dir(doc_id))
+    def commit_documents(self, staged: list[tuple[Path, str]]) -> None:
+        """Swap staged document folders in, all or none (swap_in_all)."""
+        swap_in_all([(folder, self.document_dir(doc_id)) for folder, doc_id in staged])
 
     def discard(self, staged: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)

@@ -273,11 +273,10 @@ def _ingest_locked(files: list[Path], failures: list[BadInputError], workspace: 
     finally:
         pool.close()
     try:
-        for folder, result in staged:
-            workspace.commit_document(folder, result.doc_id)  # a failed swap puts the old version back
+        workspace.commit_documents([(folder, result.doc_id) for folder, result in staged])  # all or none
     except BaseException:
         for folder, _ in staged:
-            workspace.discard(folder)  # those not swapped in yet
+            workspace.discard(folder)
         raise
     return results
 
