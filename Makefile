@@ -22,15 +22,14 @@ install: $(BIN)/docfinetune
 DF = $(BIN)/docfinetune --workspace $(WORKSPACE)
 SAMPLE = sample_docs/quillmere_msa
 
-# The main job on the sample contract: ingest, train (which builds the data first), ask, and
-# the accuracy on the hand-written questions and on the held-out Q&A-test facts.
+# The main job on the sample contract: ingest, train (which builds the data first), eval on
+# the hand-written questions (base, base+RAG, fine-tuned, fine-tuned+RAG: what was learned,
+# and which system `ask` should use), then ask with that system and its source.
 demo: install
 	$(DF) ingest $(SAMPLE).pdf
 	$(DF) train --pipeline cpu-demo
+	$(DF) eval --questions $(SAMPLE).questions.jsonl --extraction-chunks 0
 	$(DF) ask --sources 1 "Which state's law governs the Master Services Agreement?"
-	$(DF) eval --questions $(SAMPLE).questions.jsonl --systems base,finetuned --extraction-chunks 0
-	$(DF) eval --systems finetuned --extraction-chunks 0
-	$(DF) status
 
 test: install
 	$(BIN)/ruff check docfinetune tests benchmarks

@@ -235,8 +235,13 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         run_name=run_dir.name,
         disable_tqdm=quiet,
     )
-    trainer = (_in_order_trainer() if in_order else Trainer)(model=model, args=args, train_dataset=train_set, eval_dataset=val_set if has_val else None,
-                      data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
+    trainer_class = _in_order_trainer() if in_order else Trainer
+    if t.label_only_logits and not fused_kernels:  # liger fuses the output layer with its loss itself
+        from docfinetune.train.loss import label_only_trainer
+
+        trainer_class = label_only_trainer(trainer_class)
+    trainer = trainer_class(model=model, args=args, train_dataset=train_set, eval_dataset=val_set if has_val else None,
+                            data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     if quiet:
         trainer.remove_callback(PrinterCallback)  # the caller shows progress from our events
     if t.report_to != "none":  # the project's figures go to the tracker beside the Trainer's

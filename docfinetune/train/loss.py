@@ -1,0 +1,67 @@
+"""The training loss with the output layer applied only where there is a label.
+
+Gemma 3 270M's output layer (262,144 entries x 640, tied to the embeddings) holds 168M of its
+270M weights: at every position it costs 335 MFLOP forward and as much backward, against
+~200 MFLOP each way for all 18 decoder layers, and its 1 MiB row of fp32 logits goes through
+log-softmax and back. With prompts masked, 13% of the tokens of the cpu-demo's first steps
+carry a label (the rest are questions and retrieved passages), so the model's own loss spends
+~87% of that work on logits nobody reads (benchmarks/RESULTS.md, "CPU training speed").
+Here the decoder runs as in the model's forward, and `lm_head` (then Gemma's final-logit
+softcapping, then cross-entropy) runs on the labelled rows only: the same loss and gradients,
+summed and divided as transformers' `ForCausalLMLoss` does (by `num_items_in_batch` when
+Trainer passes it for gradient accumulation, else by the labelled count).
+"""
+
+from __future__ import annotations
+
+from docfinetune.train import IGNORE
+
+
+def causal_lm(model):
+    """The transformers *ForCausalLM under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def label_only_loss(model, inputs: dict, num_items_in_batch=None):
+    """Cross-entropy of next-token prediction over the positions whose shifted label is not
+    IGNORE, equal to `model(**inputs).loss` (packed rows with position ids, or padded rows
+    with an attention mask). `inputs` is not changed."""
+    import torch
+    import torch.nn.functional as F
+
+    inputs = dict(inputs)
+    labels = inputs.pop("labels")
+    targets = inputs.pop("shift_labels", None)  # a padding-free collator may shift them itself
+    if targets is None:
+        targets = F.pad(labels, (0, 1), value=IGNORE)[..., 1:]
+    causal = causal_lm(model)
+    # use_cache off: with a cache the forward makes a causal mask and packed examples would see
+    # each other (as in prepare_model).
+    hidden = causal.get_decoder()(**inputs, use_cache=False).last_hidden_state
+    keep = targets != IGNORE
+    logits = causal.get_output_embeddings()(hidden[keep])  # (labelled, vocab), not (rows, length, vocab)
+    cap = getattr(causal.config, "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    if num_items_in_batch is None:
+        return loss / keep.sum()  # a mean: NaN without labels, as the model's own loss
+    return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+
+
+def label_only_trainer(trainer_class):
+    """`trainer_class` (a transformers Trainer) computing its training and val loss with
+    `label_only_loss`. Not for liger-kernel (train.fused_kernels): its patched forward already
+    fuses the output layer with the cross-entropy and never builds the logits."""
+
+    class LabelOnlyLogits(trainer_class):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = label_only_loss(model, inputs, num_items_in_batch)
+            # Trainer.compute_loss's own step for a loss normalised by num_items_in_batch (x1 on one device).
+            if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1
+                               else self.args.n_gpu)
+            # prediction_step (val loss, prediction_loss_only) reads the loss and drops the rest.
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return LabelOnlyLogits
