@@ -182,8 +182,9 @@ def report(timers: dict[str, list[StepTimer]], args, seconds: float) -> list[str
              f"{statistics.median(tokens):.0f}; {first.labelled_share:.0%} of the tokens carry a label), the same "
              "batches and adapter seed for every variant, one variant after the other, every round. tokens/s: "
              f"median over the steps after {args.warmup} warm-up steps of all rounds, then each round's median "
-             "and the 1-minute load average when the variant started (2 is this machine full: other jobs "
-             "share it); × old: median over rounds of the round's median against old's in the same round; "
+             "and the 1-minute load average when the variant started (the benchmark's own 2 threads make "
+             "~2; more is other jobs on the machine); × old: median over rounds of the round's median "
+             "against old's in the same round; "
              f"loss: Trainer's logged train loss at step {args.steps}, and the mean of the {args.steps} steps.",
              "", "| variant | tokens/s | per round (load) | × old | loss at last step | mean loss |",
              "|---|---|---|---|---|---|"]

@@ -409,7 +409,8 @@ class TrainConfig:
     label_only_logits: bool = option(
         True, "Apply the output layer only where a token has a label (not on masked prompts), for the "
               "training and val loss: the model's own loss and gradients with less work, as the 262,144-entry "
-              "output layer is most of Gemma 3 270M's. Unused with fused_kernels (liger fuses it itself).")
+              "output layer is most of Gemma 3 270M's (1.7x the tokens/s of the cpu-demo on 2 CPU cores; "
+              "benchmarks/RESULTS.md). Unused with fused_kernels (liger fuses it itself).")
     gpu_memory_gib: float = option(
         0.0, "GPU memory training may use, in GiB (e.g. 24 to rehearse an A10G on a larger card); "
              "0 means all of it. Checked against an estimate before the first step.", minimum=0)

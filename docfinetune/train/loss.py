@@ -3,9 +3,10 @@
 Gemma 3 270M's output layer (262,144 entries x 640, tied to the embeddings) holds 168M of its
 270M weights: at every position it costs 335 MFLOP forward and as much backward, against
 ~200 MFLOP each way for all 18 decoder layers, and its 1 MiB row of fp32 logits goes through
-log-softmax and back. With prompts masked, 13% of the tokens of the cpu-demo's first steps
-carry a label (the rest are questions and retrieved passages), so the model's own loss spends
-~87% of that work on logits nobody reads (benchmarks/RESULTS.md, "CPU training speed").
+log-softmax and back. With prompts masked, 13% of the cpu-demo's training tokens carry a label
+(the rest are questions and retrieved passages), so the model's own loss spends ~87% of that
+work on logits nobody reads: 1.7x the tokens/s on 2 CPU cores (benchmarks/RESULTS.md, "CPU
+training speed").
 Here the decoder runs as in the model's forward, and `lm_head` (then Gemma's final-logit
 softcapping, then cross-entropy) runs on the labelled rows only: the same loss and gradients,
 summed and divided as transformers' `ForCausalLMLoss` does (by `num_items_in_batch` when
