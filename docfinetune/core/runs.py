@@ -8,6 +8,7 @@ model library loads; `load_answerer` imports them when it is called.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -248,14 +249,23 @@ def resolve_checkpoint(run: Run, checkpoint: int | str | Path | None = None) -> 
 
 
 def load_answerer(config: PipelineConfig, adapter: Path | None):
-    """(model, tokenizer): the base model of `config` with the adapter at `adapter` on top, if
-    any, in inference mode."""
-    from docfinetune.core.models import load_model, load_tokenizer, peft_import
+    """(model, tokenizer): `load_weights` and the base model's tokenizer."""
+    from docfinetune.core.models import load_tokenizer
 
-    if adapter is not None and is_full_checkpoint(adapter):
-        return load_full_checkpoint(config, adapter), load_tokenizer(config.model)
+    return load_weights(config, adapter), load_tokenizer(config.model)
+
+
+def load_weights(config: PipelineConfig, checkpoint: Path | None):
+    """The model of `config.model` in inference mode: the base model with the LoRA adapter at
+    `checkpoint` on top, the whole fine-tuned model a train.method full checkpoint holds, or the
+    bare base model when `checkpoint` is None."""
+    from docfinetune.core.models import load_model, peft_import
+
+    if checkpoint is not None and is_full_checkpoint(checkpoint):
+        # a local model folder: the same loader, precision and errors as the base model
+        return load_model(dataclasses.replace(config.model, base_model=str(checkpoint))).eval()
     model = load_model(config.model)
-    if adapter is not None:
+    if checkpoint is not None:
         with peft_import(for_inference=True):
             from peft import PeftModel
 
@@ -263,12 +273,11 @@ def load_answerer(config: PipelineConfig, adapter: Path | None):
             with warnings.catch_warnings():
                 # peft 0.21 asks transformers 5 for `is_gradient_checkpointing`, which warns on every load
                 warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
-                model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+                model = PeftModel.from_pretrained(model, str(checkpoint), is_trainable=False)
         except (OSError, ValueError, RuntimeError, KeyError) as err:
-            raise DocfinetuneError(f"{adapter}: cannot put this LoRA adapter on {config.model.base_model} "
+            raise DocfinetuneError(f"{checkpoint}: cannot put this LoRA adapter on {config.model.base_model} "
                                    f"({err})") from None
-    model.eval()
-    return model, load_tokenizer(config.model)
+    return model.eval()
 
 
 def holds_weights(folder: Path) -> bool:
@@ -279,24 +288,6 @@ def holds_weights(folder: Path) -> bool:
 def is_full_checkpoint(folder: Path) -> bool:
     """A checkpoint of train.method full: the whole model's weights, no adapter."""
     return not (folder / ADAPTER_FILE).is_file() and (folder / FULL_MODEL_FILE).is_file()
-
-
-def load_full_checkpoint(config: PipelineConfig, folder: Path):
-    """The fully fine-tuned model saved in `folder`, in the configured precision, for inference."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from docfinetune.core.models import resolve_device, resolve_dtype
-
-    device = resolve_device(config.model)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=resolve_dtype(config.model, device),
-                                                     attn_implementation="sdpa", use_safetensors=True)
-    except (OSError, ValueError) as err:
-        raise DocfinetuneError(f"{folder}: cannot load these fine-tuned weights ({err})") from None
-    except torch.OutOfMemoryError:
-        raise DocfinetuneError(f"{folder}: the fine-tuned model does not fit in the GPU's memory") from None
-    return model.to(device).eval()
 
 
 def best_system(run: Run, step: int | None) -> tuple[str | None, dict | None]:

@@ -34,6 +34,7 @@ from docfinetune.core.runs import (
     find_run,
     is_full_checkpoint,
     load_answerer,
+    load_weights,
     resolve_checkpoint,
     runs_dir,
 )
@@ -169,7 +170,7 @@ def evaluate(
     # the base weights, loaded beside it.
     base_weights = None
     if fine_tuned and chosen and is_full_checkpoint(chosen.path) and any(s.startswith("base") for s in systems):
-        base_weights, _ = load_answerer(pipeline, None)
+        base_weights = load_weights(pipeline, None)
     progress("loading model", 1, 1)
 
     @contextlib.contextmanager

@@ -28,7 +28,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -94,7 +93,7 @@ def export_run(workspace: Workspace, config: ExportConfig | None = None, *, run_
     try:
         started = time.perf_counter()
         if settings.format == "merged":
-            _write_merged(staging, run, chosen, full, settings, progress)
+            _write_merged(staging, run, chosen, settings, progress)
         else:
             _write_adapter(staging, run, chosen, progress)
         _write_serving_files(staging, workspace, run, chosen, full, settings, target, started)
@@ -153,46 +152,27 @@ def base_for_merge(model: ModelConfig, dtype: str) -> ModelConfig:
                                precision="bf16" if dtype == "bf16" else "fp32")
 
 
-def merged_model(run: Run, chosen: Checkpoint, full: bool, dtype: str, progress: ProgressFn):
+def merged_model(run: Run, chosen: Checkpoint, dtype: str, progress: ProgressFn):
     """The model to save: the full fine-tune's checkpoint, or the base with the adapter merged in,
     in `dtype` on the CPU."""
     import torch
 
-    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    from docfinetune.core.runs import load_weights
+
     progress("loading", 0, 1)
-    if full:
-        from transformers import AutoModelForCausalLM
-
-        try:
-            model = AutoModelForCausalLM.from_pretrained(str(chosen.path), dtype=torch_dtype, use_safetensors=True)
-        except (OSError, ValueError) as err:
-            raise DocfinetuneError(f"{chosen.path}: cannot load these fine-tuned weights ({err})") from None
-        progress("loading", 1, 1)
-        return model
-    from docfinetune.core.models import load_model, peft_import
-
-    base = load_model(base_for_merge(run.config.model, dtype))
+    model = load_weights(dataclasses.replace(run.config, model=base_for_merge(run.config.model, dtype)), chosen.path)
     progress("loading", 1, 1)
-    with peft_import(for_inference=True):
-        from peft import PeftModel
-    progress("merging", 0, 1)
-    try:
-        with warnings.catch_warnings():
-            # peft 0.21 asks transformers 5 for `is_gradient_checkpointing`, which warns on every load
-            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
-            model = PeftModel.from_pretrained(base, str(chosen.path), is_trainable=False)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise DocfinetuneError(f"{chosen.path}: cannot put this LoRA adapter on {run.config.model.base_model} "
-                               f"({err})") from None
-    # safe_merge: a weight the update turns into NaN or inf stops the merge instead of being saved
-    model = model.merge_and_unload(safe_merge=True).to(torch_dtype)
-    progress("merging", 1, 1)
-    return model
+    if hasattr(model, "merge_and_unload"):  # a LoRA adapter (a full fine-tune has none)
+        progress("merging", 0, 1)
+        # safe_merge: a weight the update turns into NaN or inf stops the merge instead of being saved
+        model = model.merge_and_unload(safe_merge=True)
+        progress("merging", 1, 1)
+    return model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
 
 
-def _write_merged(staging: Path, run: Run, chosen: Checkpoint, full: bool, settings: ExportConfig,
+def _write_merged(staging: Path, run: Run, chosen: Checkpoint, settings: ExportConfig,
                   progress: ProgressFn) -> None:
-    model = merged_model(run, chosen, full, settings.dtype, progress)
+    model = merged_model(run, chosen, settings.dtype, progress)
     needed = sum(p.numel() * p.element_size() for p in model.parameters())
     free = shutil.disk_usage(staging).free
     if needed > free:

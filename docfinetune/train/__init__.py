@@ -573,9 +573,9 @@ def with_open_book_prompts(workspace: Workspace, config: PipelineConfig, questio
     evaluation, the system `ask` uses when retrieval wins."""
     from docfinetune.core.retrieve import BM25Index
 
-    documents, _ = workspace.read_corpus()
+    documents, chunks = workspace.read_corpus()
     titles = {d.doc_id: d.title for d in documents}
-    index = BM25Index.from_workspace(workspace)
+    index = BM25Index(chunks, titles)
     return [{**q, "open_book_prompt": rag_prompt(q["question"], [c for c, _ in index.search(q["question"],
                                                                                             config.eval.rag_k)],
                                                  titles, config.generation)} for q in questions]

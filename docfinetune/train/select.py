@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from docfinetune.core.errors import WorkspaceError
-from docfinetune.core.runs import CURVES_FILE, METRICS_FILE, SELECTION_FILE, checkpoint_path
+from docfinetune.core.runs import CURVES_FILE, METRICS_FILE, SELECTION_FILE, checkpoint_path, checkpoint_step
 from docfinetune.core.workspace import read_jsonl, write_bytes_atomic, write_json
 
 CHECKPOINT_FIELDS = ("step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
@@ -101,14 +101,13 @@ def select_checkpoint(run_dir: Path, select_by: str) -> dict:
 def step_losses(run_dir: Path) -> list[tuple[int, float]]:
     """(step, train loss) of every logging step, from Trainer's own log history in the newest
     checkpoint (trainer_state.json); [] when there is none or it is unreadable."""
-    folder = run_dir / "checkpoints"
-    states = sorted(folder.glob("checkpoint-*/trainer_state.json"),
-                    key=lambda p: int(p.parent.name.rpartition("-")[2]) if p.parent.name.rpartition("-")[2].isdigit()
-                    else -1) if folder.is_dir() else []
+    states = [p for p in (run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")
+              if checkpoint_step(p.parent) is not None]
     if not states:
         return []
     try:
-        history = json.loads(states[-1].read_text(encoding="utf-8")).get("log_history", [])
+        newest = max(states, key=lambda p: checkpoint_step(p.parent))
+        history = json.loads(newest.read_text(encoding="utf-8")).get("log_history", [])
     except (OSError, ValueError):
         return []  # the curves are a picture: a damaged state file only loses the thin line
     return [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
