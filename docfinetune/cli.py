@@ -31,7 +31,7 @@ from docfinetune.core.config import (
     load_pipeline,
     section_fields,
 )
-from docfinetune.core.errors import DiskFullError, DocfinetuneError, IngestFailed
+from docfinetune.core.errors import ConfigError, DiskFullError, DocfinetuneError, IngestFailed
 from docfinetune.core.workspace import DISK_FULL_ERRNOS, Workspace
 from docfinetune.display import consoles, print_problem
 
@@ -218,17 +218,22 @@ def _print_datasets(workspace: Workspace) -> None:
 @main.command()
 @click.option("--resume", is_flag=True, help="Continue the latest (or --run-id) interrupted run from its last checkpoint.")
 @click.option("--run-id", default=None, help="Name of the run (default: the UTC time).")
+@click.option("--num-gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train on N GPUs of this machine: starts this command under `accelerate launch` with N "
+                   "processes (train.strategy: ddp or fsdp says how they share the work).")
 @pipeline_option
 @config_options("model", ModelConfig)
 @config_options("generation", GenerationConfig)
 @config_options("lora", LoRAConfig)
 @config_options("train", TrainConfig)
 @click.pass_context
-def train(ctx: click.Context, resume: bool, run_id: str | None, pipeline_name: str, **flags: Any) -> None:
+def train(ctx: click.Context, resume: bool, run_id: str | None, num_gpus: int, pipeline_name: str,
+          **flags: Any) -> None:
     """Fine-tune a LoRA adapter on the built datasets; evaluate and keep every checkpoint; select one.
 
     Builds the datasets first when they are missing or stale.
     """
+    from docfinetune.core import distributed
     from docfinetune.core.runs import SELECTION_FILE
     from docfinetune.display import progress_bars, selection_table, train_events
     from docfinetune.pipeline import fresh_datasets
@@ -237,16 +242,50 @@ def train(ctx: click.Context, resume: bool, run_id: str | None, pipeline_name: s
 
     overrides = _overrides(flags)
     config = load_pipeline(pipeline_name, overrides)
-    if resume and overrides:
+    if num_gpus > 1 and distributed.world_size() == 1:
+        sys.exit(_launch(num_gpus))
+    main = distributed.is_main()
+    if resume and overrides and main:
         print_problem("warning", "--resume uses the run's own settings; the other flags are ignored")
     workspace: Workspace = ctx.obj["workspace"]
-    building, on_progress = progress_bars()
-    with building:  # the datasets first, when missing or stale
-        fresh_datasets(workspace, resume_point(workspace, run_id)[0].config if resume else config, on_progress)
+    if main:
+        building, on_progress = progress_bars()
+        with building:  # the datasets first, when missing or stale
+            fresh_datasets(workspace, resume_point(workspace, run_id)[0].config if resume else config, on_progress)
+    distributed.barrier()  # the other processes read the datasets the main one has made
     progress, _ = progress_bars(transient=False, fields="loss {task.fields[loss]}  {task.fields[speed]} tok/s")
     with progress:
         run_dir = run_train(workspace, config, resume=resume, run_id=run_id, on_event=train_events(progress))
-    consoles.out.print(selection_table(run_dir, SELECTION_FILE))
+    if main:
+        consoles.out.print(selection_table(run_dir, SELECTION_FILE))
+
+
+def _launch(num_gpus: int) -> int:
+    """This `train` command again under `accelerate launch` with `num_gpus` processes, one per
+    GPU (accelerate sets RANK/WORLD_SIZE, and each process picks its GPU); returns its exit code."""
+    import subprocess
+
+    import torch
+
+    found = torch.cuda.device_count()
+    if found < num_gpus:
+        raise ConfigError(f"train --num-gpus {num_gpus}: this machine has {found} CUDA GPU{'s' * (found != 1)}")
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):  # the same command line, less --num-gpus
+        if arg == "--num-gpus":
+            del argv[i:i + 2]
+            break
+        if arg.startswith("--num-gpus="):
+            del argv[i]
+            break
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_gpus),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "docfinetune", *argv]
+    done = subprocess.run(command)
+    if done.returncode:
+        print_problem("error", f"train --num-gpus {num_gpus}: a training process failed (exit code "
+                               f"{done.returncode}); its message is above")
+    return EXIT_BAD_INPUT if done.returncode == EXIT_BAD_INPUT else done.returncode
 
 
 @main.command()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from docfinetune.build import build, datasets_stale
+from docfinetune.core import distributed
 from docfinetune.core.config import PipelineConfig
 from docfinetune.core.workspace import Workspace
 from docfinetune.train import EventFn, resume_point, train
@@ -34,6 +35,8 @@ def build_then_train(workspace: Workspace, config: PipelineConfig, *, resume: bo
                      run_id: str | None = None, on_event: EventFn | None = None,
                      on_progress: Callable[[str, int, int], None] | None = None) -> Path:
     """`train`, after building the datasets its config needs (a resumed run's own config)."""
-    data_config = resume_point(workspace, run_id)[0].config if resume else config
-    fresh_datasets(workspace, data_config, on_progress)
+    if distributed.is_main():  # under `accelerate launch` the others wait for these datasets
+        data_config = resume_point(workspace, run_id)[0].config if resume else config
+        fresh_datasets(workspace, data_config, on_progress)
+    distributed.barrier()
     return train(workspace, config, resume=resume, run_id=run_id, on_event=on_event)

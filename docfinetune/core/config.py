@@ -335,6 +335,7 @@ SCHEDULES = ("shuffled", "qa_with_text")
 SELECT_BY = ("accuracy", "val_loss")
 METHODS = ("lora", "full")
 TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
+STRATEGIES = ("ddp", "fsdp")
 LORA_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -416,6 +417,12 @@ class TrainConfig:
         0.0, "GPU memory training may use, in GiB (e.g. 24 to rehearse an A10G on a larger card); "
              "0 means all of it. Checked against an estimate before the first step.", minimum=0)
     optimizer: str = option("adamw_torch", "transformers optimizer name (adamw_torch, paged_adamw_8bit...).")
+    strategy: str = option(
+        "ddp", "How training spreads over the GPUs of `train --num-gpus N` (or `accelerate launch`); one "
+               "process ignores it. ddp: every GPU holds the whole model and takes micro_batch_size examples of "
+               "each step (the step's batch grows N-fold), for models that fit one GPU; fsdp: the weights, "
+               "adapter, gradients and optimizer state are sharded across the GPUs (FSDP2 through accelerate; "
+               "4-bit weights are stored in bf16 so they shard), for models that do not.", choices=STRATEGIES)
     dataloader_workers: int = option(0, "Processes preparing batches.", minimum=0)
     report_to: str = option(
         "none", "Experiment tracker that also receives the Trainer's logs and each evaluation's held-out and "

@@ -116,11 +116,14 @@ def _left_padded(rows: list[list[int]], pad_id: int, device):
 
 def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_tokens: int, batch_size: int = 8,
              stop_at_line_end: bool = True, temperature: float = 0.0,
-             on_progress: Callable[[int], None] | None = None, on_text: TextFn | None = None) -> list[str]:
+             on_progress: Callable[[int], None] | None = None, on_text: TextFn | None = None,
+             synced_gpus: bool = False) -> list[str]:
     """The new text for each prompt (a string, or token ids already encoded, e.g. through a chat
     template), in order. With `stop_at_line_end` each is the first non-empty line, stripped.
     `on_progress(done)` after each batch; `on_text(piece)` streams a single prompt's answer as
-    it is generated (the pieces join to the returned answer)."""
+    it is generated (the pieces join to the returned answer). `synced_gpus`: a model sharded
+    across processes (FSDP) that each generate for as many prompts: every process keeps taking
+    forward passes until all are done, as each pass gathers weights from all."""
     import torch
     from transformers import StoppingCriteriaList
 
@@ -141,6 +144,8 @@ def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_to
             encoded = _left_padded([rows[i] for i in batch], pad_id, device)
             length = encoded["input_ids"].shape[1]
             settings = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id, **sampling}
+            if synced_gpus:
+                settings["synced_gpus"] = True
             settings["stopping_criteria"] = StoppingCriteriaList(
                 [_StopAtLineEnd(tokenizer, length)] if stop_at_line_end else [])
             if on_text is not None:

@@ -283,12 +283,19 @@ def _converted_weights(source: ModelSource, model_config: ModelConfig) -> Path:
     return folder
 
 
-def load_model(model: ModelConfig):
-    """The base model on the configured device and precision, or 4-bit NF4 for QLoRA."""
+def load_model(model: ModelConfig, *, shardable: bool = False):
+    """The base model on the configured device and precision, or 4-bit NF4 for QLoRA. On CUDA it
+    goes to this process's GPU (one per process under `accelerate launch`). `shardable`: 4-bit
+    weights stored in bf16 rather than uint8, as FSDP shards only floating-point tensors of one
+    dtype (bitsandbytes reads them as bytes either way)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from docfinetune.core.distributed import local_rank
+
     device = resolve_device(model)
+    if device == "cuda":
+        torch.cuda.set_device(local_rank())
     dtype = resolve_dtype(model, device)
     source = resolve(model)
     kwargs: dict = {"dtype": dtype, "attn_implementation": "sdpa", "use_safetensors": True}
@@ -302,8 +309,11 @@ def load_model(model: ModelConfig):
             raise DocfinetuneError("4-bit QLoRA needs bitsandbytes: pip install bitsandbytes") from None
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16)
-        kwargs["device_map"] = {"": 0}
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_quant_storage=torch.bfloat16 if shardable else torch.uint8)
+        if shardable:
+            kwargs["dtype"] = torch.bfloat16  # FSDP wraps a layer whose weights share one dtype
+        kwargs["device_map"] = {"": local_rank()}
     if source.kind in ("embedded", "gguf"):
         location = str(_converted_weights(source, model))
     else:

@@ -29,9 +29,10 @@ from docfinetune.core.models import peft_import
 with peft_import():  # transformers' trainer module imports peft, and peft bitsandbytes
     from transformers import TrainerCallback
 
+from docfinetune.core import distributed
 from docfinetune.core.config import PipelineConfig, TrainConfig
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.generate import answer_questions, format_prompt, generate, rag_prompt
+from docfinetune.core.generate import format_prompt, generate, rag_prompt
 from docfinetune.core.models import resolve_device
 from docfinetune.core.runs import (
     CHECKPOINT_METRICS_FILE,
@@ -113,7 +114,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
     found = None
     if budget_gib is not None:
         lengths = [len(ids) for ids in train_set["input_ids"]]
-        found = estimate(model, config, lengths, fused_loss=fused)
+        found = estimate(model, config, lengths, fused_loss=fused, shards=weight_shards(config))
         per_example = sum(lengths) / max(len(lengths), 1) if config.train.packing else max(lengths, default=1)
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
@@ -143,22 +144,29 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
     `resume` continues the latest run (or `run_id`) from its last checkpoint with the config
     stored in that run. `on_event(kind, data)` receives "start", "step", "eval" and "done".
     """
-    emit = on_event or (lambda kind, data: None)
+    # Under `accelerate launch` every process runs this; the main one alone writes the run
+    # folder and reports progress, the others train beside it and return the same folder.
+    distributed.start()
+    main = distributed.is_main()
+    emit = on_event if on_event is not None and main else (lambda kind, data: None)
     ready = prepare(workspace, config, resume=resume, run_id=run_id)
-    for warning in ready.warnings:
+    for warning in ready.warnings if main else ():
         log.warning(warning)
+    seconds_before = 0.0
     if ready.run_dir is not None:
         run_dir = ready.run_dir
-        seconds_before = keep_metrics_until(run_dir, checkpoint_step(ready.resume_from))
+        if main:
+            seconds_before = keep_metrics_until(run_dir, checkpoint_step(ready.resume_from))
     else:
-        run_dir = new_run_dir(workspace, run_id)
-        write_text_atomic(run_dir / CONFIG_FILE, config_yaml(ready.config))
-        seconds_before = 0.0
+        run_dir = new_run_dir(workspace, run_id) if main else None
+        if main:
+            write_text_atomic(run_dir / CONFIG_FILE, config_yaml(ready.config))
+        run_dir = Path(distributed.from_main(str(run_dir) if main else None))
     start = {"run_id": run_dir.name, "run_dir": str(run_dir), "examples": len(ready.train_set),
              "tokens": sum(len(ids) for ids in ready.train_set["input_ids"]), "val_rows": len(ready.val_set),
              "warnings": ready.warnings}
     t = ready.config.train
-    per_step = t.micro_batch_size * t.gradient_accumulation_steps
+    per_step = t.micro_batch_size * t.gradient_accumulation_steps * distributed.world_size()
     epoch_steps = {math.ceil(n / per_step) for n in ready.epoch_ends} if ready.epoch_ends else set()
     recorder = RunRecorder(run_dir, ready.config, ready.tokenizer, ready.questions, emit, start, seconds_before,
                            epoch_steps, ready.taught, ready.fused_kernels)
@@ -166,10 +174,12 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
         ready.resume_from, quiet=on_event is not None, fused_kernels=ready.fused_kernels,
         in_order=ready.epoch_ends is not None)
 
-    selection = select_checkpoint(run_dir, ready.config.train.select_by)
-    curves = plot_curves(run_dir)
-    write_latest(workspace, run_dir)
-    emit("done", {**selection, "curves": str(curves)})
+    if main:
+        selection = select_checkpoint(run_dir, ready.config.train.select_by)
+        curves = plot_curves(run_dir)
+        write_latest(workspace, run_dir)
+        emit("done", {**selection, "curves": str(curves)})
+    distributed.barrier()  # the others return once the run is selected
     return run_dir
 
 
@@ -234,6 +244,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         report_to=[] if t.report_to == "none" else [t.report_to],  # checked installed by check_settings
         run_name=run_dir.name,
         disable_tqdm=quiet,
+        **parallel_arguments(config),
     )
     trainer_class = _in_order_trainer() if in_order else Trainer
     if t.label_only_logits and not fused_kernels:  # liger fuses the output layer with its loss itself
@@ -249,6 +260,31 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
             if isinstance(callback, RunRecorder):
                 callback.tracker_log = trainer.log
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+
+def sharded(config: PipelineConfig) -> bool:
+    """Whether this run shards its model across processes (FSDP on more than one)."""
+    return config.train.strategy == "fsdp" and distributed.world_size() > 1
+
+
+def weight_shards(config: PipelineConfig) -> int:
+    """Into how many shares FSDP splits the weights and optimizer state (1: each GPU holds all)."""
+    return distributed.world_size() if sharded(config) else 1
+
+
+def parallel_arguments(config: PipelineConfig) -> dict:
+    """TrainingArguments for several processes. DDP needs nothing beyond the launcher's
+    environment. FSDP2 through accelerate: each decoder layer its own shard unit (transformers
+    names the layer class, peft's layers go with it), activation recomputation left to the
+    model's own gradient checkpointing (FSDP's would all-gather each layer once more), and the
+    full state dict gathered on the main process when a checkpoint is saved, so an FSDP
+    checkpoint is the same adapter folder `ask`, `eval` and `export` read."""
+    if not sharded(config):
+        # Every parameter of a frozen base with an adapter takes part in each step: DDP need not
+        # search the graph for unused ones (it would by default, at a cost per step).
+        return {"ddp_find_unused_parameters": False} if distributed.world_size() > 1 else {}
+    return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True,
+                                          "state_dict_type": "FULL_STATE_DICT", "cpu_ram_efficient_loading": False}}
 
 
 def _in_order_trainer():
@@ -318,6 +354,7 @@ class RunRecorder(TrainerCallback):
                  emit: EventFn, start: dict, seconds_before: float, epoch_steps: set[int] = frozenset(),
                  taught: list[dict] = (), fused_kernels: bool = False) -> None:
         self.run_dir, self.config, self.tokenizer, self.questions = run_dir, config, tokenizer, questions
+        self.sharded = sharded(config)
         self.taught = list(taught)
         # liger-kernel's patched model answers left-padded batches wrongly (measured on the H200:
         # 2 of 4 prompts garbled in a batch, 4 of 4 right one at a time; benchmarks/RESULTS.md),
@@ -373,34 +410,48 @@ class RunRecorder(TrainerCallback):
         model answer what it only read?) and to a sample of the training questions (did it
         learn what it was taught?), scored by the project's one scorer."""
         asked = self.questions + self.taught
-        predictions = answer_questions(model, self.tokenizer, [q["question"] for q in asked], self.generation)
+        prompts = [format_prompt(self.generation.prompt_template, q["question"]) for q in asked]
+        predictions = self.answers(model, prompts)
         results = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(predictions, asked)]
         val, taught = results[:len(self.questions)], results[len(self.questions):]
         examples = [{"question": q["question"], "reference": q["answer"], "prediction": p, "correct": ok}
                     for q, p, ok in zip(self.questions[:EXAMPLE_PREDICTIONS], predictions, val)]
         open_book = [q["open_book_prompt"] for q in self.questions if "open_book_prompt" in q]
         if open_book:
-            answers = generate(model, self.tokenizer, open_book, max_new_tokens=self.generation.max_new_tokens,
-                               batch_size=self.generation.batch_size)
+            answers = self.answers(model, open_book)
             open_book = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(answers, self.questions)]
         return {"accuracy": sum(val) / len(val) if val else None, "correct": sum(val), "questions": len(val),
                 "open_book_accuracy": sum(open_book) / len(open_book) if open_book else None,
                 "taught_accuracy": sum(taught) / len(taught) if taught else None, "examples": examples}
 
+    def answers(self, model, prompts: list[str]) -> list[str]:
+        """Greedy answers in order; with several processes each answers its share of the
+        prompts and all get every answer (an FSDP model: shares of one length, generated in step)."""
+        in_step = self.sharded
+        mine, real = distributed.share(prompts, equal=in_step)
+        answers = generate(model, self.tokenizer, mine, max_new_tokens=self.generation.max_new_tokens,
+                           batch_size=self.generation.batch_size, synced_gpus=in_step) if mine else []
+        return distributed.gather(answers[:real])
+
     def on_save(self, args, state, control, **kwargs):
         self.save_checkpoint(state)
 
     def save_checkpoint(self, state) -> None:
-        """Record the evaluation of the checkpoint Trainer has just written. metrics.json goes
-        last: it marks the checkpoint complete for `resume`."""
+        """Record the evaluation of the checkpoint Trainer has just written (the main process
+        writes; with several, the peak memory is the largest GPU's). metrics.json goes last: it
+        marks the checkpoint complete for `resume`."""
         validation, self.validation = self.validation, {}
+        peaks = [p for p in distributed.gather([peak_gpu_gib()]) if p is not None]
+        if not distributed.is_main():
+            self.losses, self.saved_step = [], state.global_step
+            return
         line = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                 "train_loss": sum(self.losses) / len(self.losses) if self.losses else None,
                 "val_loss": validation.get("val_loss"), "accuracy": validation.get("accuracy"),
                 "correct": validation.get("correct"), "questions": validation.get("questions", 0),
                 "open_book_accuracy": validation.get("open_book_accuracy"),
                 "taught_accuracy": validation.get("taught_accuracy"),
-                "tokens_per_s": self.tokens_per_s(state), "peak_gpu_gib": peak_gpu_gib(),
+                "tokens_per_s": self.tokens_per_s(state), "peak_gpu_gib": max(peaks, default=None),
                 "seconds": round(self.seconds_before + time.perf_counter() - self.session_start, 2),
                 "learning_rate": self.learning_rate}
         metrics_path = self.run_dir / METRICS_FILE
@@ -606,7 +657,8 @@ def prepare_model(config: PipelineConfig):
     full = t.method == "full"
     # Full fine-tuning keeps fp32 master weights (Trainer autocasts to bf16 on CUDA): a bf16
     # weight drops any update below ~0.4% of itself, which at lr 2e-5 is most of them.
-    model = load_model(dataclasses.replace(config.model, precision="fp32") if full else config.model)
+    model = load_model(dataclasses.replace(config.model, precision="fp32") if full else config.model,
+                       shardable=sharded(config))
     # transformers builds the packed (block-causal) mask only when no KV cache is passed;
     # with use_cache on, the forward makes one and packed examples would attend to each other.
     model.config.use_cache = False

@@ -7,10 +7,13 @@ log-softmax and back. With prompts masked, 13% of the cpu-demo's training tokens
 (the rest are questions and retrieved passages), so the model's own loss spends ~87% of that
 work on logits nobody reads: 1.7x the tokens/s on 2 CPU cores (benchmarks/RESULTS.md, "CPU
 training speed").
-Here the decoder runs as in the model's forward, and `lm_head` (then Gemma's final-logit
-softcapping, then cross-entropy) runs on the labelled rows only: the same loss and gradients,
-summed and divided as transformers' `ForCausalLMLoss` does (by `num_items_in_batch` when
-Trainer passes it for gradient accumulation, else by the labelled count).
+Here the model's own forward runs with `logits_to_keep` set to the mask of labelled positions
+(transformers >= 5.2x slices the hidden states with it before `lm_head` and Gemma's final-logit
+softcapping), so it also runs under DDP and FSDP, whose hooks sit on that forward; then the
+cross-entropy on the labelled rows only: the same loss and gradients, summed and divided as
+transformers' `ForCausalLMLoss` does (by `num_items_in_batch` when Trainer passes it for
+gradient accumulation, else by the labelled count). An older transformers takes the decoder
+and the output layer one after the other (one process only).
 """
 
 from __future__ import annotations
@@ -21,6 +24,16 @@ from docfinetune.train import IGNORE
 def causal_lm(model):
     """The transformers *ForCausalLM under a peft wrapper (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def masks_logits() -> bool:
+    """Whether the models' forward takes a boolean mask as `logits_to_keep` (transformers 5.2x)."""
+    import inspect
+
+    from transformers import modeling_utils
+
+    slicer = getattr(modeling_utils, "slice_logits_to_keep", None)
+    return slicer is not None and "boolean" in (inspect.getdoc(slicer) or "")
 
 
 def label_only_loss(model, inputs: dict, num_items_in_batch=None):
@@ -35,15 +48,18 @@ def label_only_loss(model, inputs: dict, num_items_in_batch=None):
     targets = inputs.pop("shift_labels", None)  # a padding-free collator may shift them itself
     if targets is None:
         targets = F.pad(labels, (0, 1), value=IGNORE)[..., 1:]
-    causal = causal_lm(model)
+    keep = targets != IGNORE
     # use_cache off: with a cache the forward makes a causal mask and packed examples would see
     # each other (as in prepare_model).
-    hidden = causal.get_decoder()(**inputs, use_cache=False).last_hidden_state
-    keep = targets != IGNORE
-    logits = causal.get_output_embeddings()(hidden[keep])  # (labelled, vocab), not (rows, length, vocab)
-    cap = getattr(causal.config, "final_logit_softcapping", None)
-    if cap is not None:
-        logits = torch.tanh(logits / cap) * cap
+    if masks_logits():
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits  # (labelled, vocab)
+    else:
+        causal = causal_lm(model)
+        hidden = causal.get_decoder()(**inputs, use_cache=False).last_hidden_state
+        logits = causal.get_output_embeddings()(hidden[keep])  # (labelled, vocab), not (rows, length, vocab)
+        cap = getattr(causal.config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
     loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
     if num_items_in_batch is None:
         return loss / keep.sum()  # a mean: NaN without labels, as the model's own loss

@@ -37,15 +37,18 @@ class MemoryEstimate:
 
 
 def apply_cap(t: TrainConfig) -> float:
-    """Limit this process to `gpu_memory_gib` (when set); returns the budget in GiB."""
+    """Limit this process's GPU to `gpu_memory_gib` (when set); returns the budget in GiB."""
     import torch
 
-    total = torch.cuda.get_device_properties(0).total_memory / GIB
+    from docfinetune.core.distributed import local_rank
+
+    gpu = local_rank()  # one GPU per process under `accelerate launch`
+    total = torch.cuda.get_device_properties(gpu).total_memory / GIB
     if not t.gpu_memory_gib:
         return total
     if t.gpu_memory_gib > total:
         raise ConfigError(f"train.gpu_memory_gib: {t.gpu_memory_gib:g} GiB is more than this GPU's {total:.1f} GiB")
-    torch.cuda.set_per_process_memory_fraction(t.gpu_memory_gib / total, 0)
+    torch.cuda.set_per_process_memory_fraction(t.gpu_memory_gib / total, gpu)
     return t.gpu_memory_gib
 
 
@@ -101,21 +104,28 @@ def largest_micro_batch_tokens(lengths: list[int], t: TrainConfig) -> int:
 
 
 def estimate(model, config: PipelineConfig, lengths: list[int], fused_loss: bool,
-             weights_bytes: int | None = None) -> MemoryEstimate:
-    """The peak a training step should reach, for the model as loaded now: its weights are
-    what the GPU holds (`weights_bytes` overrides, for tests)."""
+             weights_bytes: int | None = None, shards: int = 1) -> MemoryEstimate:
+    """The peak a training step should reach on one GPU, for the model as loaded now: its
+    weights are what the GPU holds (`weights_bytes` overrides, for tests). `shards`: FSDP over
+    that many GPUs keeps 1/shards of the weights, the adapter's gradients and its optimizer
+    state on each, plus one decoder layer's weights gathered whole while it computes (and the
+    next one prefetched); activations are per GPU and do not shrink. DDP: shards 1, as each GPU
+    holds the whole model."""
     t = config.train
     if weights_bytes is None:
         import torch
 
         weights_bytes = torch.cuda.memory_allocated()
+    if shards > 1:
+        layers = max(getattr(model.config, "num_hidden_layers", 1), 1)
+        weights_bytes = weights_bytes / shards + 2 * weights_bytes / layers
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     state = OPTIMIZER_STATE_BYTES["8bit" if "8bit" in t.optimizer else "default"]
     element_bytes = 2 if config.model.precision != "fp32" else 4
     tokens = largest_micro_batch_tokens(lengths, t)
     activations = activation_bytes(model.config, t, tokens, config.lora.lora_dropout, fused_loss, element_bytes)
     return MemoryEstimate(weights_gib=weights_bytes / GIB,
-                          optimizer_gib=trainable * (4 + state) / GIB,
+                          optimizer_gib=trainable * (4 + state) / shards / GIB,
                           activations_gib=activations / GIB, tokens=tokens,
                           bytes_per_token=activations // max(tokens, 1))
 
