@@ -100,12 +100,13 @@ def prepare(out: Path) -> int:
 # --------------------------------------------------------------------------- the random 7B
 
 
-def make_model_dir(model_dir: Path, texts: list[str], tiny: bool) -> None:
-    """Random weights of Mistral 7B's shape (or a tiny one) and a BPE tokenizer, saved as a
-    local model folder the way a downloaded one looks."""
+def make_model_dir(model_dir: Path, texts: list[str], tiny: bool, config=None) -> None:
+    """Random weights of Mistral 7B's shape (or a tiny one, or `config`'s) and a BPE tokenizer,
+    saved as a local model folder the way a downloaded one looks. Made in bf16 on the GPU: a
+    ~30B shape in fp32 would not fit one."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, MistralConfig, PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -116,11 +117,12 @@ def make_model_dir(model_dir: Path, texts: list[str], tiny: bool) -> None:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
     shape = (dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2) if tiny else {})
-    config = MistralConfig(**shape)  # the defaults are Mistral 7B's shape: 4096 wide, 32 layers, 32k vocabulary
+    # the defaults are Mistral 7B's shape: 4096 wide, 32 layers, 32k vocabulary
+    config = config or MistralConfig(**shape)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     with torch.device(device):
-        model = MistralForCausalLM(config).to(torch.bfloat16)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     params = sum(p.numel() for p in model.parameters())
