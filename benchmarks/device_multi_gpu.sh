@@ -4,7 +4,8 @@
 # Here, once:   bash ../shared/device/prepare.sh      # .device/: wheels (bitsandbytes in whl-big), GGUF pieces
 #               .venv/bin/python benchmarks/knowledge.py prepare && .venv/bin/python benchmarks/multi_gpu.py prepare
 # Then device `run` calls, back to back (the machine stays warm ~30 s between them; /tmp survives):
-#   1. carry [.device/on-device.sh, .device/whl, .device/whl-big, .bench/throughput, .bench/multi]
+#   0. carry [.device/on-device.sh, .device/whl-big]   command: bash .device/on-device.sh install-big
+#   1. carry [.device/on-device.sh, .device/whl, .bench/throughput, .bench/multi]
 #      command: bash benchmarks/device_multi_gpu.sh throughput single,ddp,fsdp
 #   2. carry [.bench/throughput]   command: bash benchmarks/device_multi_gpu.sh throughput big-fsdp,big-single
 #   3-6. carry [.device/on-device.sh, .device/gguf/pN]   command: bash .device/on-device.sh piece pN   (p0 … p3)
@@ -17,10 +18,7 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 [ -f /tmp/multi_gpu.json ] && cp /tmp/multi_gpu.json "$OUT/" || true
 case "${1:-}" in
   throughput)
-    if [ ! -d /tmp/site/bitsandbytes ]; then
-      bash .device/on-device.sh install-big >/dev/null
-      bash .device/on-device.sh install >/dev/null
-    fi
+    [ -d /tmp/site/transformers ] || bash .device/on-device.sh install >/dev/null
     nvidia-smi --query-gpu=name,memory.total --format=csv
     timeout "${TIMEOUT_S:-570}" python3 benchmarks/multi_gpu.py throughput --variants "$2" \
       --results /tmp/multi_gpu.json 2>&1 | grep -v -i "warn" | tail -60 || true ;;
