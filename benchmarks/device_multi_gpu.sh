@@ -21,7 +21,7 @@ case "${1:-}" in
     [ -d /tmp/site/transformers ] || bash .device/on-device.sh install >/dev/null
     nvidia-smi --query-gpu=name,memory.total --format=csv
     timeout "${TIMEOUT_S:-570}" python3 benchmarks/multi_gpu.py throughput --variants "$2" \
-      --results /tmp/multi_gpu.json 2>&1 | grep -v -i "warn" | tail -60 || true ;;
+      --results /tmp/multi_gpu.json --steps "${STEPS:-14}" --warmup "${WARMUP:-4}" 2>&1 | grep -v -i "warn" | tail -60 || true ;;
   knowledge)
     if [ ! -f /tmp/gemma-3-270m-q4_k_m.gguf ]; then
       [ -d /tmp/site/transformers ] || bash .device/on-device.sh install >/dev/null

@@ -246,6 +246,11 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         disable_tqdm=quiet,
         **parallel_arguments(config),
     )
+    if distributed.world_size() == 1 and args.n_gpu > 1:
+        # One process trains on one GPU. Trainer would wrap the model in DataParallel over every
+        # GPU it sees (a 2-GPU machine ran "one GPU" at 2 x the batch, 2026-11-30); more than one
+        # GPU is `--num-gpus N`, with one process each.
+        args._n_gpu = 1
     trainer_class = _in_order_trainer() if in_order else Trainer
     if t.label_only_logits and not fused_kernels:  # liger fuses the output layer with its loss itself
         from docfinetune.train.loss import label_only_trainer
@@ -713,6 +718,14 @@ def fused_kernels_on(config: PipelineConfig) -> bool:
 
     t = config.train
     if t.fused_kernels == "off":
+        return False
+    if sharded(config):
+        # liger's fused loss multiplies by the output layer's weight itself, which FSDP2 keeps
+        # sharded (a DTensor) outside the layer's own forward: "mixed torch.Tensor and DTensor"
+        # on the H200 pair, 2026-11-30. The label-only loss takes its place.
+        if t.fused_kernels == "on":
+            raise ConfigError("train.fused_kernels: on does not work with train.strategy fsdp (liger's fused loss "
+                              "reads the sharded output layer); use auto or off")
         return False
     cuda = resolve_device(config.model) == "cuda"
     installed = importlib.util.find_spec("liger_kernel") is not None
