@@ -132,3 +132,4 @@ def test_shares_split_in_order_and_pad_for_fsdp(monkeypatch):
         got.append(distributed.share(items, equal=True))
     assert got == [([0, 1, 2], 3), ([3, 4, 4], 2)]
     assert [x for share, real in got for x in share[:real]] == items
+

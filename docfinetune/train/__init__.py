@@ -118,6 +118,8 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
         per_example = sum(lengths) / max(len(lengths), 1) if config.train.packing else max(lengths, default=1)
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
+    if sharded(config):
+        shard(model)
     questions = accuracy_sample(data["qa_val"], config.train)
     if config.build.open_book_share > 0 and workspace is not None:
         questions = with_open_book_prompts(workspace, config, questions)
@@ -290,6 +292,27 @@ def parallel_arguments(config: PipelineConfig) -> dict:
         return {"ddp_find_unused_parameters": False} if distributed.world_size() > 1 else {}
     return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True,
                                           "state_dict_type": "FULL_STATE_DICT", "cpu_ram_efficient_loading": False}}
+
+
+def shard(model) -> None:
+    """FSDP2's `fully_shard` on each decoder layer, then on the whole model, right after loading:
+    each layer's full copy is freed as soon as its shard is made. accelerate would shard the same
+    units inside Trainer, but holding a state dict of every loaded 4-bit weight meanwhile (its own
+    comment calls it a VRAM spike): 1.5x the weights on each GPU, which ran Qwen2.5 32B's shape out
+    of a 24 GiB cap on the H200 pair (2026-11-30). Trainer sees a model already sharded and keeps
+    it. Compute in bf16, gradients reduced in fp32."""
+    import torch
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    distributed.start()
+    cuda = any(p.is_cuda for p in model.parameters())
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if cuda else None, reduce_dtype=torch.float32)
+    for layer in [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]:
+        fully_shard(layer, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    if cuda:
+        torch.cuda.empty_cache()
 
 
 def _in_order_trainer():
