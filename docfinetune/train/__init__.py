@@ -290,7 +290,9 @@ def parallel_arguments(config: PipelineConfig) -> dict:
         # Every parameter of a frozen base with an adapter takes part in each step: DDP need not
         # search the graph for unused ones (it would by default, at a cost per step).
         return {"ddp_find_unused_parameters": False} if distributed.world_size() > 1 else {}
-    return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True,
+    # NO_WRAP: `shard` made the units already (accelerate looks for the layer class by name, which
+    # sharding changed, and would refuse).
+    return {"fsdp": True, "fsdp_config": {"version": 2, "reshard_after_forward": True, "auto_wrap_policy": "NO_WRAP",
                                           "state_dict_type": "FULL_STATE_DICT", "cpu_ram_efficient_loading": False}}
 
 
