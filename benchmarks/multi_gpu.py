@@ -108,7 +108,6 @@ def worker(variant: str, steps: int, warmup: int) -> int:
     from docfinetune.core.errors import ConfigError
     from docfinetune.core.workspace import Workspace
     from docfinetune.train import fit, prepare, read_datasets, weight_shards
-    from docfinetune.train.memory import estimate
 
     processes, shape, strategy = VARIANTS[variant]
     config = load_pipeline(RECIPES[shape], {
@@ -129,11 +128,10 @@ def worker(variant: str, steps: int, warmup: int) -> int:
         if distributed.is_main():
             print(json.dumps(result))
         return 0
-    lengths = [len(ids) for ids in ready.train_set["input_ids"]]
-    one_gpu = estimate(ready.model, config, lengths, fused_loss=ready.fused_kernels)
     result.update(load_s=round(time.perf_counter() - started, 1), fused_kernels=ready.fused_kernels,
-                  estimate_one_gpu_gib=one_gpu.total_gib, estimate_gib=ready.memory.total_gib,
-                  weight_shards=weight_shards(config))
+                  estimate_gib=ready.memory.total_gib, weight_shards=weight_shards(config),
+                  examples_per_step=config.train.micro_batch_size * config.train.gradient_accumulation_steps
+                  * distributed.world_size())
     torch.cuda.reset_peak_memory_stats()
     timer = StepTimer(warmup, steps, profile=False)
     with tempfile.TemporaryDirectory() as run_dir:
@@ -171,8 +169,8 @@ def throughput(variants: list[str], results: Path, steps: int, warmup: int) -> i
         row["process_s"] = round(time.perf_counter() - started, 1)
         rows = [r for r in rows if r["variant"] != name] + [row]
         save(results, "throughput", rows, write_json)
-        shown = {k: row.get(k) for k in ("tokens_per_s", "peak_reserved_gib", "estimate_gib", "estimate_one_gpu_gib",
-                                         "refused", "error", "process_s")}
+        shown = {k: row.get(k) for k in ("tokens_per_s", "peak_reserved_gib", "estimate_gib", "refused", "error",
+                                         "process_s")}
         print(name, json.dumps(shown, default=str)[:2500], flush=True)
     return 0
 
@@ -247,24 +245,32 @@ def report(results: Path, write: bool) -> int:
              f"`benchmarks/multi_gpu.py` on the lent `nvidia-h200-x2` (two H200, NVLink; torch 2.11, carried "
              f"transformers 5.24, bitsandbytes 0.50.2, liger-kernel 0.8.5), {data.get('date')}, each GPU capped at "
              f"{CAP_GIB:.0f} GiB (an A10G's memory). Commands: `bash benchmarks/device_multi_gpu.sh` (see its header).",
-             "", "| variant | GPUs | shape | strategy | useful tokens/s (all GPUs) | x single | peak reserved GiB per GPU "
-             "| estimate GiB per GPU | estimate on 1 GPU | load s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    single = rows.get("single", {}).get("tokens_per_s")
+             "", "tokens/s: Trainer's count over all GPUs after the warm-up steps; the benchmark's tokenizer has no pad "
+                 "token, so the count includes the padding that evens packed rows out (about the same share in every "
+                 "variant: compare ratios and step times, not with RESULTS' useful tokens/s of other sections).", "",
+             "| variant | GPUs | shape | strategy | examples a step | tokens/s (all GPUs), window | median step s "
+             "| tokens/s by the median step | x single (median) | peak reserved GiB per GPU | estimate GiB per GPU "
+             "| load s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    def by_median(r: dict) -> float:
+        return r["tokens_per_step"] / r["median_step_s"]
+
+    single = by_median(rows["single"]) if "tokens_per_step" in rows.get("single", {}) else None
     for name, r in rows.items():
         if "error" in r:
             last = [line for line in r["error"].strip().splitlines() if line.strip()][-1][:200]
-            lines.append(f"| {name} | {VARIANTS[name][0]} | {VARIANTS[name][1]} | {VARIANTS[name][2]} | failed: "
-                         f"{last.replace('|', '/')} | | | | | |")
+            lines.append(f"| {name} | {VARIANTS[name][0]} | {VARIANTS[name][1]} | {VARIANTS[name][2]} | | failed: "
+                         f"{last.replace('|', '/')} | | | | | | |")
             continue
         if "refused" in r:
-            lines.append(f"| {name} | {r['processes']} | {r['shape']} | – | refused before the first step: "
-                         f"{r['refused'][:220].replace('|', '/')} | | {r['allocated_after_load_gib']:.1f} allocated "
-                         f"after loading | | | {r['load_s']} |")
+            lines.append(f"| {name} | {r['processes']} | {r['shape']} | – | {r['micro_batch_size']} | refused before "
+                         f"the first step: {r['refused'].split(';')[0].replace('|', '/')} | | | "
+                         f"| {r['allocated_after_load_gib']:.1f} allocated after loading | | {r['load_s']} |")
             continue
-        ratio = f"{r['tokens_per_s'] / single:.2f}x" if single else "–"
-        lines.append(f"| {name} | {r['processes']} | {r['shape']} | {r['strategy']} | {r['tokens_per_s']:,.0f} | {ratio} "
-                     f"| {', '.join(f'{x:.1f}' for x in r['peak_reserved_gib'])} | {r['estimate_gib']:.1f} "
-                     f"| {r['estimate_one_gpu_gib']:.1f} | {r['load_s']} |")
+        ratio = f"{by_median(r) / single:.2f}x" if single and r["shape"] == "mistral7b" else "–"
+        examples = r.get("examples_per_step") or r["micro_batch_size"] * r["processes"]
+        lines.append(f"| {name} | {r['processes']} | {r['shape']} | {r['strategy']} | {examples} "
+                     f"| {r['tokens_per_s']:,.0f} | {r['median_step_s']:.2f} | {by_median(r):,.0f} | {ratio} "
+                     f"| {', '.join(f'{x:.1f}' for x in r['peak_reserved_gib'])} | {r['estimate_gib']:.1f} | {r['load_s']} |")
     for r in data.get("knowledge", []):
         if "error" in r:
             lines += ["", f"Knowledge, {r['gpus']} GPU(s): failed: "
