@@ -146,7 +146,7 @@ def worker(variant: str, steps: int, warmup: int) -> int:
 
 
 def throughput(variants: list[str], results: Path, steps: int, warmup: int) -> int:
-    from train_throughput import make_model_dir
+    from train_throughput import make_model_dir, variant_process
 
     from docfinetune.core.workspace import write_json
 
@@ -161,12 +161,7 @@ def throughput(variants: list[str], results: Path, steps: int, warmup: int) -> i
         launcher = [] if processes == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                                               "--master_port", "29517"]
         command = [sys.executable, *launcher, __file__, "worker", name, "--steps", str(steps), "--warmup", str(warmup)]
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        row = json.loads(lines[-1]) if done.returncode == 0 and lines else {
-            "variant": name, "error": (done.stderr or done.stdout)[-4000:]}
-        row["process_s"] = round(time.perf_counter() - started, 1)
+        row = variant_process(name, command)
         rows = [r for r in rows if r["variant"] != name] + [row]
         save(results, "throughput", rows, write_json)
         shown = {k: row.get(k) for k in ("tokens_per_s", "peak_reserved_gib", "estimate_gib", "refused", "error",

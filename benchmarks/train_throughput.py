@@ -318,6 +318,17 @@ def baseline_trainer(model, tokenizer, dataset, batch: int, steps: int, on_gpu: 
 # --------------------------------------------------------------------------- run (all variants)
 
 
+def variant_process(name: str, command: list[str]) -> dict:
+    """Run one variant's process; its result is the last JSON line it prints, else its error."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    row = json.loads(lines[-1]) if done.returncode == 0 and lines else {
+        "variant": name, "error": (done.stderr or done.stdout)[-4000:]}
+    row["process_s"] = round(time.perf_counter() - started, 1)
+    return row
+
+
 def run(workspace: Path, model_dir: Path, variants: list[str], steps: int, warmup: int, results: Path,
         profile: bool, tiny: bool) -> int:
     from docfinetune.core.workspace import write_json
@@ -333,12 +344,7 @@ def run(workspace: Path, model_dir: Path, variants: list[str], steps: int, warmu
                    str(model_dir), "--steps", str(steps), "--warmup", str(warmup)]
         if profile and name == "recipe":
             command.append("--profile")
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        row = json.loads(lines[-1]) if done.returncode == 0 and lines else {
-            "variant": name, "error": (done.stderr or done.stdout)[-3000:]}
-        row["process_s"] = round(time.perf_counter() - started, 1)
+        row = variant_process(name, command)
         rows = [r for r in rows if r["variant"] != name] + [row]
         write_json(results, rows)
         shown = {k: row[k] for k in ("tokens_per_s", "peak_reserved_gib", "estimate_gib", "mfu", "error") if k in row}
