@@ -291,11 +291,11 @@ def load_model(model: ModelConfig, *, shardable: bool = False):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from docfinetune.core.distributed import local_rank
+    from docfinetune.core.distributed import local_rank, world_size
 
     device = resolve_device(model)
-    if device == "cuda":
-        torch.cuda.set_device(local_rank())
+    if device == "cuda" and world_size() > 1:
+        torch.cuda.set_device(local_rank())  # `.to("cuda")` below then means this process's GPU
     dtype = resolve_dtype(model, device)
     source = resolve(model)
     kwargs: dict = {"dtype": dtype, "attn_implementation": "sdpa", "use_safetensors": True}
