@@ -18,6 +18,8 @@ and the output layer one after the other (one process only).
 
 from __future__ import annotations
 
+import functools
+
 from docfinetune.train import IGNORE
 
 
@@ -26,6 +28,7 @@ def causal_lm(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+@functools.cache
 def masks_logits() -> bool:
     """Whether the models' forward takes a boolean mask as `logits_to_keep` (transformers 5.2x)."""
     import inspect
