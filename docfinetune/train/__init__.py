@@ -160,8 +160,8 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
         if main:
             seconds_before = keep_metrics_until(run_dir, checkpoint_step(ready.resume_from))
     else:
-        run_dir = new_run_dir(workspace, run_id) if main else None
         if main:
+            run_dir = new_run_dir(workspace, run_id)
             write_text_atomic(run_dir / CONFIG_FILE, config_yaml(ready.config))
         run_dir = Path(distributed.from_main(str(run_dir) if main else None))
     start = {"run_id": run_dir.name, "run_dir": str(run_dir), "examples": len(ready.train_set),
@@ -281,11 +281,10 @@ def weight_shards(config: PipelineConfig) -> int:
 
 def parallel_arguments(config: PipelineConfig) -> dict:
     """TrainingArguments for several processes. DDP needs nothing beyond the launcher's
-    environment. FSDP2 through accelerate: each decoder layer its own shard unit (transformers
-    names the layer class, peft's layers go with it), activation recomputation left to the
-    model's own gradient checkpointing (FSDP's would all-gather each layer once more), and the
-    full state dict gathered on the main process when a checkpoint is saved, so an FSDP
-    checkpoint is the same adapter folder `ask`, `eval` and `export` read."""
+    environment. FSDP2 through accelerate on the units `shard` made, activation recomputation
+    left to the model's own gradient checkpointing (FSDP's would all-gather each layer once
+    more), and the full state dict gathered on the main process when a checkpoint is saved, so
+    an FSDP checkpoint is the same adapter folder `ask`, `eval` and `export` read."""
     if not sharded(config):
         # Every parameter of a frozen base with an adapter takes part in each step: DDP need not
         # search the graph for unused ones (it would by default, at a cost per step).
