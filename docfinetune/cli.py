@@ -285,7 +285,7 @@ def _launch(num_gpus: int) -> int:
     if done.returncode:
         print_problem("error", f"train --num-gpus {num_gpus}: a training process failed (exit code "
                                f"{done.returncode}); its message is above")
-    return EXIT_BAD_INPUT if done.returncode == EXIT_BAD_INPUT else done.returncode
+    return done.returncode
 
 
 @main.command()
