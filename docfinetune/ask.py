@@ -124,7 +124,7 @@ def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | N
     else:
         prompt = format_prompt(config.generation.prompt_template, question)
 
-    model, tokenizer = load_answerer(config, chosen.path if chosen else None)
+    model, tokenizer = load_answerer(config, chosen.path if chosen else None, merged=True)
     answer, first_at = stream_answer(model, tokenizer, prompt, config.generation, on_token)
     return AskResult(
         question=question,

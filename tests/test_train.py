@@ -532,6 +532,32 @@ def test_full_fine_tuning_trains_the_layers_not_the_embeddings_and_answers_from_
     assert answers["base"] != answers["finetuned"]
 
 
+def test_eval_merges_the_adapter_only_after_the_base_systems_answered(reference, tmp_path):
+    """eval answers the base systems with the adapter off, then merges it for the fine-tuned ones:
+    each system's answers equal those of a model that only ever did that one thing."""
+    from docfinetune.core.generate import format_prompt, generate
+    from docfinetune.core.runs import find_run, load_answerer, resolve_checkpoint
+    from docfinetune.evaluate import evaluate
+
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    config = tiny_config(reference["config"].model.base_model, max_steps=4, eval_every_steps=4)
+    train(workspace, config)
+    report = evaluate(workspace, config=config, systems="base,finetuned")
+    questions = [r["question"] for r in report["records"]]
+    base_only = evaluate(workspace, config=config, systems="base")
+    assert [r["answers"]["base"]["answer"] for r in report["records"]] == \
+        [r["answers"]["base"]["answer"] for r in base_only["records"]]
+
+    checkpoint = resolve_checkpoint(find_run(workspace))
+    unmerged, tokenizer = load_answerer(config, checkpoint.path)
+    prompts = [format_prompt(config.generation.prompt_template, q) for q in questions]
+    expected = generate(unmerged, tokenizer, prompts, max_new_tokens=config.generation.max_new_tokens,
+                        batch_size=config.generation.batch_size)
+    assert [r["answers"]["finetuned"]["answer"] for r in report["records"]] == expected
+    merged, _ = load_answerer(config, checkpoint.path, merged=True)
+    assert all(layer.merged for name, layer in merged.named_modules() if hasattr(layer, "merged") and "lora" not in name)
+
+
 def test_full_fine_tuning_refuses_a_4bit_model(tiny_model_dir):
     with pytest.raises(ConfigError, match="train.method: full"):
         tiny_config(tiny_model_dir, {"quantization": "nf4"}, method="full")

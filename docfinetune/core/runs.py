@@ -248,11 +248,29 @@ def resolve_checkpoint(run: Run, checkpoint: int | str | Path | None = None) -> 
     return found
 
 
-def load_answerer(config: PipelineConfig, adapter: Path | None):
-    """(model, tokenizer): `load_weights` and the base model's tokenizer."""
+def load_answerer(config: PipelineConfig, adapter: Path | None, *, merged: bool = False):
+    """(model, tokenizer): `load_weights` and the base model's tokenizer; with `merged` the
+    adapter is folded into the weights (`merge_adapter`), for a process that only answers."""
     from docfinetune.core.models import load_tokenizer
 
-    return load_weights(config, adapter), load_tokenizer(config.model)
+    model = load_weights(config, adapter)
+    if merged:
+        merge_adapter(model, config)
+    return model, load_tokenizer(config.model)
+
+
+def merge_adapter(model, config: PipelineConfig) -> bool:
+    """Fold a LoRA adapter into the weights it adapts, in place; True when it did.
+
+    Answering is then as fast as the base model: on the 2-core CPU the unmerged adapter's extra
+    small matmuls made Gemma 3 270M answer 56 RAG prompts in 67.7 s against 19.6 s without
+    them. 4-bit weights (nf4) stay unmerged: re-quantizing W + BA would round the adapter away.
+    Switching the adapter off later (`disable_adapter`) unmerges first, at bf16 rounding; eval
+    answers its base systems before merging."""
+    if config.model.quantization == "nf4" or not hasattr(model, "merge_adapter"):
+        return False
+    model.merge_adapter()
+    return True
 
 
 def load_weights(config: PipelineConfig, checkpoint: Path | None):

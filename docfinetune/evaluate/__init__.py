@@ -1,8 +1,9 @@
 """`docfinetune eval`: did fine-tuning beat retrieval?
 
 Four systems answer the same questions, all through `generate.answer_questions` with one load
-of the base model (the LoRA adapter is attached once and switched off for the base systems; a
-full fine-tune is loaded beside the base weights):
+of the base model (the LoRA adapter is attached once, switched off for the base systems, then
+merged into the weights for the fine-tuned ones; a full fine-tune is loaded beside the base
+weights):
 
     base            the base model, closed-book
     base+rag        the base model with the BM25 top-k chunks in the prompt
@@ -35,6 +36,7 @@ from docfinetune.core.runs import (
     is_full_checkpoint,
     load_answerer,
     load_weights,
+    merge_adapter,
     resolve_checkpoint,
     runs_dir,
 )
@@ -186,14 +188,38 @@ def evaluate(
 
     generation = pipeline.generation
     closed_book = [format_prompt(generation.prompt_template, q) for q in texts]
+    # The extraction test's prompts: the first part of sampled training records.
+    cases: list[dict] = []
+    cpt_path = workspace.dataset_file("cpt")
+    if eval_config.extraction_chunks and cpt_path.is_file():
+        records = memorization.sample_records(list(read_jsonl(cpt_path)), eval_config.extraction_chunks,
+                                              eval_config.seed)
+        cases = memorization.extraction_cases(records, tokenizer, eval_config.extraction_prefix_share,
+                                              eval_config.extraction_max_new_tokens)
     answers: dict[str, list[str]] = {}
-    for system in systems:
-        stage = f"answering ({system})"
-        progress(stage, 0, len(texts))
-        prompts = rag_prompts if system.endswith("+rag") else closed_book
-        with model_for(system) as answering:
-            answers[system] = _answer(answering, tokenizer, prompts, generation,
-                                      lambda done: progress(stage, done, len(texts)))
+    continued: dict[str, list[str]] = {}
+    # The base model's work first, then the adapter merged for the fine-tuned systems (3.5x
+    # faster answers on CPU, `merge_adapter`); merged weights are never switched back.
+    for name in ("base", "finetuned"):
+        group = [s for s in systems if s.split("+")[0] == name]
+        if not group:
+            continue
+        if name == "finetuned" and base_weights is None:
+            merge_adapter(model, pipeline)
+        with model_for(name) as answering:
+            for system in group:
+                stage = f"answering ({system})"
+                progress(stage, 0, len(texts))
+                prompts = rag_prompts if system.endswith("+rag") else closed_book
+                answers[system] = _answer(answering, tokenizer, prompts, generation,
+                                          lambda done: progress(stage, done, len(texts)))
+            if cases:
+                stage = f"extraction test ({name})"
+                progress(stage, 0, len(cases))
+                continued[name] = memorization.continue_greedily(
+                    answering, tokenizer, [c["prompt"] for c in cases], eval_config.extraction_max_new_tokens,
+                    generation.batch_size)
+                progress(stage, len(cases), len(cases))
 
     verdicts = {s: [answer_matches(a, q.reference, q.field or None) if q.reference is not None else None
                     for a, q in zip(answers[s], questions)] for s in systems}
@@ -241,26 +267,10 @@ def evaluate(
         report["memorization_skipped"] = f"no training text ({workspace.dataset_file('cpt')} is missing)"
 
     report["extraction"] = None
-    cpt_path = workspace.dataset_file("cpt")
-    if eval_config.extraction_chunks and cpt_path.is_file():
-        records = memorization.sample_records(list(read_jsonl(cpt_path)), eval_config.extraction_chunks,
-                                              eval_config.seed)
-        cases = memorization.extraction_cases(records, tokenizer, eval_config.extraction_prefix_share,
-                                              eval_config.extraction_max_new_tokens)
-        models = [name for name, present in (("base", any(s.startswith("base") for s in systems)),
-                                             ("finetuned", fine_tuned)) if present]
-        if cases:
-            report["extraction"] = {"records": len(cases), "models": {}}
-            for name in models:
-                stage = f"extraction test ({name})"
-                progress(stage, 0, len(cases))
-                with model_for(name) as answering:
-                    generated = memorization.continue_greedily(
-                        answering, tokenizer, [c["prompt"] for c in cases], eval_config.extraction_max_new_tokens,
-                        generation.batch_size)
-                report["extraction"]["models"][name] = memorization.score_extraction(
-                    cases, generated, eval_config.memorization_min_chars)
-                progress(stage, len(cases), len(cases))
+    if cases:
+        report["extraction"] = {"records": len(cases), "models": {
+            name: memorization.score_extraction(cases, generated, eval_config.memorization_min_chars)
+            for name, generated in continued.items()}}
 
     if index is not None:
         report["groundedness"] = {s: groundedness(texts, answers[s], index, eval_config.groundedness_k)
