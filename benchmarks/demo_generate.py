@@ -4,7 +4,8 @@ this machine, by precision and generation.batch_size: what `make demo`'s eval co
     .venv/bin/python benchmarks/demo_generate.py --workspace W [--precision bf16,fp32] [--batch-sizes 16,56]
 
 W: a workspace with the sample contract ingested. The base model answers (or, with --checkpoint,
-the base model with that LoRA adapter, unmerged as eval and ask load it), greedy,
+the base model with that LoRA adapter, unmerged as training-time evaluation answers; eval and ask
+merge it), greedy,
 generation.max_new_tokens of the cpu-demo pipeline; the answers of each setting are compared
 with the first setting's.
 """

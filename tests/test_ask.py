@@ -197,3 +197,21 @@ def test_ask_answers_open_book_when_eval_measured_retrieval_better(trained: Work
     assert not forced.open_book and forced.why == "asked for"
     other = ask(workspace, question, checkpoint=STEPS[0])  # figures of another checkpoint do not count
     assert not other.open_book
+
+
+def test_a_frozen_output_layer_gets_a_contiguous_input_while_generating(tiny_model_dir):
+    """matmul copies the whole output layer per prompt for the last-position slice of a frozen
+    model (core.generate: 7 s a batch on the CPU for Gemma 3); generate hands it a contiguous
+    input, and leaves no hook behind."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from docfinetune.core.generate import generate
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True).eval().requires_grad_(False)
+    seen: list[bool] = []
+    model.get_output_embeddings().register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    prompts = ["What is the cure period?", "Which state's law governs this agreement, and where?"]
+    answers = generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=2, stop_at_line_end=False)
+    assert len(answers) == 2 and seen and all(seen)
+    assert len(model.get_output_embeddings()._forward_pre_hooks) == 0

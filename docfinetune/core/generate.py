@@ -8,6 +8,7 @@ their first non-empty line; continuations (memorization, llm replies) run to `ma
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from typing import Callable, Sequence
@@ -137,29 +138,51 @@ def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_to
     texts: dict[int, str] = {}
     was_training = model.training
     model.eval()
-    try:
-        device = next(model.parameters()).device
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            encoded = _left_padded([rows[i] for i in batch], pad_id, device)
-            length = encoded["input_ids"].shape[1]
-            settings = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id, **sampling}
-            if synced_gpus:
-                settings["synced_gpus"] = True
-            settings["stopping_criteria"] = StoppingCriteriaList(
-                [_StopAtLineEnd(tokenizer, length)] if stop_at_line_end else [])
-            if on_text is not None:
-                output = _streamed(model, tokenizer, encoded, settings, on_text, stop_at_line_end)
-            else:
-                with torch.no_grad():
-                    output = model.generate(**encoded, **settings)
-            decoded = tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
-            texts.update({i: first_line(t) if stop_at_line_end else t for i, t in zip(batch, decoded)})
-            if on_progress is not None:
-                on_progress(len(texts))
-    finally:
-        model.train(was_training)
+    with _contiguous_output_layer_input(model):
+        try:
+            device = next(model.parameters()).device
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                encoded = _left_padded([rows[i] for i in batch], pad_id, device)
+                length = encoded["input_ids"].shape[1]
+                settings = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_id, **sampling}
+                if synced_gpus:
+                    settings["synced_gpus"] = True
+                settings["stopping_criteria"] = StoppingCriteriaList(
+                    [_StopAtLineEnd(tokenizer, length)] if stop_at_line_end else [])
+                if on_text is not None:
+                    output = _streamed(model, tokenizer, encoded, settings, on_text, stop_at_line_end)
+                else:
+                    with torch.no_grad():
+                        output = model.generate(**encoded, **settings)
+                decoded = tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
+                texts.update({i: first_line(t) if stop_at_line_end else t for i, t in zip(batch, decoded)})
+                if on_progress is not None:
+                    on_progress(len(texts))
+        finally:
+            model.train(was_training)
     return [texts[i] for i in range(len(rows))]
+
+
+@contextlib.contextmanager
+def _contiguous_output_layer_input(model):
+    """Hand the output layer a contiguous input while generating.
+
+    At the prompt's forward pass transformers slices the last position, `hidden[:, -1:, :]`,
+    a view with gaps between rows. For such an input `torch.matmul` only folds the batch into
+    one matrix product when the weight requires grad; a frozen output layer (every peft model,
+    LoRA or QLoRA) instead gets a batched product against the weight expanded per row: a copy
+    of batch x 262,144 x 640 values for Gemma 3 (5.4 GB in bf16 for 16 prompts), measured 7 s
+    a batch on the 2-core CPU. A contiguous (batch, 1, hidden) copy costs nothing."""
+    layer = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if layer is None:
+        yield
+        return
+    handle = layer.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _streamed(model, tokenizer, encoded: dict, settings: dict, on_text: TextFn, first_line_only: bool):
