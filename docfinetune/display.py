@@ -142,10 +142,13 @@ def selection_table(run_dir: Path, selection_file: str) -> Table:
 
 
 def print_sources(sources: list) -> None:
+    from docfinetune.build.cards import is_card
+
     for chunk, score in sources:
         pages = f"{chunk.page_start}" if chunk.page_start == chunk.page_end else f"{chunk.page_start}-{chunk.page_end}"
-        consoles.out.print(f"[bold]{escape(chunk.doc_id)}[/], page {pages}, {escape(chunk.heading or 'no heading')} "
-                           f"(BM25 {score:.1f}):", soft_wrap=True)
+        card = "fact card of the chunk at " if is_card(chunk) else ""
+        consoles.out.print(f"[bold]{escape(chunk.doc_id)}[/], {card}page {pages}, "
+                           f"{escape(chunk.heading or 'no heading')} (BM25 {score:.1f}):", soft_wrap=True)
         consoles.out.print(f"  {escape(chunk.text)}", soft_wrap=True, highlight=False)
 
 

@@ -253,3 +253,48 @@ def test_build_writes_open_book_rows_for_train_only(ingested_contract, tmp_path)
     assert not any(r["context_chunk_ids"] for name in ("qa_val", "qa_test") for r in workspace.read_dataset(name))
     closed = {(r["question"], r["answer"]) for r in train if not r["context_chunk_ids"]}
     assert all((r["question"], r["answer"]) in closed for r in open_book)  # copies of closed-book rows
+
+
+def test_fact_cards_state_training_facts_for_retrieval_and_hold_out_the_test_ones(ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.build.cards import CARD_FIELDS, card_id
+    from docfinetune.build.raft import open_book_rows
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.retrieve import BM25Index
+    from docfinetune.core.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(ingested_contract.root, workspace.root)
+    stats = build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "split_test_fraction": 0.3}}))
+    cards = workspace.read_dataset("cards")
+    splits = {name: workspace.read_dataset(f"qa_{name}") for name in ("train", "val", "test")}
+    taught = {r["fact_id"]: r for name in ("train", "val") for r in splits[name]
+              if r["generator"] == "rules" and r["field"] in CARD_FIELDS}
+    held_out = {r["fact_id"] for r in splits["test"]}
+    assert cards and stats["qa"]["fact_cards"] == len(cards) == len(taught)
+    assert {c["chunk_id"] for c in cards} == {card_id(f) for f in taught}
+    assert not {card_id(f) for f in held_out} & {c["chunk_id"] for c in cards}
+    law = next(c for c in cards if ":governing_law:" in c["chunk_id"])
+    assert "Vermont" in law["text"] and law["text"].endswith(".")
+    source = next(c for c in workspace.read_corpus()[1] if c.chunk_id == taught[law["chunk_id"][:-len(":card")]]
+                  ["source_chunk_ids"][0])
+    assert (law["page_start"], law["heading"]) == (source.page_start, source.heading)  # where the contract says it
+
+    # retrieval searches them (the law question finds its card first) and train renders them
+    hit = BM25Index.from_workspace(workspace).search("Which state's law governs the agreement?", 3)
+    assert hit[0][0].chunk_id == law["chunk_id"]
+    documents, chunks = workspace.read_searchable()
+    assert len(chunks) == len(workspace.read_corpus()[1]) + len(cards)
+    # a distractor-only open-book row shows neither the answer's chunk nor its card
+    from docfinetune.core.records import QAPair
+
+    pairs = [QAPair(**{k: r[k] for k in r}) for r in splits["train"] if r["fact_id"] in taught
+             and not r["context_chunk_ids"]]
+    without = open_book_rows(pairs, documents, chunks, share=1.0, k=3, gold_probability=0.0, seed=1)
+    assert without and all(card_id(r.fact_id) not in r.context_chunk_ids for r in without)
+    with_gold = open_book_rows(pairs, documents, chunks, share=1.0, k=3, gold_probability=1.0, seed=1)
+    assert any(card_id(r.fact_id) in r.context_chunk_ids for r in with_gold)
+
+    # switched off: no cards, and retrieval is the chunks alone
+    build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "fact_cards": False}}))
+    assert workspace.read_dataset("cards") == [] and len(workspace.read_searchable()[1]) == len(chunks) - len(cards)

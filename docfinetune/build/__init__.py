@@ -4,7 +4,8 @@ datasets/ (its files: core/workspace.py).
 Streams: the reading text (each chunk, and `augment_variants` rule-made restatements of it), Q&A
 from the generators of `build.generators` (core/plugins.py), and, with an instruct model or
 endpoint set, LLM rewrites (reading text) and paraphrases of the training facts. Q&A is curated,
-then split by fact and by answer across every stream (split.py). Prompt templates are applied at
+then split by fact and by answer across every stream (split.py). Fact cards (cards.py) state
+the document-level training facts in a line each, for retrieval. Prompt templates are applied at
 training time, not stored. The folder is built aside and swapped in whole; pipeline.py builds
 when `datasets_stale()` says so, before training.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from docfinetune.build.augment import augmented_records
+from docfinetune.build.cards import fact_cards
 from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
@@ -28,7 +30,7 @@ from docfinetune.build.raft import open_book_rows
 from docfinetune.build.split import SPLITS, split_by_fact
 from docfinetune.build.user_qa import read_qa_file
 from docfinetune.core.config import PipelineConfig
-from docfinetune.core.records import QAPair
+from docfinetune.core.records import Chunk, QAPair
 from docfinetune.core.workspace import STATS_FILE, Workspace, file_sha256, swap_in, write_json, write_jsonl
 
 QA_FIELDS = ("question", "answer", "fact_id", "source_chunk_ids", "doc_id", "generator", "field",
@@ -103,8 +105,9 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                                              on_progress)
         cpt += rewritten
         splits["train"] += paraphrased  # train facts only: held-out facts stay unasked
-    # Open-book copies of training rows (RAFT): the retriever's chunks before the question.
-    splits["train"] += open_book_rows(splits["train"], documents, chunks, build_config.open_book_share,
+    cards = fact_cards(kept, chunks, {p.fact_id for p in splits["test"]}) if build_config.fact_cards else []
+    # Open-book copies of training rows (RAFT): the retriever's chunks (and cards) before the question.
+    splits["train"] += open_book_rows(splits["train"], documents, chunks + cards, build_config.open_book_share,
                                       build_config.open_book_chunks, build_config.open_book_gold_probability,
                                       build_config.split_seed)
 
@@ -115,7 +118,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     qa_tokens = {name: count_tokens(tokenizer, [f"{p.question}\n{p.answer}" for p in pairs])
                  for name, pairs in splits.items()}
     # An open-book row also reads its chunks (~3 x 130 tokens): they count as training text.
-    by_id = {c.chunk_id: c.text for c in chunks}
+    by_id = {c.chunk_id: c.text for c in chunks + cards}
     context_tokens = count_tokens(tokenizer, [by_id[cid] for p in splits["train"] for cid in p.context_chunk_ids
                                               if cid in by_id])
     qa_tokens["train"] += context_tokens
@@ -142,6 +145,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             "user_rows": len(user_pairs),
             "kept": len(kept),
             "open_book_rows": sum(bool(p.context_chunk_ids) for p in splits["train"]),
+            "fact_cards": len(cards),
             "dropped": dict(sorted(dropped.items())),
             "generator_stats": generator_stats,
             "llm_streams": llm_stats,
@@ -167,7 +171,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
         "settings": dataclasses.asdict(config.build),
     }
     stats["seconds"] = round(time.perf_counter() - started, 2)
-    _write(workspace, cpt, splits, stats)
+    _write(workspace, cpt, splits, cards, stats)
     return stats
 
 
@@ -202,11 +206,13 @@ def _facts_by_field(pairs: list[QAPair]) -> dict[str, int]:
     return {field: len(ids) for field, ids in sorted(facts.items())}
 
 
-def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]], stats: dict) -> None:
+def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]], cards: list[Chunk],
+           stats: dict) -> None:
     with workspace.lock("build"):  # staged and swapped under the lock: recovery never sees it live
         staged = workspace.staging_dir("datasets", parent=workspace.root)
         try:
             write_jsonl(staged / workspace.dataset_file("cpt").name, cpt)
+            write_jsonl(staged / workspace.dataset_file("cards").name, (dataclasses.asdict(c) for c in cards))
             for name in SPLITS:
                 write_jsonl(staged / workspace.dataset_file(f"qa_{name}").name,
                             ({k: getattr(p, k) for k in QA_FIELDS} for p in splits[name]))

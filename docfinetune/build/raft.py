@@ -5,7 +5,8 @@ For a share of the training rows, a copy is made whose `context_chunk_ids` are t
 best `k` chunks for the question. With probability `gold_probability` the chunk that holds the
 answer is among them (put in place of the last hit when retrieval missed it); otherwise it is
 taken out and the next hit fills its place, so the model also learns to answer from memory when
-the context does not help (RAFT: 1-3 distractors beat gold-only training). The answer is the same
+the context does not help (RAFT: 1-3 distractors beat gold-only training). `chunks` may hold
+fact cards: a distractor-only context has neither the answer's chunk nor the fact's card. The answer is the same
 short answer; the prompt is `generation.rag_template`, as `eval`'s RAG systems ask. Held-out facts
 stay held out: only training rows get copies, and their contexts are reading text the model sees
 anyway.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+from docfinetune.build.cards import card_id
 from docfinetune.core.records import Chunk, Document, QAPair
 from docfinetune.core.retrieve import BM25Index
 
@@ -38,8 +40,8 @@ def open_book_rows(pairs: list[QAPair], documents: list[Document], chunks: list[
             context = hits[:k]
             if gold and gold[0] not in context:
                 context = context[:k - 1] + [gold[0]]
-        else:
-            context = [cid for cid in hits if cid not in gold][:k]
+        else:  # neither the chunk nor the fact's card (build.cards) may give the answer away
+            context = [cid for cid in hits if cid not in gold and cid != card_id(pair.fact_id)][:k]
         if context:
             rows.append(dataclasses.replace(pair, context_chunk_ids=context,
                                             meta={**pair.meta, "open_book": True}))

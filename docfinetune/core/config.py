@@ -298,6 +298,10 @@ class BuildConfig:
              "fine-tuned + retrieval answers 31/67 of the lawyers' questions against 19/67 (benchmarks/"
              "RESULTS.md, \"Knowledge\").",
         minimum=0, maximum=1)
+    fact_cards: bool = option(
+        True, "Write a fact card per document-level fact of the rules generator (parties, dates, term, "
+              "renewal, governing law: its question and answer in one line, build.cards) beside the chunks "
+              "retrieval searches; held-out facts get none.")
     open_book_chunks: int = option(3, "Chunks before an open-book row's question (eval.rag_k is 3).", minimum=1)
     open_book_gold_probability: float = option(
         0.8, "Chance that the chunk holding the answer is among them; otherwise only distractors, so the "

@@ -331,8 +331,9 @@ class BM25Index:
 
     @classmethod
     def from_workspace(cls, workspace: Workspace) -> "BM25Index":
-        """Every chunk of every ingested document; WorkspaceError when there are none."""
-        documents, chunks = workspace.read_corpus()
+        """Every chunk of every ingested document, and the fact cards of the last build;
+        WorkspaceError when there are no chunks."""
+        documents, chunks = workspace.read_searchable()
         if not chunks:
             raise WorkspaceError(f"{workspace.documents_dir}: the ingested documents have no chunks; "
                                  "re-ingest them (`docfinetune ingest FILE...`)")

@@ -335,12 +335,22 @@ class Workspace:
             chunks.extend(Chunk.from_dict(row) for row in read_jsonl(self.chunks_file(doc_id)))
         return documents, chunks
 
+    def read_searchable(self) -> tuple[list[Document], list[Chunk]]:
+        """`read_corpus` and the fact cards the last build wrote (datasets/cards.jsonl, see
+        build.cards) for documents still ingested: what retrieval searches."""
+        documents, chunks = self.read_corpus()
+        cards = self.dataset_file("cards")
+        if cards.is_file():
+            present = {d.doc_id for d in documents}
+            chunks += [c for c in map(Chunk.from_dict, read_jsonl(cards)) if c.doc_id in present]
+        return documents, chunks
+
     @property
     def datasets_dir(self) -> Path:
         return self.root / DATASETS_DIR
 
     def dataset_file(self, name: str) -> Path:
-        """datasets/<name>.jsonl: name is cpt or qa_train, qa_val, qa_test."""
+        """datasets/<name>.jsonl: name is cpt, qa_train, qa_val, qa_test or cards."""
         return self.datasets_dir / f"{name}.jsonl"
 
     @property

@@ -571,7 +571,7 @@ def prompts_for(workspace: Workspace | None, config: PipelineConfig,
     generation = config.generation
     chunks, titles = {}, {}
     if workspace is not None and any(r.get("context_chunk_ids") for r in rows):
-        documents, corpus = workspace.read_corpus()
+        documents, corpus = workspace.read_searchable()
         chunks = {c.chunk_id: c for c in corpus}
         titles = {d.doc_id: d.title for d in documents}
 
@@ -653,7 +653,7 @@ def with_open_book_prompts(workspace: Workspace, config: PipelineConfig, questio
     evaluation, the system `ask` uses when retrieval wins."""
     from docfinetune.core.retrieve import BM25Index
 
-    documents, chunks = workspace.read_corpus()
+    documents, chunks = workspace.read_searchable()
     titles = {d.doc_id: d.title for d in documents}
     index = BM25Index(chunks, titles)
     return [{**q, "open_book_prompt": rag_prompt(q["question"], [c for c, _ in index.search(q["question"],
