@@ -153,6 +153,9 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "tokens_seen": max((m.get("tokens_seen", 0) for m in selection["checkpoints"]), default=0),
         "selected": selection["selected"], "checkpoints": selection["checkpoints"],
         "lawyers": _summary(lawyers), "held_out": _summary(held_out),
+        # each lawyers' / hand-written question's answers: what the systems got wrong, and how
+        "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
+                            for r in lawyers.get("records", [])],
     }
     for folder in (run_dir / "checkpoints").iterdir():  # a full fine-tune's checkpoint is ~2 GB
         if folder.name != Path(selection["selected"]["path"]).name:
