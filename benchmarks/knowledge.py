@@ -94,6 +94,8 @@ VARIANTS = {
     "lr_5e-4": {"train": {"learning_rate": 5e-4}},
     "8_epochs": {"train": {"epochs": 8}},
     "open_book": {"build": {"open_book_share": 0.5}},  # RAFT rows: the retriever's chunks in the prompt
+    "no_fact_cards": {"build": {"fact_cards": False}},  # retrieval over the chunks alone
+    "open_book_0.8": {"build": {"open_book_share": 0.8}},
     "qa_with_text_8_epochs_r64": {"train": {"epochs": 8}, "lora": {"lora_r": 64, "lora_alpha": 128}},
     # Capacity and method (KNOWLEDGE.md §4): LoRA at ~10x full fine-tuning's rate, and full
     # fine-tuning of the layers at two rates bracketing the usual 270M one.
