@@ -3,9 +3,9 @@
 Why: the facts users and lawyers ask about first — parties, dates, term, renewal, governing
 law — are stated across the preamble and the term clauses, or written nowhere as such (an
 expiration date is the start date plus the initial term). Retrieving 512-character chunks
-hands the 270M reader text it must combine; on the 12 cuad-dev contracts fine-tuned + RAG
-answered 31 of their 67 lawyers' questions, parties 5/18 and expiration dates 2/12 among
-them (RESULTS, "Knowledge"). A card is one fact in a line, the generator's own question beside
+hands the 270M reader text it must combine: before cards, fine-tuned + RAG answered 31 of
+the 67 lawyers' questions on the 12 cuad-dev contracts (parties 5 of 18 questions with the
+sample's, expiration dates 2 of 12); with them 45 of 67 (H200, RESULTS "Knowledge"). A card is one fact in a line, the generator's own question beside
 its answer: "Who are the parties to the Distributor Agreement? Snotarator LLC (the Company);
 SMSA Ballinger Acquisition Corp. (the Distributor)." It carries the page and heading of the
 chunk it came from, so `ask --sources` still shows where the contract says it.
@@ -25,8 +25,6 @@ CARD_GENERATOR = "rules"
 # Card chunk indexes start here: far from any real chunk's, so retrieval never takes a card
 # for a chunk's neighbour.
 CARD_INDEX_BASE = 1_000_000
-
-
 CARD_SUFFIX = ":card"
 
 
