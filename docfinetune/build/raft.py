@@ -8,9 +8,8 @@ taken out and the next hit fills its place, so the model also learns to answer f
 the context does not help (RAFT: 1-3 distractors beat gold-only training). `chunks` may hold
 fact cards: a distractor-only context has neither the answer's chunk nor the fact's card. The
 answer is the same short answer; the prompt is `generation.rag_template`, as `eval`'s RAG
-systems ask. Held-out facts
-stay held out: only training rows get copies, and their contexts are reading text the model sees
-anyway.
+systems ask. Held-out facts stay held out: only training rows get copies, and their contexts are
+reading text the model sees anyway.
 """
 
 from __future__ import annotations
