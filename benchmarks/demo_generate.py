@@ -42,7 +42,7 @@ def main() -> None:
         questions = questions[:args.limit]
     documents, chunks = Workspace(Path(args.workspace)).read_corpus()
     titles = {d.doc_id: d.title for d in documents}
-    index = BM25Index(chunks, titles)
+    index = BM25Index(chunks, titles, config.retrieval)
     prompts = [rag_prompt(q, [c for c, _ in index.search(q, config.eval.rag_k)], titles, config.generation)
                for q in questions]
     first = None

@@ -23,9 +23,10 @@ recall@k: share of questions with a chunk holding the answer among the first k r
 mean of 1 / rank of the first such chunk (0 when none comes back). A result that comes back
 longer than its stored chunk (NEIGHBOUR_TAIL_CHARS) counts when its own text holds the answer.
 
-Each row is a retriever setting (module constants of docfinetune.core.retrieve, set for the
-row): *before* is the index before issue 12 (one field, no stemming, no legal stopwords, no
-expansion), *+ idea* adds one idea to it, *now* is the module as it stands (the chunks alone),
+Each row is a retriever setting (fields of the pipeline's `retrieval` section, RetrievalConfig,
+and the ANSWER_TYPES table of docfinetune.core.retrieve, set for the row): *before* is the index
+before issue 12 (one field, no stemming, no legal stopwords, no expansion), *+ idea* adds one
+idea to it, *now* is the default as it stands (the chunks alone),
 *now + fact cards* searches the chunks and the fact cards `build` writes (build/cards.py: the
 rules generator's document-level facts, held-out ones left out; a card that states the answer
 counts as a hit), and *now − idea*
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import statistics
@@ -54,6 +56,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results import machine, publish  # noqa: E402
 
 from docfinetune.core import retrieve  # noqa: E402
+from docfinetune.core.config import RetrievalConfig  # noqa: E402
 from docfinetune.core.errors import WorkspaceError  # noqa: E402
 from docfinetune.core.records import Chunk, Document  # noqa: E402
 from docfinetune.core.score import is_supported  # noqa: E402
@@ -68,20 +71,23 @@ LATENCY_K = 8
 REPEATS = 3
 
 # Each idea: its settings off, and on (None: the module's own value, when the module keeps it).
+# Settings are fields of RetrievalConfig (the pipeline's `retrieval` section), except
+# ANSWER_TYPES, a module table of docfinetune.core.retrieve.
 IDEAS: dict[str, tuple[dict, dict]] = {
-    "heading field": ({"HEADING_FIELD": False}, {"HEADING_FIELD": True}),
-    "title words": ({"TITLE_WEIGHT": 0.0, "TITLE_WORD_WEIGHT": 1.0}, {}),
-    "legal stopwords": ({"DROP_LEGAL_STOPWORDS": False}, {"DROP_LEGAL_STOPWORDS": True}),
-    "stemming": ({"STEMMING": False}, {"STEMMING": True}),
-    "query expansion": ({"EXPANSION_WEIGHT": 0.0}, {}),
-    "answer types": ({"ANSWER_TYPE_WEIGHT": 0.0}, {}),
+    "heading field": ({"heading_field": False}, {"heading_field": True}),
+    "title words": ({"title_weight": 0.0, "title_word_weight": 1.0}, {}),
+    "legal stopwords": ({"drop_legal_stopwords": False}, {"drop_legal_stopwords": True}),
+    "stemming": ({"stemming": False}, {"stemming": True}),
+    "query expansion": ({"expansion_weight": 0.0}, {}),
+    "answer types": ({"answer_type_weight": 0.0}, {}),
     "preamble marker": ({"ANSWER_TYPES": {k: v for k, v in retrieve.ANSWER_TYPES.items() if k != "preamble"}},
                         {"ANSWER_TYPES": retrieve.ANSWER_TYPES}),
-    "neighbour tail": ({"NEIGHBOUR_TAIL_CHARS": 0}, {"NEIGHBOUR_TAIL_CHARS": 200}),
+    "neighbour tail": ({"neighbour_tail_chars": 0}, {"neighbour_tail_chars": 200}),
 }
-# an idea's "on" settings when the module leaves it off (its constants at their off values)
-TRIAL_ON = {"title words": {"TITLE_WEIGHT": 1.0, "TITLE_WORD_WEIGHT": 0.1},
-            "query expansion": {"EXPANSION_WEIGHT": 0.5}, "answer types": {"ANSWER_TYPE_WEIGHT": 1.0}}
+# an idea's "on" settings when the default leaves it off (its settings at their off values)
+TRIAL_ON = {"title words": {"title_weight": 1.0, "title_word_weight": 0.1},
+            "query expansion": {"expansion_weight": 0.5}, "answer types": {"answer_type_weight": 1.0}}
+CONFIG_FIELDS = {f.name for f in dataclasses.fields(RetrievalConfig)}
 
 
 @dataclass
@@ -124,7 +130,8 @@ def fact_cards_for(documents: list[Document], chunks: list[Chunk]) -> list[Chunk
 
 def _module_defaults() -> dict:
     names = {k for off, on in IDEAS.values() for k in [*off, *on]}
-    return {k: getattr(retrieve, k) for k in names}
+    defaults = RetrievalConfig()
+    return {k: getattr(defaults if k in CONFIG_FIELDS else retrieve, k) for k in names}
 
 
 def _idea_is_on(name: str, defaults: dict) -> bool:
@@ -266,11 +273,12 @@ def measure(contracts: list[Contract], overrides: dict) -> Outcome:
     supported: dict = {}
     overrides = dict(overrides)
     with_cards = overrides.pop(CARDS, False)
-    with settings(overrides):
+    config = RetrievalConfig(**{k: v for k, v in overrides.items() if k in CONFIG_FIELDS})
+    with settings({k: v for k, v in overrides.items() if k not in CONFIG_FIELDS}):
         for contract in contracts:
             started = time.perf_counter()
             index = retrieve.BM25Index(contract.chunks + (contract.cards if with_cards else []),
-                                       {d.doc_id: d.title for d in contract.documents})
+                                       {d.doc_id: d.title for d in contract.documents}, config)
             out.build_ms_per_1000.append((time.perf_counter() - started) * 1e6 / len(contract.chunks))
             # a chunk's number decides from `gold`; a card is checked for the answer itself
             number = {id(c): i for i, c in enumerate(index.chunks[:len(contract.chunks)])}
@@ -314,9 +322,7 @@ def table(name: str, contracts: list[Contract], rows: list[tuple[str, Outcome]])
 
 
 def _settings_line() -> str:
-    names = ["BM25_K1", "BM25_B", "HEADING_FIELD", "HEADING_WEIGHT", "TITLE_WEIGHT", "TITLE_WORD_WEIGHT",
-             "STEMMING", "DROP_LEGAL_STOPWORDS", "EXPANSION_WEIGHT", "ANSWER_TYPE_WEIGHT", "NEIGHBOUR_TAIL_CHARS"]
-    return ", ".join(f"{n}={getattr(retrieve, n)}" for n in names)
+    return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(RetrievalConfig()).items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
              f"`.venv/bin/python benchmarks/retrieval.py --set {args.which} --write-results`, on "
              + machine() + ". BM25 over each contract's 512-character chunks "
              "(`docfinetune.core.retrieve`), the question as the query; a chunk holds the answer when "
-             "`is_supported(answer, chunk text)`. `now`: " + _settings_line() + ". Rows are explained in "
+             "`is_supported(answer, chunk text)`. `now` (the `retrieval` section's defaults): " + _settings_line() + ". Rows are explained in "
              "the benchmark's docstring.", ""]
     for name, contracts in sets.items():
         outcomes = [(label, measure(contracts, overrides)) for label, overrides in rows]

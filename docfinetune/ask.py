@@ -114,7 +114,7 @@ def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | N
     if sources or open_book:
         from docfinetune.core.retrieve import BM25Index
 
-        index = BM25Index.from_workspace(workspace)
+        index = BM25Index.from_workspace(workspace, config.retrieval)
         hits = index.search(question, max(sources, config.eval.rag_k if open_book else 0))
         found = hits[:sources] if sources else []
         context = [c for c, _ in hits[:config.eval.rag_k]] if open_book else []

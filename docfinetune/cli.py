@@ -27,6 +27,7 @@ from docfinetune.core.config import (
     LLMQAConfig,
     LoRAConfig,
     ModelConfig,
+    RetrievalConfig,
     TrainConfig,
     load_pipeline,
     section_fields,
@@ -177,6 +178,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], password: str | None, ke
 @config_options("model", ModelConfig)
 @config_options("build", BuildConfig)
 @config_options("build.llm", LLMQAConfig, flag_prefix="generator-")
+@config_options("retrieval", RetrievalConfig, flag_prefix="retrieval-")
 @click.pass_context
 def build(ctx: click.Context, qa_files: tuple[Path, ...], force: bool, pipeline_name: str,
           **flags: Any) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from docfinetune.core import retrieve
+from docfinetune.core.config import RetrievalConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
 from docfinetune.core.records import Chunk
 from docfinetune.core.retrieve import BM25Index, query_terms, stem, tokenize
@@ -78,12 +78,10 @@ def test_no_shared_word_means_no_results(index: BM25Index):
     assert index.search("what is it?", 5) == []  # only stopwords
 
 
-def test_scores_are_bm25okapi_scores(monkeypatch: pytest.MonkeyPatch):
+def test_scores_are_bm25okapi_scores():
     # The text field is BM25Okapi's own (without expansion or answer types, which add to it).
-    monkeypatch.setattr(retrieve, "EXPANSION_WEIGHT", 0.0)
-    monkeypatch.setattr(retrieve, "ANSWER_TYPE_WEIGHT", 0.0)
     chunks = synthetic_chunks(300, seed=1)
-    index = BM25Index(chunks)
+    index = BM25Index(chunks, settings=RetrievalConfig(expansion_weight=0.0, answer_type_weight=0.0))
     reference = BM25Okapi([tokenize(f"{c.heading}\n{c.text}") for c in chunks])
     rng = random.Random(2)
     for _ in range(20):
@@ -161,15 +159,12 @@ def top(index: BM25Index, question: str, k: int = 1) -> list[int]:
     return [c.index for c, _ in index.search(question, k)]
 
 
-def test_title_words_do_not_send_a_clause_question_to_the_title_page(monkeypatch: pytest.MonkeyPatch):
+def test_title_words_do_not_send_a_clause_question_to_the_title_page():
     question = "Which state's law governs the Master Services Agreement?"
     assert top(BM25Index(MSA, MSA_TITLE), question) == [4]
     # The index before: the title's words, dense on the short title page, outweigh "govern".
-    monkeypatch.setattr(retrieve, "TITLE_WORD_WEIGHT", 1.0)
-    monkeypatch.setattr(retrieve, "TITLE_WEIGHT", 0.0)
-    monkeypatch.setattr(retrieve, "HEADING_FIELD", False)
-    monkeypatch.setattr(retrieve, "EXPANSION_WEIGHT", 0.0)
-    assert top(BM25Index(MSA, MSA_TITLE), question) == [0]
+    before = RetrievalConfig(title_word_weight=1.0, title_weight=0.0, heading_field=False, expansion_weight=0.0)
+    assert top(BM25Index(MSA, MSA_TITLE, before), question) == [0]
 
 
 def test_a_title_still_finds_its_document_among_several():
@@ -204,7 +199,7 @@ def test_the_heading_is_a_field_of_its_own_worth_less_than_the_text():
     # a word in a chunk's text counts more than the same word in another chunk's heading
     scores = index.scores("audit")
     assert scores[2] > scores[0] > 0 and scores[1] == 0
-    assert retrieve.HEADING_WEIGHT < 1
+    assert RetrievalConfig().heading_weight < 1
 
 
 def test_answer_types_prefer_the_chunk_that_states_what_is_asked():
@@ -241,16 +236,16 @@ def test_the_preamble_answers_who_the_parties_are():
 def test_query_expansion_brings_in_contract_words():
     terms = query_terms("Which state's law governs?")
     assert terms["law"] == terms["governs"] == 1.0
-    assert terms["governed"] == terms["construed"] == retrieve.EXPANSION_WEIGHT < 1
+    assert terms["governed"] == terms["construed"] == RetrievalConfig().expansion_weight < 1
     assert "renewal" in query_terms("When does it renew?") and "renewal" in query_terms("renewing")
     chunks = contract("The term is automatically extended for successive one-year renewal terms.",
                       "The Customer may use the Platform during the term.")
     assert top(BM25Index(chunks), "When does the agreement renew?") == [0]
 
 
-def test_query_expansion_off_and_the_old_words(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(retrieve, "EXPANSION_WEIGHT", 0.0)
-    assert query_terms("Which state's law governs the law?") == {"state": 1.0, "law": 2.0, "governs": 1.0}
+def test_query_expansion_off_and_the_old_words():
+    off = RetrievalConfig(expansion_weight=0.0)
+    assert query_terms("Which state's law governs the law?", off) == {"state": 1.0, "law": 2.0, "governs": 1.0}
 
 
 def test_a_hit_cut_mid_sentence_comes_back_with_the_rest_of_it():
@@ -272,17 +267,16 @@ def test_a_hit_cut_mid_sentence_comes_back_with_the_rest_of_it():
     assert index.search("successive periods", 1)[0][0] == chunks[1]
 
 
-def test_the_tail_stops_at_the_limit_and_skips_overlap(monkeypatch: pytest.MonkeyPatch):
+def test_the_tail_stops_at_the_limit_and_skips_overlap():
     long_sentence = "renewal " + "word " * 100 + "end."
     first = Chunk("d:0000", "d", 0, 1, 1, 0, 44, "", "The Agreement renews for successive terms of")
     second = Chunk("d:0001", "d", 1, 1, 1, 36, 45 + len(long_sentence), "", "terms of " + long_sentence)
     chunks = [first, second] + contract(doc_id="other")
-    monkeypatch.setattr(retrieve, "NEIGHBOUR_TAIL_CHARS", 50)
-    (hit, _), = BM25Index(chunks).search("agreement renews", 1)
+    (hit, _), = BM25Index(chunks, settings=RetrievalConfig(neighbour_tail_chars=50)).search("agreement renews", 1)
     tail = hit.text[len(first.text) + 1:]
     assert tail.startswith("renewal word") and "terms of" not in tail and len(tail) <= 50
-    monkeypatch.setattr(retrieve, "NEIGHBOUR_TAIL_CHARS", 0)
-    assert BM25Index(chunks).search("agreement renews", 1)[0][0] == first
+    assert BM25Index(chunks, settings=RetrievalConfig(neighbour_tail_chars=0)).search("agreement renews", 1)[0][0] \
+        == first
 
 
 def test_search_results_are_the_same_chunks_however_many_are_asked_for():
@@ -294,12 +288,25 @@ def test_search_results_are_the_same_chunks_however_many_are_asked_for():
     assert len({c.chunk_id for c, _ in full}) == len(full)
 
 
-def test_stemming_joins_the_forms_of_a_word_when_switched_on(monkeypatch: pytest.MonkeyPatch):
+def test_stemming_joins_the_forms_of_a_word_when_switched_on():
     assert {stem(w) for w in ["govern", "governs", "governing", "governed"]} == {"govern"}
     assert stem("termination") == stem("terminate") == stem("terminated")
     assert stem("renewal") == stem("renewed") == "renew"
     assert stem("government") != stem("govern") and stem("30") == "30"
-    assert not retrieve.STEMMING  # off: it lost recall on benchmarks/retrieval.py
-    monkeypatch.setattr(retrieve, "STEMMING", True)
+    assert not RetrievalConfig().stemming  # off: it lost recall on benchmarks/retrieval.py
     chunks = contract("Renewal is automatic.", "Payment is due monthly.")
-    assert top(BM25Index(chunks), "renewed") == [0]
+    assert top(BM25Index(chunks, settings=RetrievalConfig(stemming=True)), "renewed") == [0]
+
+
+def test_the_retrieval_section_is_checked_and_a_change_rebuilds_the_open_book_rows(ingested_contract: Workspace):
+    from docfinetune.build import inputs_fingerprint
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="heading_weight"):
+        load_pipeline("default", {"retrieval": {"heading_weight": -1}})
+    changed = load_pipeline("default", {"retrieval": {"expansion_weight": 0.0}})
+    assert changed.retrieval == RetrievalConfig(expansion_weight=0.0)
+    # the RAFT rows' contexts come from this retriever: other settings, other datasets
+    assert inputs_fingerprint(ingested_contract, changed, []) != \
+        inputs_fingerprint(ingested_contract, load_pipeline("default"), [])

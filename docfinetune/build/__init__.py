@@ -39,12 +39,13 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 def inputs_fingerprint(workspace: Workspace, config: PipelineConfig, qa_files: list[Path]) -> str:
-    """What decides the datasets: each document's bytes and ingest settings, the build and
-    model settings, and the user's Q&A files."""
+    """What decides the datasets: each document's bytes and ingest settings, the build,
+    retrieval and model settings, and the user's Q&A files."""
     sources = {d: workspace.read_source(d) or {} for d in workspace.doc_ids()}
     parts = {
         "documents": [(d, source.get("sha256"), source.get("settings")) for d, source in sources.items()],
         "build": dataclasses.asdict(config.build),
+        "retrieval": dataclasses.asdict(config.retrieval),  # the open-book rows' contexts
         "tokenizer": config.model.base_model,
         "qa_files": [(str(p), file_sha256(p)) for p in qa_files if p.is_file()],
     }
@@ -109,7 +110,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     # Open-book copies of training rows (RAFT): the retriever's chunks (and cards) before the question.
     splits["train"] += open_book_rows(splits["train"], documents, chunks + cards, build_config.open_book_share,
                                       build_config.open_book_chunks, build_config.open_book_gold_probability,
-                                      build_config.split_seed)
+                                      build_config.split_seed, config.retrieval)
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])
     reading_tokens = {"original": count_tokens(tokenizer, [r["text"] for r in originals]),

@@ -18,20 +18,22 @@ import dataclasses
 import random
 
 from docfinetune.build.cards import card_id
+from docfinetune.core.config import RetrievalConfig
 from docfinetune.core.records import Chunk, Document, QAPair
 from docfinetune.core.retrieve import BM25Index
 
 
 def open_book_rows(pairs: list[QAPair], documents: list[Document], chunks: list[Chunk], share: float, k: int,
-                   gold_probability: float, seed: int) -> list[QAPair]:
-    """Open-book copies of a seeded `share` of `pairs` (see the module docstring), in input order."""
+                   gold_probability: float, seed: int, settings: RetrievalConfig | None = None) -> list[QAPair]:
+    """Open-book copies of a seeded `share` of `pairs` (see the module docstring), in input order;
+    `settings`: the retriever's (the pipeline's `retrieval`, as eval and ask search)."""
     if share <= 0 or not pairs or not chunks:
         return []
     rng = random.Random(f"{seed}:raft")
     chosen = [p for p in pairs if rng.random() < share]
     if not chosen:
         return []
-    index = BM25Index(chunks, {d.doc_id: d.title for d in documents})
+    index = BM25Index(chunks, {d.doc_id: d.title for d in documents}, settings)
     rows = []
     for pair in chosen:
         hits = [c.chunk_id for c, _ in index.search(pair.question, k + 1)]

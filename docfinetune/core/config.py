@@ -178,6 +178,41 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
+class RetrievalConfig:
+    """The BM25 retriever (core/retrieve.py) that `ask`, `eval`'s RAG systems and the open-book
+    training rows share. Each weight was kept because it raised recall of the chunk holding the
+    answer (benchmarks/RESULTS.md, "Retrieval": each idea on and off)."""
+
+    bm25_k1: float = option(1.5, "BM25's term-frequency saturation (rank_bm25's default).", minimum=0)
+    bm25_b: float = option(0.75, "BM25's length normalisation, 0 (none) to 1 (full).", minimum=0, maximum=1)
+    heading_field: bool = option(
+        True, "Search the section heading as a field of its own (false: its words go in front of the text, "
+              "one field). Recall@4 93.3% against 90.4% without, lawyers' + hand-written questions.")
+    heading_weight: float = option(0.5, "Weight of the heading field's BM25 score beside the text's.", minimum=0)
+    title_weight: float = option(
+        1.0, "A query word in a chunk's document title adds this times its idf over the titles (tells "
+             "documents apart in a workspace of several).", minimum=0)
+    title_word_weight: float = option(
+        0.1, "Share of its usual score a query word that is in the document's title counts in that "
+             "document's text and heading (1: as any word).", minimum=0)
+    stemming: bool = option(False, "Suffix stripping on both sides (govern/governs/governing); measured no better.")
+    drop_legal_stopwords: bool = option(
+        False, "Drop words every clause has (agreement, party, shall, hereof ...) from queries; measured worse.")
+    expansion_weight: float = option(
+        0.5, "Weight of the contract words a query word brings in (govern -> governing law, laws of); 0: off. "
+             "Recall@1 71.2% against 65.4% without.", minimum=0)
+    answer_type_weight: float = option(
+        1.0, "Bonus for chunks that state what the question asks for (a date, an amount, a duration, a "
+             "company; the preamble for the parties); 0: off. Recall@4 93.3% against 80.8% without.", minimum=0)
+    neighbour_tail_chars: int = option(
+        200, "A hit cut mid-sentence carries the next chunk's text up to that sentence's end, at most this "
+             "many characters; 0: off.", minimum=0)
+
+    def __post_init__(self) -> None:
+        raise_problems(check_fields(self))
+
+
+@dataclass(frozen=True)
 class RulesQAConfig:
     """The offline `rules` generator: contract facts found by patterns."""
 
@@ -512,6 +547,7 @@ class PipelineConfig:
     description: str = option("", "One line on what this recipe is for.")
     model: ModelConfig = field(default_factory=ModelConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)

@@ -1,35 +1,36 @@
 """BM25 search over the ingested chunks: the sources `ask --sources` shows, and the retriever of
 `eval`'s RAG systems.
 
-A chunk's score is BM25 (rank_bm25's BM25Okapi weights, k1=1.5, b=0.75) summed over fields:
+A chunk's score is BM25 (rank_bm25's BM25Okapi weights, k1=1.5, b=0.75) summed over fields,
+with the weights of `RetrievalConfig` (core/config.py, the `retrieval` section):
 
-    BM25(query, chunk text) + HEADING_WEIGHT * BM25(query, the chunk's section heading)
-    + TITLE_WEIGHT * (idf over the documents' titles of the query words in the chunk's document title)
-    + ANSWER_TYPE_WEIGHT * BM25(the answer types the question asks for, those the chunk states)
+    BM25(query, chunk text) + heading_weight * BM25(query, the chunk's section heading)
+    + title_weight * (idf over the documents' titles of the query words in the chunk's document title)
+    + answer_type_weight * BM25(the answer types the question asks for, those the chunk states)
 
 - Title words: the words a question shares with a document's own title ("Which state's law
   governs the Master Services Agreement?") say which document is meant, not which clause; in
-  that document's text and headings they count TITLE_WORD_WEIGHT of their BM25, so the title
+  that document's text and headings they count title_word_weight of their BM25, so the title
   page does not outrank the governing-law clause.
 - Answer types (ANSWER_TYPES, ANSWER_TYPE_CUES): a question asking for a date ("when", "date")
   prefers chunks that state one; likewise an amount of money, a duration, a company ("who",
   "parties": chunks naming an "Inc."/"LLC"/...), and the preamble ("made", "parties", "effective
   date": the chunk that says "is made and entered into ... by and between").
-- Query expansion (EXPANSIONS): contract words a query word brings in at EXPANSION_WEIGHT
+- Query expansion (EXPANSIONS): contract words a query word brings in at expansion_weight
   (govern -> laws, governed, construed; renew -> renewal, extend, successive; ...).
 - Neighbour tail: a hit that stops mid-sentence comes back with the next chunk's words up to
-  that sentence's end (NEIGHBOUR_TAIL_CHARS at most), so an answer split by a chunk boundary is
+  that sentence's end (neighbour_tail_chars at most), so an answer split by a chunk boundary is
   whole in what `ask` shows and `eval` prompts with.
 
 The bonuses (title, answer types) only reorder chunks that share a word with the query: a chunk
 that shares none never comes back. Words are lowercased runs of letters; numbers keep their
 digits ("30", "2024", "$12,500" -> "12500") because contract questions turn on them; a short
 stopword list drops words that say nothing about which clause is meant. Suffix stripping
-(STEMMING) and dropping legal boilerplate words from queries (DROP_LEGAL_STOPWORDS) are there
+(`stemming`) and dropping legal boilerplate words from queries (`drop_legal_stopwords`) are there
 but off: both lost recall on the benchmark (benchmarks/retrieval.py, RESULTS.md "Retrieval").
 
-The module constants below are the settings a user might tune; they are read when an index is
-built (fields, types) or searched (weights of query words). Building the index takes about
+The word lists and patterns below are module data; the weights are the index's `settings`.
+Building the index takes about
 0.15 s per 1,000 chunks of 512 characters; a search adds up precomputed per-word vectors,
 about 0.05 ms at 150 chunks and 0.2 ms at 3,000.
 """
@@ -44,37 +45,22 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from docfinetune.core.config import RetrievalConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
 from docfinetune.core.records import Chunk
 from docfinetune.core.workspace import Workspace
 
 # --------------------------------------------------------------------------- settings
 
-# BM25's term-frequency saturation and length normalisation (rank_bm25's defaults).
-BM25_K1 = 1.5
-BM25_B = 0.75
-# The section heading as a field of its own, its BM25 score times HEADING_WEIGHT added to the
-# text's. With HEADING_FIELD off, the heading's words are put in front of the text instead (one
-# field, the index before issue 12).
-HEADING_FIELD = True
-HEADING_WEIGHT = 0.5
-# Query words found in a chunk's document title: each adds TITLE_WEIGHT times its idf over the
-# documents' titles (it tells documents apart in a workspace of several), and counts
-# TITLE_WORD_WEIGHT of its usual score in that document's text and heading (1.0: as any word).
-TITLE_WEIGHT = 1.0
-TITLE_WORD_WEIGHT = 0.1
-# Suffix stripping on both sides (govern/governs/governing/governed are one word).
-STEMMING = False
-# Query words dropped because every clause of a contract has them (kept when nothing else is left).
-DROP_LEGAL_STOPWORDS = False
+# Query words dropped with `drop_legal_stopwords`: every clause of a contract has them (kept when
+# nothing else is left).
 LEGAL_STOPWORDS = frozenset("""
 agreement agreements party parties shall hereby herein hereof hereto hereunder thereof thereto
 therein thereunder whereas pursuant
 """.split())
-# Related contract words a query word brings in, each at EXPANSION_WEIGHT of a query word's
+# Related contract words a query word brings in, each at `expansion_weight` of a query word's
 # weight (0 turns expansion off); a key also matches its inflections (governs, governing ->
 # govern; terminated -> terminate). Values are words as they appear in contracts.
-EXPANSION_WEIGHT = 0.5
 EXPANSIONS: dict[str, tuple[str, ...]] = {
     "govern": ("law", "laws", "construed", "governed", "governing"),
     "law": ("governed", "governing"),
@@ -111,9 +97,8 @@ EXPANSIONS: dict[str, tuple[str, ...]] = {
 }
 # Answer types: a chunk that states a date, an amount of money, a duration or a company (by its
 # "Inc."/"LLC"/...) has that type's token in a field of its own; a question that asks for that
-# type (ANSWER_TYPE_CUES) adds ANSWER_TYPE_WEIGHT times the token's BM25 there, to chunks that
+# type (ANSWER_TYPE_CUES) adds `answer_type_weight` times the token's BM25 there, to chunks that
 # share a word with the question (0 turns answer types off).
-ANSWER_TYPE_WEIGHT = 1.0
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _NUMBER_WORDS = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|eighteen|twenty|"
                  r"thirty|forty|forty-five|fifty|sixty|seventy|seventy-five|eighty|ninety|hundred)")
@@ -140,10 +125,6 @@ ANSWER_TYPE_CUES: dict[str, re.Pattern] = {  # what a question asks for
     "preamble": re.compile(r"(?i)\bparties\b|\b(?:made|entered)\b|\beffective date\b|\bdated\b|\bincorporated\b|"
                            r"\borgani[sz]ed\b"),
 }
-# A hit whose text stops mid-sentence comes back with the next chunk's words up to that
-# sentence's end, at most this many characters (0: chunks come back as stored).
-NEIGHBOUR_TAIL_CHARS = 200
-
 # --------------------------------------------------------------------------- words
 
 # Thousands separators are dropped so "12,500" and "12500" match; a decimal point is kept.
@@ -218,28 +199,28 @@ def stem(word: str) -> str:
     return word
 
 
-def index_terms(text: str) -> list[str]:
-    """The words of `text` as the index counts them: tokenize, then stem when STEMMING is on."""
+def index_terms(text: str, stemming: bool = False) -> list[str]:
+    """The words of `text` as the index counts them: tokenize, then stem with `stemming`."""
     words = tokenize(text)
-    return [stem(w) for w in words] if STEMMING else words
+    return [stem(w) for w in words] if stemming else words
 
 
-def query_terms(query: str) -> dict[str, float]:
+def query_terms(query: str, settings: RetrievalConfig = RetrievalConfig()) -> dict[str, float]:
     """The index terms of a query with their weights: a word counts as often as it occurs;
-    legal stopwords are dropped (when DROP_LEGAL_STOPWORDS, and something else is left); each
-    word's EXPANSIONS come in at EXPANSION_WEIGHT, unless the query has them already."""
+    legal stopwords are dropped (with `drop_legal_stopwords`, when something else is left); each
+    word's EXPANSIONS come in at `expansion_weight`, unless the query has them already."""
     words = tokenize(query)
     weights: dict[str, float] = defaultdict(float)
-    kept = [w for w in words if w not in LEGAL_STOPWORDS] if DROP_LEGAL_STOPWORDS else words
+    kept = [w for w in words if w not in LEGAL_STOPWORDS] if settings.drop_legal_stopwords else words
     for word in kept or words:
-        weights[stem(word) if STEMMING else word] += 1.0
-    if EXPANSION_WEIGHT > 0:
+        weights[stem(word) if settings.stemming else word] += 1.0
+    if settings.expansion_weight > 0:
         extra: dict[str, float] = {}
         for word in words:
             for related in EXPANSIONS.get(word, ()) or EXPANSIONS.get(_strip_inflection(word), ()):
-                for term in index_terms(related):
+                for term in index_terms(related, settings.stemming):
                     if term not in weights:
-                        extra[term] = EXPANSION_WEIGHT
+                        extra[term] = settings.expansion_weight
         weights.update(extra)
     return dict(weights)
 
@@ -260,11 +241,11 @@ class _Field:
     all chunks per word, ~7 ms a query at 3,000 chunks); here each word's postings are numpy
     arrays made once, so a query is a few vector additions (~0.1 ms); the scores are BM25Okapi's."""
 
-    def __init__(self, tokenized: list[list[str]]) -> None:
+    def __init__(self, tokenized: list[list[str]], k1: float, b: float) -> None:
         self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if not any(tokenized):
             return
-        bm25 = _bm25_class()(tokenized, k1=BM25_K1, b=BM25_B)
+        bm25 = _bm25_class()(tokenized, k1=k1, b=b)
         k1, b, avgdl = bm25.k1, bm25.b, bm25.avgdl
         rows: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
         for i, counts in enumerate(bm25.doc_freqs):
@@ -291,25 +272,27 @@ class BM25Index:
     """The chunks of a workspace (or any list of chunks), searchable by BM25.
 
     `titles` maps a document id to its title (from_workspace reads them from source.json);
-    without it, titles play no part."""
+    without it, titles play no part. `settings`: the pipeline's `retrieval` section."""
 
-    def __init__(self, chunks: Iterable[Chunk], titles: Mapping[str, str] | None = None) -> None:
+    def __init__(self, chunks: Iterable[Chunk], titles: Mapping[str, str] | None = None,
+                 settings: RetrievalConfig | None = None) -> None:
         self.chunks: list[Chunk] = list(chunks)
+        self.settings = s = settings or RetrievalConfig()
         if not self.chunks:
             raise WorkspaceError("no chunks to search; ingest documents first (`docfinetune ingest FILE...`)")
-        if HEADING_FIELD:
-            text_terms = [index_terms(c.text) for c in self.chunks]
-            heading_terms = [index_terms(c.heading) for c in self.chunks]
+        if s.heading_field:
+            text_terms = [index_terms(c.text, s.stemming) for c in self.chunks]
+            heading_terms = [index_terms(c.heading, s.stemming) for c in self.chunks]
         else:
-            text_terms = [index_terms(f"{c.heading}\n{c.text}") for c in self.chunks]
+            text_terms = [index_terms(f"{c.heading}\n{c.text}", s.stemming) for c in self.chunks]
             heading_terms = []
         if not any(text_terms) and not any(heading_terms):
             raise WorkspaceError(f"none of the {len(self.chunks)} chunks holds a searchable word")
-        self._fields = [(1.0, _Field(text_terms))]
-        if heading_terms and HEADING_WEIGHT > 0:
-            self._fields.append((HEADING_WEIGHT, _Field(heading_terms)))
+        self._fields = [(1.0, _Field(text_terms, s.bm25_k1, s.bm25_b))]
+        if heading_terms and s.heading_weight > 0:
+            self._fields.append((s.heading_weight, _Field(heading_terms, s.bm25_k1, s.bm25_b)))
         self._types = _Field([[f"<{kind}>" for kind, pattern in ANSWER_TYPES.items() for _ in pattern.finditer(c.text)]
-                              for c in self.chunks]) if ANSWER_TYPE_WEIGHT > 0 else None
+                              for c in self.chunks], s.bm25_k1, s.bm25_b) if s.answer_type_weight > 0 else None
 
         # Documents: each chunk's document number, and per title word the documents whose title
         # has it, with the word's idf over the titles (never negative).
@@ -322,7 +305,7 @@ class BM25Index:
         by_word: dict[str, list[int]] = defaultdict(list)
         legal = LEGAL_STOPWORDS | {stem(w) for w in LEGAL_STOPWORDS}
         for doc_id, i in number.items():
-            for word in set(index_terms((titles or {}).get(doc_id, ""))) - legal:
+            for word in set(index_terms((titles or {}).get(doc_id, ""), s.stemming)) - legal:
                 by_word[word].append(i)
         for word, docs in by_word.items():
             self._title_docs[word] = np.asarray(docs, dtype=np.int64)
@@ -330,14 +313,14 @@ class BM25Index:
         self._next = self._next_chunk_numbers()
 
     @classmethod
-    def from_workspace(cls, workspace: Workspace) -> "BM25Index":
+    def from_workspace(cls, workspace: Workspace, settings: RetrievalConfig | None = None) -> "BM25Index":
         """Every chunk of every ingested document, and the fact cards of the last build;
         WorkspaceError when there are no chunks."""
         documents, chunks = workspace.read_searchable()
         if not chunks:
             raise WorkspaceError(f"{workspace.documents_dir}: the ingested documents have no chunks; "
                                  "re-ingest them (`docfinetune ingest FILE...`)")
-        return cls(chunks, {d.doc_id: d.title for d in documents})
+        return cls(chunks, {d.doc_id: d.title for d in documents}, settings)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -345,9 +328,10 @@ class BM25Index:
     def scores(self, query: str) -> np.ndarray:
         """Every chunk's score for `query` (a numpy array in chunk order); 0 for a chunk whose
         text and heading share no word with the query."""
+        s = self.settings
         scores = np.zeros(len(self.chunks))
         title = np.zeros(self._documents)
-        for term, weight in query_terms(query).items():
+        for term, weight in query_terms(query, s).items():
             title_docs = self._title_docs.get(term)
             for field_weight, field in self._fields:
                 posting = field.postings.get(term)
@@ -355,19 +339,19 @@ class BM25Index:
                     continue
                 ids, values = posting
                 values = values * (weight * field_weight)
-                if title_docs is not None and TITLE_WORD_WEIGHT != 1.0:
-                    values = np.where(np.isin(self._doc_of[ids], title_docs), values * TITLE_WORD_WEIGHT, values)
+                if title_docs is not None and s.title_word_weight != 1.0:
+                    values = np.where(np.isin(self._doc_of[ids], title_docs), values * s.title_word_weight, values)
                 scores[ids] += values  # a word's chunk ids are distinct
-            if title_docs is not None and TITLE_WEIGHT > 0:
+            if title_docs is not None and s.title_weight > 0:
                 title[title_docs] += weight * self._title_idf[term]
         bonus = np.zeros(len(self.chunks))
         if title.any():
-            bonus += TITLE_WEIGHT * title[self._doc_of]
+            bonus += s.title_weight * title[self._doc_of]
         if self._types is not None:
             for kind, cue in ANSWER_TYPE_CUES.items():
                 posting = self._types.postings.get(f"<{kind}>")
                 if posting is not None and cue.search(query):
-                    bonus[posting[0]] += ANSWER_TYPE_WEIGHT * posting[1]
+                    bonus[posting[0]] += s.answer_type_weight * posting[1]
         matched = scores > 0  # the bonuses only reorder chunks that share a word with the query
         scores[matched] += bonus[matched]
         return scores
@@ -375,7 +359,7 @@ class BM25Index:
     def search(self, query: str, k: int) -> list[tuple[Chunk, float]]:
         """The `k` best chunks for `query`, best first, with their scores; chunks that share no
         word with the query are left out, so fewer (or none) may come back. Ties keep document
-        order. With NEIGHBOUR_TAIL_CHARS, a hit that stops mid-sentence carries the start of the
+        order. With `neighbour_tail_chars`, a hit that stops mid-sentence carries the start of the
         next chunk up to that sentence's end."""
         if k < 1:
             return []
@@ -391,15 +375,16 @@ class BM25Index:
 
     def _with_tail(self, i: int) -> Chunk:
         chunk, following = self.chunks[i], self._next[i]
-        if NEIGHBOUR_TAIL_CHARS <= 0 or following is None or _SENTENCE_END.search(chunk.text):
+        limit = self.settings.neighbour_tail_chars
+        if limit <= 0 or following is None or _SENTENCE_END.search(chunk.text):
             return chunk
         after = self.chunks[following]
         skip = max(0, chunk.char_end - after.char_start)  # chunks that overlap: only what is new
-        end = _FIRST_SENTENCE_END.search(after.text, skip, skip + NEIGHBOUR_TAIL_CHARS)
+        end = _FIRST_SENTENCE_END.search(after.text, skip, skip + limit)
         if end:
             tail = after.text[skip : end.end()]
         else:  # no sentence end within reach: whole words up to the limit
-            tail = after.text[skip : skip + NEIGHBOUR_TAIL_CHARS + 1].rsplit(None, 1)[0]
+            tail = after.text[skip : skip + limit + 1].rsplit(None, 1)[0]
         tail = tail.strip()
         if not tail:
             return chunk

@@ -159,7 +159,7 @@ def evaluate(
     if any(s.endswith("+rag") for s in systems) or workspace.doc_ids():
         from docfinetune.core.retrieve import BM25Index
 
-        index = BM25Index.from_workspace(workspace)
+        index = BM25Index.from_workspace(workspace, pipeline.retrieval)
     rag_prompts: list[str] = []
     if any(s.endswith("+rag") for s in systems):
         titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}

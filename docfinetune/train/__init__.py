@@ -655,7 +655,7 @@ def with_open_book_prompts(workspace: Workspace, config: PipelineConfig, questio
 
     documents, chunks = workspace.read_searchable()
     titles = {d.doc_id: d.title for d in documents}
-    index = BM25Index(chunks, titles)
+    index = BM25Index(chunks, titles, config.retrieval)
     return [{**q, "open_book_prompt": rag_prompt(q["question"], [c for c, _ in index.search(q["question"],
                                                                                             config.eval.rag_k)],
                                                  titles, config.generation)} for q in questions]
