@@ -21,16 +21,15 @@ split over two chunks: both counted) are left out of recall and MRR and reported
 the question as asked (`ask --sources` and `eval`'s RAG systems search with the question alone).
 recall@k: share of questions with a chunk holding the answer among the first k results; MRR:
 mean of 1 / rank of the first such chunk (0 when none comes back). A result that comes back
-longer than its stored chunk (NEIGHBOUR_TAIL_CHARS) counts when its own text holds the answer.
+longer than its stored chunk (`retrieval.neighbour_tail_chars`) counts when its own text holds the answer.
 
 Each row is a retriever setting (fields of the pipeline's `retrieval` section, RetrievalConfig,
 and the ANSWER_TYPES table of docfinetune.core.retrieve, set for the row): *before* is the index
 before issue 12 (one field, no stemming, no legal stopwords, no expansion), *+ idea* adds one
-idea to it, *now* is the default as it stands (the chunks alone),
-*now + fact cards* searches the chunks and the fact cards `build` writes (build/cards.py: the
-rules generator's document-level facts, held-out ones left out; a card that states the answer
-counts as a hit), and *now − idea*
-(or *now + idea* for one the module leaves off) toggles one. ms/query: median over the questions
+idea to it, *now* is the default as it stands (the chunks alone), *now + fact cards* searches
+the chunks and the fact cards `build` writes (build/cards.py: the rules generator's
+document-level facts, held-out ones left out; a card that states the answer counts as a hit),
+and *now − idea* (or *now + idea* for one the default leaves off) toggles one. ms/query: median over the questions
 of the best of 3 `search(question, 8)` calls; build: milliseconds to index 1,000 chunks (median
 over contracts). Exits 0 with a message when cuad-dev is absent.
 """
@@ -70,7 +69,7 @@ KS = (1, 4, 8)
 LATENCY_K = 8
 REPEATS = 3
 
-# Each idea: its settings off, and on (None: the module's own value, when the module keeps it).
+# Each idea: its settings off, and on ({}: the default's own values, when the default keeps it).
 # Settings are fields of RetrievalConfig (the pipeline's `retrieval` section), except
 # ANSWER_TYPES, a module table of docfinetune.core.retrieve.
 IDEAS: dict[str, tuple[dict, dict]] = {

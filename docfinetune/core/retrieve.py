@@ -30,9 +30,8 @@ stopword list drops words that say nothing about which clause is meant. Suffix s
 but off: both lost recall on the benchmark (benchmarks/retrieval.py, RESULTS.md "Retrieval").
 
 The word lists and patterns below are module data; the weights are the index's `settings`.
-Building the index takes about
-0.15 s per 1,000 chunks of 512 characters; a search adds up precomputed per-word vectors,
-about 0.05 ms at 150 chunks and 0.2 ms at 3,000.
+Building the index takes about 0.15 s per 1,000 chunks of 512 characters; a search adds up
+precomputed per-word vectors, about 0.05 ms at 150 chunks and 0.2 ms at 3,000.
 """
 
 from __future__ import annotations

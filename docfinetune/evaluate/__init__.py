@@ -204,8 +204,8 @@ def evaluate(
         group = [s for s in systems if s.split("+")[0] == name]
         if not group:
             continue
-        if name == "finetuned" and base_weights is None:
-            merge_adapter(model, pipeline)
+        if name == "finetuned":
+            merge_adapter(model, pipeline)  # a full fine-tune has no adapter: nothing to merge
         with model_for(name) as answering:
             for system in group:
                 stage = f"answering ({system})"
