@@ -263,8 +263,9 @@ def merge_adapter(model, config: PipelineConfig) -> bool:
     """Fold a LoRA adapter into the weights it adapts, in place; True when it did.
 
     Answers then skip the adapter's extra small matmuls: on the 2-core CPU the demo's adapter
-    answered 32 RAG prompts in 17.3 s unmerged against 10.9 s merged (Gemma 3 270M, bf16; 30 of
-    32 answers equal, the rest differ by bf16 rounding). 4-bit weights (nf4) stay unmerged:
+    answered 32 RAG prompts in 18.2 s unmerged against 10.7 s merged (Gemma 3 270M, bf16, 32
+    RAG prompts, benchmarks/demo_generate.py --adapter unmerged,merged; a few answers differ by
+    bf16 rounding). 4-bit weights (nf4) stay unmerged:
     re-quantizing W + BA would round the adapter away. Switching the adapter off later
     (`disable_adapter`) unmerges first, at bf16 rounding; eval answers its base systems before
     merging."""

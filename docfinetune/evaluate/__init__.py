@@ -198,7 +198,7 @@ def evaluate(
                                               eval_config.extraction_max_new_tokens)
     answers: dict[str, list[str]] = {}
     continued: dict[str, list[str]] = {}
-    # The base model's work first, then the adapter merged for the fine-tuned systems (1.6x
+    # The base model's work first, then the adapter merged for the fine-tuned systems (1.7x
     # faster answers on CPU, `merge_adapter`); merged weights are never switched back.
     for name in ("base", "finetuned"):
         group = [s for s in systems if s.split("+")[0] == name]
