@@ -102,6 +102,11 @@ VARIANTS = {
     "open_book_8_epochs_r64": {"build": {"open_book_share": 0.5}, "train": {"epochs": 8},
                                "lora": {"lora_r": 64, "lora_alpha": 128}},
     "lora_r64_lr_1e-3": {"lora": {"lora_r": 64, "lora_alpha": 128}, "train": {"learning_rate": 1e-3}},
+    "rag_best_first": {"generation": {"rag_order": "best_first"}},  # the order before 2026-12-01
+    "no_card_questions": {"retrieval": {"card_question_weight": 0.0}},
+    "rag_best_first_no_card_questions": {"generation": {"rag_order": "best_first"},
+                                         "retrieval": {"card_question_weight": 0.0}},
+    "8_epochs_r64": {"train": {"epochs": 8}, "lora": {"lora_r": 64, "lora_alpha": 128}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},

@@ -107,6 +107,7 @@ class Contract:
     cards: list[Chunk] = field(default_factory=list)  # the fact cards `build` writes (default settings)
 
 
+CARD_QUESTION_WEIGHTS = (0.0, 1.0, 2.0)  # retrieval.card_question_weight, with fact cards
 CARDS = "FACT_CARDS"  # a row's pseudo-setting: search the chunks and the contract's fact cards
 
 
@@ -152,6 +153,9 @@ def variants() -> list[tuple[str, dict]]:
     rows += [(f"before + {name}", before | _on(name, defaults)) for name in IDEAS]
     rows.append(("now", {}))
     rows.append(("now + fact cards", {CARDS: True}))
+    for weight in CARD_QUESTION_WEIGHTS:
+        if weight != RetrievalConfig().card_question_weight:
+            rows.append((f"now + fact cards, card questions x{weight:g}", {CARDS: True, "card_question_weight": weight}))
     for name in IDEAS:
         if _idea_is_on(name, defaults):
             rows.append((f"now − {name}", IDEAS[name][0]))

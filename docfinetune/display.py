@@ -142,7 +142,7 @@ def selection_table(run_dir: Path, selection_file: str) -> Table:
 
 
 def print_sources(sources: list) -> None:
-    from docfinetune.build.cards import is_card
+    from docfinetune.core.records import is_card
 
     for chunk, score in sources:
         pages = f"{chunk.page_start}" if chunk.page_start == chunk.page_end else f"{chunk.page_start}-{chunk.page_end}"

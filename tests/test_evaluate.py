@@ -16,6 +16,7 @@ import pytest
 from docfinetune.core.config import EvalConfig, GenerationConfig, load_pipeline
 from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
 from docfinetune.core.generate import chunk_pages, rag_prompt
+from docfinetune.core.records import Chunk
 from docfinetune.core.retrieve import BM25Index
 from docfinetune.core.workspace import Workspace, read_jsonl
 from docfinetune.evaluate import SYSTEMS, evaluate
@@ -161,6 +162,19 @@ def test_rag_prompt_holds_the_chunk_that_states_the_answer(ingested: Workspace):
     assert len(hits) <= 2
     # no chunk shares a word with the question: the closed-book prompt
     assert rag_prompt("Zyx?", [], titles, GenerationConfig(prompt_template="Q: {question}\nA:")) == "Q: Zyx?\nA:"
+
+
+def test_rag_order_best_last_puts_the_best_hit_next_to_the_question():
+    chunks = [Chunk(chunk_id=f"d:{i:04d}", doc_id="d", index=i, page_start=i + 1, page_end=i + 1,
+                    char_start=0, char_end=1, heading="", text=f"text {name}")
+              for i, name in enumerate(["best", "second", "third"])]
+    first = rag_prompt("Q?", chunks, {}, GenerationConfig(rag_order="best_first"))
+    last = rag_prompt("Q?", chunks, {}, GenerationConfig())
+    assert first.index("text best") < first.index("text second") < first.index("text third")
+    assert last.index("text third") < last.index("text second") < last.index("text best")
+    assert last.endswith("text best\n\nQuestion: Q?\nAnswer:")
+    with pytest.raises(ConfigError, match="rag_order"):
+        GenerationConfig(rag_order="random")
 
 
 # --------------------------------------------------------------------------- the stage

@@ -233,6 +233,30 @@ def test_the_preamble_answers_who_the_parties_are():
     assert top(index, "On what date was this agreement made?") == [1]
 
 
+def test_the_card_that_asks_the_question_comes_first():
+    chunks = contract(
+        "This Agreement is made and entered into as of May 1, 2024 by and between Acme Data Systems, Inc., "
+        "a Delaware corporation, and Beta Logistics LLC.",
+        "The parties shall meet each quarter to review the Services and the parties' obligations.",
+    )
+    cards = [Chunk(f"msa:{field}:0:card", "msa", 1_000_000 + i, 1, 1, 0, 10, "", text) for i, (field, text) in
+             enumerate([("agreement_date", "On what date was this agreement made? May 1, 2024."),
+                        ("parties", "Who are the parties to this agreement? Between Acme Data Systems, Inc. "
+                                    "and Beta Logistics LLC."),
+                        ("governing_law", "Which state's or country's law governs this agreement? Delaware.")])]
+    question = "Who are the parties to this agreement?"
+    with_questions = BM25Index(chunks + cards)
+    assert with_questions.search(question, 1)[0][0].chunk_id == "msa:parties:0:card"
+    # only cards gain, the one asking most; a word every card asks ("agreement") weighs little
+    off = BM25Index(chunks + cards, settings=RetrievalConfig(card_question_weight=0))
+    gain = with_questions.scores(question) - off.scores(question)
+    n = len(chunks)
+    assert gain[n + 1] > 0 and gain[:n].max() == 0
+    assert gain[n + 1] > 2 * max(gain[n], gain[n + 2])
+    common = with_questions.scores("agreement") - off.scores("agreement")
+    assert common[n:].max() < gain[n + 1] / 4
+
+
 def test_query_expansion_brings_in_contract_words():
     terms = query_terms("Which state's law governs?")
     assert terms["law"] == terms["governs"] == 1.0

@@ -16,7 +16,7 @@ own text, so the held-out figures keep measuring what the model learned from rea
 
 from __future__ import annotations
 
-from docfinetune.core.records import Chunk, QAPair
+from docfinetune.core.records import CARD_SUFFIX, Chunk, QAPair
 
 # Facts about the document as a whole, which a reader would look up on a term sheet.
 CARD_FIELDS = frozenset({"parties", "agreement_date", "effective_date", "initial_term", "expiration_date",
@@ -25,16 +25,9 @@ CARD_GENERATOR = "rules"
 # Card chunk indexes start here: far from any real chunk's, so retrieval never takes a card
 # for a chunk's neighbour.
 CARD_INDEX_BASE = 1_000_000
-CARD_SUFFIX = ":card"
-
-
 def card_id(fact_id: str) -> str:
     """The chunk id of a fact's card."""
     return f"{fact_id}{CARD_SUFFIX}"
-
-
-def is_card(chunk: Chunk) -> bool:
-    return chunk.chunk_id.endswith(CARD_SUFFIX)
 
 
 def fact_cards(pairs: list[QAPair], chunks: list[Chunk], held_out_facts: set[str]) -> list[Chunk]:

@@ -152,6 +152,9 @@ class ModelConfig:
         raise_problems(check_fields(self))
 
 
+RAG_ORDERS = ("best_first", "best_last")
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """How a question is put to the model and answered: shared by training-time evaluation,
@@ -167,8 +170,12 @@ class GenerationConfig:
         "{heading}, {text}.")
     rag_template: str = option(
         "Context:\n{context}\n\n{prompt}",
-        "The RAG prompt: {context} (the retrieved chunks, best first, blank-line separated) "
+        "The RAG prompt: {context} (the retrieved chunks in rag_order, blank-line separated) "
         "before {prompt} (the question in prompt_template, exactly as closed-book). Used by eval's RAG systems and by the open-book (RAFT) training rows, so both ask alike.")
+    rag_order: str = option(
+        "best_last", "Order of the retrieved chunks in {context}: best_last (the best hit right before the "
+                     "question, where the 270M reader looks: with best_first it answered from a lower hit when "
+                     "the top one held the answer) or best_first.", choices=RAG_ORDERS)
 
     def __post_init__(self) -> None:
         problems = check_fields(self)
@@ -204,6 +211,10 @@ class RetrievalConfig:
     answer_type_weight: float = option(
         1.0, "Bonus for chunks that state what the question asks for (a date, an amount, a duration, a "
              "company; the preamble for the parties); 0: off. Recall@4 93.3% against 80.8% without.", minimum=0)
+    card_question_weight: float = option(
+        2.0, "Weight of a fact card's question as a field of its own, scored by BM25 among the cards' questions "
+             "only (so a word every card asks, \"agreement\", counts for nothing): the card that asks what the "
+             "user asks comes first. 0: off.", minimum=0)
     neighbour_tail_chars: int = option(
         200, "A hit cut mid-sentence carries the next chunk's text up to that sentence's end, at most this "
              "many characters; 0: off.", minimum=0)

@@ -31,12 +31,14 @@ def chunk_pages(chunk: Chunk) -> str:
 
 
 def rag_prompt(question: str, chunks: list[Chunk], titles: dict[str, str], generation: GenerationConfig) -> str:
-    """The open-book prompt: `rag_template` with the chunks as {context} and the closed-book
-    prompt as {prompt} — what eval's RAG systems ask and what open-book training rows teach. With
-    no chunk it is the closed-book prompt."""
+    """The open-book prompt: `rag_template` with the chunks (given best first, shown in
+    `rag_order`) as {context} and the closed-book prompt as {prompt} — what eval's RAG systems ask
+    and what open-book training rows teach. With no chunk it is the closed-book prompt."""
     prompt = format_prompt(generation.prompt_template, question)
     if not chunks:
         return prompt
+    if generation.rag_order == "best_last":
+        chunks = list(reversed(chunks))
     context = "\n\n".join(
         generation.rag_chunk_template.format(title=titles.get(c.doc_id, c.doc_id), pages=chunk_pages(c),
                                              heading=c.heading, text=c.text.strip())

@@ -25,6 +25,22 @@ class Chunk:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__})
 
 
+CARD_SUFFIX = ":card"  # the chunk ids of fact cards (build/cards.py) end so
+
+
+def is_card(chunk: Chunk) -> bool:
+    """Whether `chunk` is a fact card ("question? answer.") rather than document text."""
+    return chunk.chunk_id.endswith(CARD_SUFFIX)
+
+
+def card_question(chunk: Chunk) -> str:
+    """The question a fact card answers (its text up to the first "?"); "" for document text."""
+    if not is_card(chunk):
+        return ""
+    question, mark, _ = chunk.text.partition("?")
+    return question + mark
+
+
 @dataclass(frozen=True)
 class Document:
     """What a generator needs to know of a document (from source.json)."""
@@ -46,7 +62,7 @@ class QAPair:
     generator: str
     field: str = ""  # e.g. governing_law, agreement_date, defined_term, section
     meta: dict = dataclass_field(default_factory=dict)
-    # Open-book (RAFT) rows: the chunks shown before the question, best first; [] closed-book.
+    # Open-book (RAFT) rows: the chunks shown before the question, best first (shown in generation.rag_order); [] closed-book.
     context_chunk_ids: list[str] = dataclass_field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -46,7 +46,7 @@ import numpy as np
 
 from docfinetune.core.config import RetrievalConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
-from docfinetune.core.records import Chunk
+from docfinetune.core.records import Chunk, card_question, is_card
 from docfinetune.core.workspace import Workspace
 
 # --------------------------------------------------------------------------- settings
@@ -290,6 +290,14 @@ class BM25Index:
         self._fields = [(1.0, _Field(text_terms, s.bm25_k1, s.bm25_b))]
         if heading_terms and s.heading_weight > 0:
             self._fields.append((s.heading_weight, _Field(heading_terms, s.bm25_k1, s.bm25_b)))
+        cards = [i for i, c in enumerate(self.chunks) if is_card(c)]
+        if cards and s.card_question_weight > 0:
+            # idf among the cards' questions, not all chunks: the words every card asks weigh nothing
+            questions = _Field([index_terms(card_question(self.chunks[i]), s.stemming) for i in cards],
+                               s.bm25_k1, s.bm25_b)
+            position = np.asarray(cards, dtype=np.int64)
+            questions.postings = {w: (position[ids], v) for w, (ids, v) in questions.postings.items()}
+            self._fields.append((s.card_question_weight, questions))
         self._types = _Field([[f"<{kind}>" for kind, pattern in ANSWER_TYPES.items() for _ in pattern.finditer(c.text)]
                               for c in self.chunks], s.bm25_k1, s.bm25_b) if s.answer_type_weight > 0 else None
 

@@ -186,7 +186,8 @@ def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt
             "## Memorization", "", *_memorization_section(found), "",
             "## Prompt format", "",
             "The model was trained on a plain prompt, not a chat format. Closed-book:", "", "```",
-            c.generation.prompt_template, "```", "", "Open-book, with retrieved chunks as the context:", "", "```",
+            c.generation.prompt_template, "```", "", ("Open-book, with retrieved chunks as the context, the best hit "
+             + ("last, right before the question:" if c.generation.rag_order == "best_last" else "first:")), "", "```",
             c.generation.rag_template, "```", "",
             "The tokenizer's chat template (tokenizer_config.json, chat_template.jinja) and the Modelfile write "
             "exactly this: the last user message is the question, a system message is the context. Answers are "

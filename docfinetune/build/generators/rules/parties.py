@@ -294,6 +294,19 @@ def _parties_clause(text: str, end: int, limit: int) -> tuple[int, int] | None:
     return start, finish
 
 
+def party_list(shown: list[str]) -> str:
+    """ "Between A (the Licensor) and B (the Licensee)"; three or more: "Between A; B; and C".
+
+    Why "Between": the list's first words differ from the answer naming one party ("A"), so a
+    small reader that has begun the list goes on to the next party. Before, the 270M model
+    copied "A (the X)" from a card holding "A (the X); B (the Y)" and stopped there in 4 of
+    the 9 two-party misses (H200 knowledge run of 2026-12-01). The scorer reads ";" and
+    ") and " between parties (core/score.py)."""
+    if len(shown) == 2:
+        return f"Between {shown[0]} and {shown[1]}"
+    return "Between " + "; ".join(shown[:-1]) + "; and " + shown[-1]
+
+
 def parties(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact]:
     text = doc.text
     region_start, region_end = doc.preamble(config.preamble_chars)
@@ -311,7 +324,7 @@ def parties(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact]:
             return name
         return f"{name} ({role})" if role.lower() in _PRONOUNS or role.startswith("Party ") else f"{name} (the {role})"
 
-    answer = "; ".join(shown(n, r) for n, r, _, _ in found)
+    answer = party_list([shown(n, r) for n, r, _, _ in found])
     facts = [
         Fact(
             "parties",
