@@ -75,8 +75,10 @@ def prepare(out: Path) -> int:
 # (base + RAG 3% against 20% before; benchmarks/liger_generation_check.py checks why).
 # Micro-batches of 16 with 2 accumulated: the same steps as 32 at once, without the 42 GB of
 # logits a packed row of 32 open-book rows (~500 tokens each) asked for (out of memory, 2026-11-30).
+# Runs before 2026-12-01 (second session) also set "epochs": 4 here, then the default was 4 epochs at
+# r=16; the default is now 8 epochs at r=64 (the run's `8_epochs_r64`), variant `4_epochs_r16` the old.
 GPU = {"model": {"device": "cuda"}, "generation": {"batch_size": 64},
-       "train": {"epochs": 4, "micro_batch_size": 16, "gradient_accumulation_steps": 2, "eval_every_steps": 100000,
+       "train": {"micro_batch_size": 16, "gradient_accumulation_steps": 2, "eval_every_steps": 100000,
                  "eval_max_questions": 100, "fused_kernels": "off"},
        "eval": {"extraction_chunks": 10}}
 OLD_MIX = {"build": {"generators": ["rules"], "augment_variants": 0, "rules": {"max_section_facts": 400}}}
@@ -106,7 +108,8 @@ VARIANTS = {
     "no_card_questions": {"retrieval": {"card_question_weight": 0.0}},
     "rag_best_first_no_card_questions": {"generation": {"rag_order": "best_first"},
                                          "retrieval": {"card_question_weight": 0.0}},
-    "8_epochs_r64": {"train": {"epochs": 8}, "lora": {"lora_r": 64, "lora_alpha": 128}},
+    "8_epochs_r64": {"train": {"epochs": 8}, "lora": {"lora_r": 64, "lora_alpha": 128}},  # the default now
+    "4_epochs_r16": {"train": {"epochs": 4}, "lora": {"lora_r": 16, "lora_alpha": 32}},  # the default before
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
