@@ -25,6 +25,8 @@ CARD_GENERATOR = "rules"
 # Card chunk indexes start here: far from any real chunk's, so retrieval never takes a card
 # for a chunk's neighbour.
 CARD_INDEX_BASE = 1_000_000
+
+
 def card_id(fact_id: str) -> str:
     """The chunk id of a fact's card."""
     return f"{fact_id}{CARD_SUFFIX}"

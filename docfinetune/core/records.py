@@ -62,7 +62,8 @@ class QAPair:
     generator: str
     field: str = ""  # e.g. governing_law, agreement_date, defined_term, section
     meta: dict = dataclass_field(default_factory=dict)
-    # Open-book (RAFT) rows: the chunks shown before the question, best first (shown in generation.rag_order); [] closed-book.
+    # Open-book (RAFT) rows: the chunks before the question, best first (shown in generation.rag_order);
+    # [] closed-book.
     context_chunk_ids: list[str] = dataclass_field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -297,11 +297,12 @@ def _parties_clause(text: str, end: int, limit: int) -> tuple[int, int] | None:
 def party_list(shown: list[str]) -> str:
     """ "Between A (the Licensor) and B (the Licensee)"; three or more: "Between A; B; and C".
 
-    Why "Between": the list's first words differ from the answer naming one party ("A"), so a
-    small reader that has begun the list goes on to the next party. Before, the 270M model
-    copied "A (the X)" from a card holding "A (the X); B (the Y)" and stopped there in 4 of
-    the 9 two-party misses (H200 knowledge run of 2026-12-01). The scorer reads ";" and
-    ") and " between parties (core/score.py)."""
+    "Between" makes the list's first words differ from an answer naming one party ("A"): the
+    270M model copied "A (the X)" from a card holding "A (the X); B (the Y)" and stopped there.
+    Measured, it changed nothing (fine-tuned + RAG answered 7 of the 18 parties questions with
+    and without it, H200, 2026-12-01): the model still stops after the first name. It stays as
+    the plain sentence a person would answer. The scorer reads ";" and ") and " between
+    parties (core/score.py)."""
     if len(shown) == 2:
         return f"Between {shown[0]} and {shown[1]}"
     return "Between " + "; ".join(shown[:-1]) + "; and " + shown[-1]
