@@ -164,6 +164,25 @@ def test_rag_prompt_holds_the_chunk_that_states_the_answer(ingested: Workspace):
     assert rag_prompt("Zyx?", [], titles, GenerationConfig(prompt_template="Q: {question}\nA:")) == "Q: Zyx?\nA:"
 
 
+def test_an_older_runs_config_keeps_the_order_and_retrieval_it_ran_with(tmp_path: Path):
+    from docfinetune.core.runs import config_yaml
+
+    written = tmp_path / "config.yaml"
+    written.write_text(config_yaml(load_pipeline("default")), encoding="utf-8")
+    now = load_pipeline(str(written))
+    assert (now.generation.rag_order, now.retrieval.card_question_weight) == ("best_last", 2.0)
+    # the same file as a run wrote it before the two keys existed
+    older = tmp_path / "older.yaml"
+    older.write_text("\n".join(line for line in written.read_text(encoding="utf-8").splitlines()
+                               if "rag_order" not in line and "card_question_weight" not in line), encoding="utf-8")
+    before = load_pipeline(str(older))
+    assert (before.generation.rag_order, before.retrieval.card_question_weight) == ("best_first", 0.0)
+    # a recipe that sets a few generation keys gets today's defaults
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("generation:\n  rag_template: \"Ctx:\\n{context}\\n{prompt}\"\n", encoding="utf-8")
+    assert load_pipeline(str(recipe)).generation.rag_order == "best_last"
+
+
 def test_rag_order_best_last_puts_the_best_hit_next_to_the_question():
     chunks = [Chunk(chunk_id=f"d:{i:04d}", doc_id="d", index=i, page_start=i + 1, page_end=i + 1,
                     char_start=0, char_end=1, heading="", text=f"text {name}")

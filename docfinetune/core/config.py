@@ -623,6 +623,29 @@ MOVED_KEYS = {
 }
 
 
+# Keys added with a new default that would change what an older run does: a run's config.yaml
+# (every field of its section, written before the key existed) gets the value it ran with.
+# (section, key): (value before, the keys a run's config.yaml then held in that section)
+ADDED_KEYS = {
+    ("generation", "rag_order"): ("best_first", {"prompt_template", "max_new_tokens", "batch_size",
+                                                 "rag_chunk_template", "rag_template"}),
+    ("retrieval", "card_question_weight"): (0.0, {"bm25_k1", "bm25_b", "heading_field", "heading_weight",
+                                                   "title_weight", "title_word_weight", "stemming",
+                                                   "drop_legal_stopwords", "expansion_weight",
+                                                   "answer_type_weight", "neighbour_tail_chars"}),
+}
+
+
+def _as_it_ran(raw: dict) -> dict:
+    """An older run's resolved config with the values it ran with for keys added since (ADDED_KEYS)."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for (section, key), (before, resolved) in ADDED_KEYS.items():
+        values = raw.get(section)
+        if isinstance(values, dict) and key not in values and resolved <= values.keys():
+            values[key] = before
+    return raw
+
+
 def _migrate(raw: dict) -> dict:
     """Move keys of older configs to where they live now (a comma-separated string becomes a list)."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
@@ -723,7 +746,7 @@ def load_pipeline(
         raise ConfigError(f"{path}: not UTF-8 text, so not a pipeline YAML") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    raw = _merge(_migrate(raw), _migrate(overrides or {}))
+    raw = _merge(_as_it_ran(_migrate(raw)), _migrate(overrides or {}))
     problems: list[str] = []
     config = _build(PipelineConfig, raw, "", problems)
     if problems:
