@@ -241,8 +241,8 @@ def test_the_card_that_asks_the_question_comes_first():
     )
     cards = [Chunk(f"msa:{field}:0:card", "msa", 1_000_000 + i, 1, 1, 0, 10, "", text) for i, (field, text) in
              enumerate([("agreement_date", "On what date was this agreement made? May 1, 2024."),
-                        ("parties", "Who are the parties to this agreement? Between Acme Data Systems, Inc. "
-                                    "and Beta Logistics LLC."),
+                        ("parties", "Who are the parties to this agreement? Acme Data Systems, Inc. (the Provider); "
+                                    "Beta Logistics LLC (the Customer)."),
                         ("governing_law", "Which state's or country's law governs this agreement? Delaware.")])]
     question = "Who are the parties to this agreement?"
     with_questions = BM25Index(chunks + cards)

@@ -3,10 +3,9 @@
 ``answer_matches(prediction, reference, field)`` decides whether a model's (or a generator's)
 answer states the reference answer. The rule, in order:
 
-1. A reference may list several parts separated by ";" ("A; B"; for ``parties`` also "and" after
-   a role in parentheses, "Between A (the X) and B (the Y)", with "Between" dropped). For
-   ``parties`` and ``governing_law`` every part must match (each party, each governing law); for
-   any other field one part is enough (annotators list alternative spellings of the same date).
+1. A reference may list several parts separated by ";" ("A; B"). For ``parties`` and
+   ``governing_law`` every part must match (each party, each governing law); for any other
+   field one part is enough (annotators list alternative spellings of the same date).
 2. Dates: when the reference part holds a date, the prediction must hold an equal date
    ("5/8/14" == "May 8, 2014" == "the 8th day of May 2014" == "2014-05-08"; a blank in the
    reference, "02/[]/2017" or "February __, 2017", matches any value there) and no more than
@@ -374,12 +373,6 @@ def _part_matches(prediction: str, reference: str, field: str | None, extra: int
     return _contains_run(pred_words, ref_words) and len(pred_words) <= len(ref_words) + MAX_EXTRA_WORDS
 
 
-# Between parties in a reference: ";" (the lawyers' lists), or "and" after a role in parentheses
-# (the rules generator's "Between A (the Licensor) and B (the Licensee)").
-_PARTY_SEPARATOR = r";|(?<=\))\s+and\s+"
-_LIST_WORD = re.compile(r"^(?:between|and)\s+", re.IGNORECASE)
-
-
 def answer_matches(
     prediction: str,
     reference: str,
@@ -387,10 +380,7 @@ def answer_matches(
     max_extra_values: int = MAX_EXTRA_VALUES,
 ) -> bool:
     """Whether ``prediction`` states ``reference`` (see the module docstring for the rule)."""
-    separators = _PARTY_SEPARATOR if field == "parties" else ";"
-    parts = [p.strip() for p in re.split(separators, reference) if p.strip(" ;,.")]
-    if field == "parties":
-        parts = [_LIST_WORD.sub("", p) for p in parts]
+    parts = [p.strip() for p in reference.split(";") if p.strip(" ;,.")]
     if not parts:
         return False
     results = (_part_matches(prediction, p, field, max_extra_values) for p in parts)

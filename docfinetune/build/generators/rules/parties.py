@@ -294,20 +294,6 @@ def _parties_clause(text: str, end: int, limit: int) -> tuple[int, int] | None:
     return start, finish
 
 
-def party_list(shown: list[str]) -> str:
-    """ "Between A (the Licensor) and B (the Licensee)"; three or more: "Between A; B; and C".
-
-    "Between" makes the list's first words differ from an answer naming one party ("A"): the
-    270M model copied "A (the X)" from a card holding "A (the X); B (the Y)" and stopped there.
-    Measured, it changed nothing (fine-tuned + RAG answered 7 of the 18 parties questions with
-    and without it, H200, 2026-12-01): the model still stops after the first name. It stays as
-    the plain sentence a person would answer. The scorer reads ";" and ") and " between
-    parties (core/score.py)."""
-    if len(shown) == 2:
-        return f"Between {shown[0]} and {shown[1]}"
-    return "Between " + "; ".join(shown[:-1]) + "; and " + shown[-1]
-
-
 def parties(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact]:
     text = doc.text
     region_start, region_end = doc.preamble(config.preamble_chars)
@@ -325,7 +311,7 @@ def parties(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact]:
             return name
         return f"{name} ({role})" if role.lower() in _PRONOUNS or role.startswith("Party ") else f"{name} (the {role})"
 
-    answer = party_list([shown(n, r) for n, r, _, _ in found])
+    answer = "; ".join(shown(n, r) for n, r, _, _ in found)
     facts = [
         Fact(
             "parties",
