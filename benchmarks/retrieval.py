@@ -28,8 +28,9 @@ and the ANSWER_TYPES table of docfinetune.core.retrieve, set for the row): *befo
 before issue 12 (one field, no stemming, no legal stopwords, no expansion), *+ idea* adds one
 idea to it, *now* is the default as it stands (the chunks alone), *now + fact cards* searches
 the chunks and the fact cards `build` writes (build/cards.py: the rules generator's
-document-level facts, held-out ones left out; a card that states the answer counts as a hit),
-and *now − idea* (or *now + idea* for one the default leaves off) toggles one. ms/query: median over the questions
+document-level facts, held-out ones left out; a card that states the answer counts as a hit;
+its question a field of its own at `retrieval.card_question_weight`, the default's), *now + fact
+cards, card questions xW* the same at weight W (x0: the cards' questions are only text), and *now − idea* (or *now + idea* for one the default leaves off) toggles one. ms/query: median over the questions
 of the best of 3 `search(question, 8)` calls; build: milliseconds to index 1,000 chunks (median
 over contracts). Exits 0 with a message when cuad-dev is absent.
 """

@@ -67,6 +67,83 @@ def stream_answer(model, tokenizer, prompt: str, generation: GenerationConfig,
     return answer, (first_at[0] if first_at else None)
 
 
+class Asker:
+    """The checkpoint `ask` answers with, loaded once, and the retriever: `answer(question)` as
+    often as wanted (`docfinetune ask -` answers one question a line from stdin in one process).
+    The arguments are `ask`'s; everything that can be wrong is checked before the model loads."""
+
+    def __init__(self, workspace: Workspace, *, checkpoint: int | str | Path | None = None,
+                 base: bool = False, sources: int = 0, config: PipelineConfig | None = None,
+                 run_id: str | None = None, open_book: bool | None = None) -> None:
+        if sources < 0:
+            raise DocfinetuneError(f"sources: {sources} is negative")
+        run = find_run(workspace, run_id)
+        if run is None:
+            if not base:
+                raise WorkspaceError(f"no trained model in {runs_dir(workspace)}; run `docfinetune train` "
+                                     "first, or use --base")
+            if config is None:
+                raise DocfinetuneError(f"no run in {runs_dir(workspace)} to take the pipeline config from; "
+                                       "give the pipeline (--pipeline) to ask the base model")
+        else:
+            config = run.config
+        if base:
+            if checkpoint is not None:
+                raise DocfinetuneError("give --checkpoint or --base, not both")
+            chosen = None
+        else:
+            chosen = resolve_checkpoint(run, checkpoint)
+        why = "asked for" if open_book is not None else "no evaluation of this checkpoint yet"
+        if open_book is None and chosen is not None:
+            best, figures = best_system(run, chosen.step)
+            if best is not None:
+                open_book = best == "finetuned+rag"
+                accuracy = figures["accuracy"]
+                why = (f"eval measured fine-tuned + RAG {accuracy['finetuned+rag']:.0%} against closed-book "
+                       f"{accuracy['finetuned']:.0%} on {figures['questions']} questions")
+        self.run, self.chosen, self.config, self.sources = run, chosen, config, sources
+        self.open_book, self.why = bool(open_book), why
+        self.index = None
+        self.titles: dict[str, str] = {}
+        if sources or self.open_book:
+            from docfinetune.core.retrieve import BM25Index
+
+            self.index = BM25Index.from_workspace(workspace, config.retrieval)
+            self.titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
+        self.model, self.tokenizer = load_answerer(config, chosen.path if chosen else None, merged=True)
+
+    def answer(self, question: str, on_token: TokenFn | None = None, started: float | None = None) -> AskResult:
+        """Answer `question`, streaming to `on_token`; times count from `started` (default: now)."""
+        started = time.perf_counter() if started is None else started
+        if not question.strip():
+            raise DocfinetuneError("the question is empty")
+        config, rag_k = self.config, self.config.eval.rag_k
+        found: list[tuple[Chunk, float]] = []
+        context: list[Chunk] = []
+        if self.index is not None:
+            hits = self.index.search(question, max(self.sources, rag_k if self.open_book else 0))
+            found = hits[:self.sources] if self.sources else []
+            context = [c for c, _ in hits[:rag_k]] if self.open_book else []
+        if self.open_book:
+            prompt = rag_prompt(question, context, self.titles, config.generation)
+        else:
+            prompt = format_prompt(config.generation.prompt_template, question)
+        answer, first_at = stream_answer(self.model, self.tokenizer, prompt, config.generation, on_token)
+        return AskResult(
+            question=question,
+            answer=answer,
+            run_id=self.run.id if self.run else None,
+            checkpoint=str(self.chosen.path) if self.chosen else BASE_MODEL,
+            step=self.chosen.step if self.chosen else None,
+            sources=found,
+            seconds_to_first_token=None if first_at is None else first_at - started,
+            seconds=time.perf_counter() - started,
+            open_book=self.open_book,
+            context=context,
+            why=self.why,
+        )
+
+
 def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | None = None,
         base: bool = False, sources: int = 0, on_token: TokenFn | None = None,
         config: PipelineConfig | None = None, run_id: str | None = None,
@@ -75,6 +152,7 @@ def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | N
     with the checkpoint at step / folder `checkpoint`, or with the bare base model (`base`).
     `config` is the pipeline used when there is no run (only possible with `base`); a run
     answers with its own resolved config. `sources=k` also returns the retriever's k best chunks.
+    The times count from this call (loading the model included).
 
     `open_book`: answer with the retrieved chunks in the prompt (eval's fine-tuned + RAG). None
     (the default) decides by the run's last evaluation of this checkpoint (systems.json): open
@@ -82,60 +160,6 @@ def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | N
     started = time.perf_counter()
     if not question.strip():
         raise DocfinetuneError("the question is empty")
-    if sources < 0:
-        raise DocfinetuneError(f"sources: {sources} is negative")
-    run = find_run(workspace, run_id)
-    if run is None:
-        if not base:
-            raise WorkspaceError(f"no trained model in {runs_dir(workspace)}; run `docfinetune train` "
-                                 "first, or use --base")
-        if config is None:
-            raise DocfinetuneError(f"no run in {runs_dir(workspace)} to take the pipeline config from; "
-                                   "give the pipeline (--pipeline) to ask the base model")
-    else:
-        config = run.config
-    if base:
-        if checkpoint is not None:
-            raise DocfinetuneError("give --checkpoint or --base, not both")
-        chosen = None
-    else:
-        chosen = resolve_checkpoint(run, checkpoint)
-    why = "asked for" if open_book is not None else "no evaluation of this checkpoint yet"
-    if open_book is None and chosen is not None:
-        best, figures = best_system(run, chosen.step)
-        if best is not None:
-            open_book = best == "finetuned+rag"
-            accuracy = figures["accuracy"]
-            why = (f"eval measured fine-tuned + RAG {accuracy['finetuned+rag']:.0%} against closed-book "
-                   f"{accuracy['finetuned']:.0%} on {figures['questions']} questions")
-    open_book = bool(open_book)
-    found: list[tuple[Chunk, float]] = []
-    context: list[Chunk] = []
-    if sources or open_book:
-        from docfinetune.core.retrieve import BM25Index
-
-        index = BM25Index.from_workspace(workspace, config.retrieval)
-        hits = index.search(question, max(sources, config.eval.rag_k if open_book else 0))
-        found = hits[:sources] if sources else []
-        context = [c for c, _ in hits[:config.eval.rag_k]] if open_book else []
-    if open_book:
-        titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
-        prompt = rag_prompt(question, context, titles, config.generation)
-    else:
-        prompt = format_prompt(config.generation.prompt_template, question)
-
-    model, tokenizer = load_answerer(config, chosen.path if chosen else None, merged=True)
-    answer, first_at = stream_answer(model, tokenizer, prompt, config.generation, on_token)
-    return AskResult(
-        question=question,
-        answer=answer,
-        run_id=run.id if run else None,
-        checkpoint=str(chosen.path) if chosen else BASE_MODEL,
-        step=chosen.step if chosen else None,
-        sources=found,
-        seconds_to_first_token=None if first_at is None else first_at - started,
-        seconds=time.perf_counter() - started,
-        open_book=open_book,
-        context=context,
-        why=why,
-    )
+    asker = Asker(workspace, checkpoint=checkpoint, base=base, sources=sources, config=config, run_id=run_id,
+                  open_book=open_book)
+    return asker.answer(question, on_token, started)

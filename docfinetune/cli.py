@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -304,19 +305,28 @@ def _launch(num_gpus: int) -> int:
 @click.pass_context
 def ask(ctx: click.Context, question: str, checkpoint: str | None, base: bool, sources: int,
         run_id: str | None, open_book: bool | None, pipeline_name: str) -> None:
-    """Answer QUESTION with the selected checkpoint, streaming the answer."""
-    from docfinetune.ask import ask as run_ask
+    """Answer QUESTION with the selected checkpoint, streaming the answer. QUESTION "-" reads
+    questions from stdin, one a line, and answers each with the model loaded once."""
+    from docfinetune.ask import Asker
     from docfinetune.display import print_sources
 
-    result = run_ask(ctx.obj["workspace"], question, checkpoint=checkpoint, base=base, sources=sources,
-                     on_token=lambda piece: click.echo(piece, nl=False),
-                     config=load_pipeline(pipeline_name) if base else None, run_id=run_id, open_book=open_book)
-    click.echo()
-    who = result.checkpoint if result.step is None else f"run {result.run_id}, step {result.step}"
-    mode = f"open-book, {len(result.context)} retrieved chunks" if result.open_book else "closed-book"
-    consoles.err.print(f"[dim]{escape(f'{who}; {mode} ({result.why})')}; first token after "
-                       f"{result.seconds_to_first_token or 0:.1f} s[/]", soft_wrap=True)
-    print_sources(result.sources)
+    started = time.perf_counter()
+    if question != "-" and not question.strip():
+        raise DocfinetuneError("the question is empty")
+    asker = Asker(ctx.obj["workspace"], checkpoint=checkpoint, base=base, sources=sources,
+                  config=load_pipeline(pipeline_name) if base else None, run_id=run_id, open_book=open_book)
+    questions = (line.strip() for line in sys.stdin) if question == "-" else iter([question])
+    for asked in questions:
+        if not asked:
+            continue
+        result = asker.answer(asked, lambda piece: click.echo(piece, nl=False), started)
+        click.echo()
+        who = result.checkpoint if result.step is None else f"run {result.run_id}, step {result.step}"
+        mode = f"open-book, {len(result.context)} retrieved chunks" if result.open_book else "closed-book"
+        consoles.err.print(f"[dim]{escape(f'{who}; {mode} ({result.why})')}; first token after "
+                           f"{result.seconds_to_first_token or 0:.1f} s[/]", soft_wrap=True)
+        print_sources(result.sources)
+        started = None  # the next question's time counts from when it is asked
 
 
 @main.command(name="eval")

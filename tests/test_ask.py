@@ -85,6 +85,25 @@ def test_ask_streams_the_selected_checkpoint_and_answers_as_evaluation_does(trai
     assert result.sources == []
 
 
+def test_ask_dash_answers_each_stdin_line_with_the_model_loaded_once(trained: Workspace, monkeypatch):
+    from click.testing import CliRunner
+
+    import docfinetune.ask as ask_module
+    from docfinetune.cli import main
+
+    loads = []
+    real_load = ask_module.load_answerer
+    monkeypatch.setattr(ask_module, "load_answerer", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    other = "Who are the parties to the agreement?"
+    done = CliRunner().invoke(main, ["--workspace", str(trained.root), "ask", "-"],
+                              input=f"{QUESTION}\n\n  {other}  \n")
+    assert done.exit_code == 0, done.output
+    assert len(loads) == 1
+    answers = [ask(trained, q).answer for q in (QUESTION, other)]
+    assert done.stdout.splitlines() == answers  # one line each, in order; the blank line skipped
+    assert done.stderr.count("first token after") == 2
+
+
 def test_checkpoint_by_step_by_path_and_the_base_model_answer_differently(trained: Workspace, config):
     pieces: list[str] = []
     first = ask(trained, QUESTION, checkpoint=1, on_token=pieces.append)
