@@ -363,18 +363,20 @@ def report(results: Path, write: bool) -> int:
             continue
         lines += ["", f"Variant `{variant}`, per contract:", "",
                   "| contract | questions | base | base+RAG | fine-tuned | fine-tuned+RAG "
-                  "| held-out: base → fine-tuned | tokens/source | selected step | train min |",
+                  "| held-out: base → fine-tuned | tokens/source | selected step | train min (evaluating) |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(rows, key=lambda r: r["contract"]):
             law = r["lawyers"]
             held = (_sum([r], "held_out", "base", exclude=RECITATION_FIELDS),
                     _sum([r], "held_out", "finetuned", exclude=RECITATION_FIELDS))
             last = r["checkpoints"][-1]["step"] if r["checkpoints"] else "-"
+            evaluating = [c["eval_seconds"] for c in r["checkpoints"] if c.get("eval_seconds") is not None]
+            of_which = f" ({sum(evaluating) / 60:.1f})" if evaluating else ""  # metrics before 2026-12-01: none
             lines.append(f"| {r['contract'][:40]} | {law['questions']} | "
                          + " | ".join(f"{law['correct'][s]}/{law['questions']}" for s in SYSTEMS)
                          + f" | {held[0][0]}/{held[0][1]} → {held[1][0]}/{held[1][1]} "
                          f"| {r['training_tokens_per_source_token']:.1f} | {r['selected']['step']} of {last} "
-                         f"| {r['train_minutes']:.1f} |")
+                         f"| {r['train_minutes']:.1f}{of_which} |")
         fields = sorted({f for r in rows for f in r["held_out"]["by_field"]})
         lines += ["", f"Variant `{variant}`, held-out facts per field (base → fine-tuned):", "",
                   "| field | facts asked | base | fine-tuned |", "|---|---|---|---|"]

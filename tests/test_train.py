@@ -106,12 +106,14 @@ def test_train_builds_the_datasets_and_writes_every_run_file(reference):
     for r in rows:
         assert set(r) == {"step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
                           "open_book_accuracy", "taught_accuracy", "tokens_per_s", "peak_gpu_gib", "seconds",
-                          "learning_rate"}
+                          "eval_seconds", "learning_rate"}
         assert 0 <= r["taught_accuracy"] <= 1 and 0 <= r["open_book_accuracy"] <= 1  # open-book rows trained too
         assert r["questions"] == 6 and r["accuracy"] == r["correct"] / 6
         assert 0 < r["train_loss"] < 20 and 0 < r["val_loss"] < 20 and r["tokens_per_s"] > 0
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
     assert [r["seconds"] for r in rows] == sorted(r["seconds"] for r in rows)
+    # each evaluation's own time (it answers 2 x 6 questions and saves) is part of the run's clock
+    assert all(0 < r["eval_seconds"] < r["seconds"] for r in rows)
 
     checkpoints = sorted(run_dir.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert [int(p.name.split("-")[1]) for p in checkpoints] == steps
@@ -282,7 +284,7 @@ def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
     assert [c["path"] for c in selection["checkpoints"]] == [
         f"checkpoints/checkpoint-{s}" for s in (50, 100, 150, 200)]
     assert set(selection["checkpoints"][0]) == {"step", "epoch", "path", "train_loss", "val_loss", "accuracy",
-                                                "correct", "questions", "open_book_accuracy", "taught_accuracy"}
+                                                "correct", "questions", "open_book_accuracy", "taught_accuracy", "eval_seconds"}
     assert "highest accuracy" in selection["rule"] and "val loss" in selection["rule"]
 
     by_loss = select_checkpoint(run_dir, "val_loss")

@@ -482,6 +482,8 @@ class RunRecorder(TrainerCallback):
                 "taught_accuracy": validation.get("taught_accuracy"),
                 "tokens_per_s": self.tokens_per_s(state), "peak_gpu_gib": max(peaks, default=None),
                 "seconds": round(self.seconds_before + time.perf_counter() - self.session_start, 2),
+                # since the last training step: val loss, the accuracy questions, writing the checkpoint
+                "eval_seconds": round(time.perf_counter() - self.last_step_end, 2),
                 "learning_rate": self.learning_rate}
         metrics_path = self.run_dir / METRICS_FILE
         earlier = [r for r in read_jsonl(metrics_path) if r["step"] < line["step"]] if metrics_path.is_file() else []

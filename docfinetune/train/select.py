@@ -25,7 +25,7 @@ from docfinetune.core.runs import CURVES_FILE, METRICS_FILE, SELECTION_FILE, che
 from docfinetune.core.workspace import read_jsonl, write_bytes_atomic, write_json
 
 CHECKPOINT_FIELDS = ("step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
-                     "open_book_accuracy", "taught_accuracy")
+                     "open_book_accuracy", "taught_accuracy", "eval_seconds")
 
 
 def _checkpoints(run_dir: Path) -> list[dict]:
