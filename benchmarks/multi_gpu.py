@@ -10,6 +10,8 @@ each GPU capped at an A10G's 24 GiB. Variants, each in its own processes:
   fsdp        the same on 2 GPUs with FSDP2, weights and optimizer state sharded
   big-single  Qwen2.5 32B's shape on 1 GPU: the memory check should refuse it
   big-fsdp    Qwen2.5 32B's shape on 2 GPUs with FSDP2
+  fsdp-chunked  fsdp with train.loss_chunk_tokens 4096 (the logits of 4,096 tokens at a time, the
+              output layer an FSDP unit of its own): the memory liger's fused loss saves on 1 GPU
 
 Per variant: useful (non-padding) tokens/s of all GPUs after `--warmup` steps, the peak memory
 of each GPU, and the project's estimate for 1 GPU and for the variant's share.
@@ -57,7 +59,9 @@ VARIANTS = {
     "fsdp": (2, "mistral7b", "fsdp"),
     "big-single": (1, "qwen32b", "fsdp"),
     "big-fsdp": (2, "qwen32b", "fsdp"),
+    "fsdp-chunked": (2, "mistral7b", "fsdp"),
 }
+TRAIN_OVERRIDES = {"fsdp-chunked": {"loss_chunk_tokens": 4096}}  # beyond the recipe and the strategy
 MODEL_DIRS = {"mistral7b": Path("/tmp/mistral-7b-shape"), "qwen32b": Path("/tmp/qwen2.5-32b-shape")}
 
 
@@ -113,7 +117,8 @@ def worker(variant: str, steps: int, warmup: int) -> int:
     config = load_pipeline(RECIPES[shape], {
         "model": {"base_model": str(MODEL_DIRS[shape])},
         "train": {"max_steps": steps, "eval_every_steps": 10 ** 6, "gpu_memory_gib": CAP_GIB, "strategy": strategy,
-                  **({"optimizer": "adamw_torch"} if strategy == "fsdp" else {})}})  # as qwen32b-qlora-fsdp
+                  **({"optimizer": "adamw_torch"} if strategy == "fsdp" else {}),  # as qwen32b-qlora-fsdp
+                  **TRAIN_OVERRIDES.get(variant, {})}})
     distributed.start()
     workspace = Workspace(THROUGHPUT_WS)
     data = read_datasets(workspace)

@@ -42,6 +42,11 @@ def test_checkpointing_fused_loss_and_no_dropout_each_need_less():
     assert activation_bytes(MISTRAL_7B, t, 14000, 0.0, fused_loss=True, element_bytes=2) > 1.8 * lean  # per token, beside a fixed part per layer
     unchecked = recipe(gradient_checkpointing=False).train
     assert activation_bytes(MISTRAL_7B, unchecked, 7000, 0.0, fused_loss=True, element_bytes=2) > 8 * lean
+    # the chunked loss keeps one chunk's logits: between the fused loss and the whole row's
+    chunked = recipe(checkpointed_layers=1.0, loss_chunk_tokens=1024).train
+    whole = activation_bytes(MISTRAL_7B, t, 7000, 0.0, fused_loss=False, element_bytes=2)
+    part = activation_bytes(MISTRAL_7B, chunked, 7000, 0.0, fused_loss=False, element_bytes=2)
+    assert lean < part < whole and whole - part == (7000 - 1024) * MISTRAL_7B.vocab_size * (2 + 4 + 4)
 
 
 def test_largest_micro_batch_of_a_shuffled_run():

@@ -104,6 +104,96 @@ def test_label_only_loss_equals_the_models_own_loss_and_gradients(layout, softca
     assert_same(model, batch, num_items=40)
 
 
+@pytest.mark.parametrize("layout", BATCHES)
+@pytest.mark.parametrize("softcap", [None, 1.0])
+def test_the_chunked_loss_is_the_same_loss_and_gradients(layout, softcap):
+    model = tiny_gemma(softcap)
+    batch = BATCHES[layout]()
+    whole, whole_grads = loss_and_grads(model, lambda: label_only_loss(model, batch, 40))
+    for chunk in (1, 4, 1000):  # one token a chunk, several, all in one
+        loss, grads = loss_and_grads(model, lambda: label_only_loss(model, batch, 40, chunk_tokens=chunk))
+        torch.testing.assert_close(loss, whole, rtol=1e-6, atol=1e-6)
+        for name, grad in whole_grads.items():  # summed in another order: float error only
+            torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_chunked_loss_keeps_no_logits_for_the_backward_pass():
+    """What the loss keeps for its backward pass (autograd's saved tensors), on a row of 600
+    labelled tokens over a 50,000-word vocabulary: the whole row's logits without chunks, only
+    hidden states with them (each chunk's logits are made again in the backward pass), and the
+    output layer never sees more than a chunk."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+
+    class Tiny(torch.nn.Module):  # what label_only_loss reads of a causal LM
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(50_000, 32)
+            self.lm_head = torch.nn.Linear(32, 50_000, bias=False)
+            self.config = SimpleNamespace(final_logit_softcapping=None)
+
+        def get_decoder(self):
+            return self
+
+        def get_output_embeddings(self):
+            return self.lm_head
+
+        def forward(self, input_ids, use_cache=False, logits_to_keep=None, output_hidden_states=False, **kwargs):
+            hidden = self.embed(input_ids)
+            kept = hidden[logits_to_keep] if logits_to_keep is not None else hidden
+            return SimpleNamespace(logits=self.lm_head(kept), hidden_states=(hidden,), last_hidden_state=hidden)
+
+    model = Tiny()
+    rows_seen: list[int] = []
+    model.lm_head.register_forward_hook(lambda module, args, out: rows_seen.append(args[0].shape[0]))
+    ids = torch.randint(0, 50_000, (1, 601))
+    batch = {"input_ids": ids, "labels": ids}
+    weights = {p.data_ptr() for p in model.parameters()}  # saved too, but they cost nothing extra
+    largest = {}
+    for chunk in (0, 64):
+        saved: list[int] = []
+
+        def pack(t):
+            if t.data_ptr() not in weights:
+                saved.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = label_only_loss(model, batch, chunk_tokens=chunk)
+        loss.backward()
+        largest[chunk] = max(saved)
+        if chunk:
+            assert max(rows_seen) <= chunk
+        rows_seen.clear()
+    assert largest[0] >= 600 * 50_000  # the logits
+    assert largest[64] < 600 * 50_000 / 100
+
+
+def test_the_chunked_loss_under_fsdp_equals_the_unsharded_loss(tiny_model_dir, tmp_path):
+    """Two processes (torchrun, gloo) shard the tiny Mistral as `train.shard` does with the chunked
+    loss, each on a batch with a different number of labelled tokens (tests/fsdp_loss_worker.py)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    out = tmp_path / "fsdp.json"
+    worker = Path(__file__).with_name("fsdp_loss_worker.py")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(port), str(worker), str(tiny_model_dir), str(out)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(out.read_text())
+    assert found["head_is_a_unit"].startswith("FSDP")
+    assert max(found["loss_diffs"]) < 1e-5 and found["grad_max_diff"] < 1e-5
+
+
 def test_softcapping_is_applied():
     batch = packed_batch()
     capped, plain = (label_only_loss(tiny_gemma(cap), batch).item() for cap in (1.0, None))

@@ -466,6 +466,12 @@ class TrainConfig:
               "training and val loss: the model's own loss and gradients with less work, as the 262,144-entry "
               "output layer is most of Gemma 3 270M's (1.7x the tokens/s of the cpu-demo on 2 CPU cores; "
               "benchmarks/RESULTS.md). Unused with fused_kernels (liger fuses it itself).")
+    loss_chunk_tokens: int = option(
+        0, "With label_only_logits and no fused kernels: apply the output layer and the cross-entropy to at "
+           "most this many labelled tokens at a time, recomputing each chunk's logits in the backward pass, so "
+           "one chunk's logits exist instead of the micro-batch's (for FSDP, where liger's fused loss cannot "
+           "run; the output layer becomes an FSDP unit of its own). The same loss and gradients. 0: off.",
+        minimum=0)
     gpu_memory_gib: float = option(
         0.0, "GPU memory training may use, in GiB (e.g. 24 to rehearse an A10G on a larger card); "
              "0 means all of it. Checked against an estimate before the first step.", minimum=0)

@@ -119,7 +119,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
         check_fits(found, budget_gib, config.train, per_example)
         log.info("GPU memory: about %.1f GiB of %.1f expected at the largest micro-batch", found.total_gib, budget_gib)
     if sharded(config):
-        shard(model)
+        shard(model, output_layer_unit=bool(config.train.loss_chunk_tokens and config.train.label_only_logits))
     questions = accuracy_sample(data["qa_val"], config.train)
     if config.build.open_book_share > 0 and workspace is not None:
         questions = with_open_book_prompts(workspace, config, questions)
@@ -257,7 +257,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
     if t.label_only_logits and not fused_kernels:  # liger fuses the output layer with its loss itself
         from docfinetune.train.loss import label_only_trainer
 
-        trainer_class = label_only_trainer(trainer_class)
+        trainer_class = label_only_trainer(trainer_class, t.loss_chunk_tokens)
     trainer = trainer_class(model=model, args=args, train_dataset=train_set, eval_dataset=val_set if has_val else None,
                             data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
     if quiet:
@@ -295,13 +295,15 @@ def parallel_arguments(config: PipelineConfig) -> dict:
                                           "state_dict_type": "FULL_STATE_DICT", "cpu_ram_efficient_loading": False}}
 
 
-def shard(model) -> None:
+def shard(model, output_layer_unit: bool = False) -> None:
     """FSDP2's `fully_shard` on each decoder layer, then on the whole model, right after loading:
     each layer's full copy is freed as soon as its shard is made. accelerate would shard the same
     units inside Trainer, but holding a state dict of every loaded 4-bit weight meanwhile (its own
     comment calls it a VRAM spike): 1.5x the weights on each GPU, which ran Qwen2.5 32B's shape out
     of a 24 GiB cap on the H200 pair (2026-11-30). Trainer sees a model already sharded and keeps
-    it. Compute in bf16, gradients reduced in fp32."""
+    it. Compute in bf16, gradients reduced in fp32. `output_layer_unit`: the output layer is a
+    unit of its own, gathered whenever it is called (the chunked loss calls it outside the model's
+    forward); not for a model whose output layer is its input embeddings."""
     import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from transformers.modeling_layers import GradientCheckpointingLayer
@@ -311,6 +313,15 @@ def shard(model) -> None:
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if cuda else None, reduce_dtype=torch.float32)
     for layer in [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]:
         fully_shard(layer, mp_policy=policy)
+    if output_layer_unit:
+        from docfinetune.train.loss import causal_lm
+
+        causal = causal_lm(model)
+        head, embeddings = causal.get_output_embeddings(), causal.get_input_embeddings()
+        if head.weight is embeddings.weight:
+            raise ConfigError("train.loss_chunk_tokens with FSDP: this model's output layer is its input "
+                              "embeddings (tied), so it cannot be a unit of its own; set it to 0")
+        fully_shard(head, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
     if cuda:
         torch.cuda.empty_cache()

@@ -39,10 +39,11 @@ def masks_logits() -> bool:
     return slicer is not None and "boolean" in (inspect.getdoc(slicer) or "")
 
 
-def label_only_loss(model, inputs: dict, num_items_in_batch=None):
+def label_only_loss(model, inputs: dict, num_items_in_batch=None, chunk_tokens: int = 0):
     """Cross-entropy of next-token prediction over the positions whose shifted label is not
     IGNORE, equal to `model(**inputs).loss` (packed rows with position ids, or padded rows
-    with an attention mask). `inputs` is not changed."""
+    with an attention mask). `inputs` is not changed. `chunk_tokens` > 0: at most that many
+    labelled positions' logits at a time (`chunked_sum`)."""
     import torch
     import torch.nn.functional as F
 
@@ -54,6 +55,19 @@ def label_only_loss(model, inputs: dict, num_items_in_batch=None):
     keep = targets != IGNORE
     # use_cache off: with a cache the forward makes a causal mask and packed examples would see
     # each other (as in prepare_model).
+    if chunk_tokens:
+        loss = chunked_sum(model, inputs, keep, targets[keep], chunk_tokens)
+    else:
+        loss = F.cross_entropy(_labelled_logits(model, inputs, keep).float(), targets[keep], reduction="sum")
+    if num_items_in_batch is None:
+        return loss / keep.sum()  # a mean: NaN without labels, as the model's own loss
+    return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+
+
+def _labelled_logits(model, inputs: dict, keep):
+    """The logits of the labelled positions only, (labelled, vocab)."""
+    import torch
+
     if masks_logits():
         logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits  # (labelled, vocab)
     else:
@@ -63,20 +77,54 @@ def label_only_loss(model, inputs: dict, num_items_in_batch=None):
         cap = getattr(causal.config, "final_logit_softcapping", None)
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
-    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-    if num_items_in_batch is None:
-        return loss / keep.sum()  # a mean: NaN without labels, as the model's own loss
-    return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+    return logits
 
 
-def label_only_trainer(trainer_class):
+def chunked_sum(model, inputs: dict, keep, targets, chunk_tokens: int):
+    """The summed cross-entropy of the labelled positions, the output layer applied to at most
+    `chunk_tokens` of them at a time and each chunk's logits recomputed in the backward pass:
+    one chunk's logits exist at a time, not all of them (the Mistral 7B shape's micro-batch of
+    packed reading text: ~2.8 GB of logits, their fp32 copy and gradient, which FSDP cannot use
+    liger's fused loss to avoid). The decoder runs through the model's own forward, asked for
+    no logits, so DDP's and FSDP's hooks run; under FSDP the output layer is its own unit
+    (`train.shard`), gathered at each call."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    causal = causal_lm(model)
+    if masks_logits():
+        out = model(**inputs, use_cache=False, output_hidden_states=True, logits_to_keep=torch.zeros_like(keep))
+        hidden = out.hidden_states[-1][keep]  # after the final norm: what the output layer reads
+    else:
+        hidden = causal.get_decoder()(**inputs, use_cache=False).last_hidden_state[keep]
+    head = causal.get_output_embeddings()
+    cap = getattr(causal.config, "final_logit_softcapping", None)
+
+    def chunk_loss(h, t):
+        logits = head(h)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return F.cross_entropy(logits.float(), t, reduction="sum")
+
+    # Every process makes as many chunks as the one with the most labels (some may be empty): an
+    # FSDP output layer gathers its weight at each call, and the processes must call it alike.
+    chunks = torch.tensor(max(1, -(-len(targets) // chunk_tokens)), device=hidden.device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(chunks, op=torch.distributed.ReduceOp.MAX)
+    pieces = zip(torch.tensor_split(hidden, int(chunks)), torch.tensor_split(targets, int(chunks)))
+    return sum(checkpoint(chunk_loss, h, t, use_reentrant=False) for h, t in pieces)
+
+
+def label_only_trainer(trainer_class, chunk_tokens: int = 0):
     """`trainer_class` (a transformers Trainer) computing its training and val loss with
-    `label_only_loss`. Not for liger-kernel (train.fused_kernels): its patched forward already
-    fuses the output layer with the cross-entropy and never builds the logits."""
+    `label_only_loss` (`chunk_tokens`: its argument). Not for liger-kernel (train.fused_kernels):
+    its patched forward already fuses the output layer with the cross-entropy and never builds
+    the logits."""
 
     class LabelOnlyLogits(trainer_class):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = label_only_loss(model, inputs, num_items_in_batch)
+            loss = label_only_loss(model, inputs, num_items_in_batch, chunk_tokens)
             # Trainer.compute_loss's own step for a loss normalised by num_items_in_batch (x1 on one device).
             if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs and num_items_in_batch is not None:
                 loss = loss * (self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1

@@ -80,8 +80,10 @@ def activation_bytes(model_config, t: TrainConfig, tokens: int, lora_dropout: fl
     # Recomputed layers keep only their input; one of them at a time is rebuilt, holding its
     # activations and the gradients flowing through it.
     kept = recomputed * tokens * hidden * element_bytes + (layers - recomputed) * layer + (2 * layer if recomputed else 0)
-    # Unfused loss: the logits, their fp32 copy in the cross-entropy and its gradient.
-    logits = 0 if fused_loss else tokens * model_config.vocab_size * (element_bytes + 4 + 4)
+    # Unfused loss: the logits, their fp32 copy in the cross-entropy and its gradient; chunked
+    # (train.loss_chunk_tokens), one chunk's at a time beside the hidden states it reads.
+    scored = min(tokens, t.loss_chunk_tokens) if t.loss_chunk_tokens and t.label_only_logits else tokens
+    logits = 0 if fused_loss else scored * model_config.vocab_size * (element_bytes + 4 + 4)
     return kept + logits
 
 
