@@ -66,18 +66,23 @@ def label_only_loss(model, inputs: dict, num_items_in_batch=None, chunk_tokens: 
 
 def _labelled_logits(model, inputs: dict, keep):
     """The logits of the labelled positions only, (labelled, vocab)."""
-    import torch
-
     if masks_logits():
         logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits  # (labelled, vocab)
     else:
         causal = causal_lm(model)
         hidden = causal.get_decoder()(**inputs, use_cache=False).last_hidden_state
-        logits = causal.get_output_embeddings()(hidden[keep])  # (labelled, vocab), not (rows, length, vocab)
-        cap = getattr(causal.config, "final_logit_softcapping", None)
-        if cap is not None:
-            logits = torch.tanh(logits / cap) * cap
+        logits = _output_layer(causal, hidden[keep])  # (labelled, vocab), not (rows, length, vocab)
     return logits
+
+
+def _output_layer(causal, hidden):
+    """What the model's forward does after its decoder: the output layer, then Gemma's final-logit
+    softcapping where the config has it."""
+    import torch
+
+    logits = causal.get_output_embeddings()(hidden)
+    cap = getattr(causal.config, "final_logit_softcapping", None)
+    return logits if cap is None else torch.tanh(logits / cap) * cap
 
 
 def chunked_sum(model, inputs: dict, keep, targets, chunk_tokens: int):
@@ -98,14 +103,9 @@ def chunked_sum(model, inputs: dict, keep, targets, chunk_tokens: int):
         hidden = out.hidden_states[-1][keep]  # after the final norm: what the output layer reads
     else:
         hidden = causal.get_decoder()(**inputs, use_cache=False).last_hidden_state[keep]
-    head = causal.get_output_embeddings()
-    cap = getattr(causal.config, "final_logit_softcapping", None)
 
     def chunk_loss(h, t):
-        logits = head(h)
-        if cap is not None:
-            logits = torch.tanh(logits / cap) * cap
-        return F.cross_entropy(logits.float(), t, reduction="sum")
+        return F.cross_entropy(_output_layer(causal, h).float(), t, reduction="sum")
 
     # Every process makes as many chunks as the one with the most labels (some may be empty): an
     # FSDP output layer gathers its weight at each call, and the processes must call it alike.
