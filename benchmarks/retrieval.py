@@ -28,9 +28,11 @@ and the ANSWER_TYPES table of docfinetune.core.retrieve, set for the row): *befo
 before issue 12 (one field, no stemming, no legal stopwords, no expansion), *+ idea* adds one
 idea to it, *now* is the default as it stands (the chunks alone), *now + fact cards* searches
 the chunks and the fact cards `build` writes (build/cards.py: the rules generator's
-document-level facts, held-out ones left out; a card that states the answer counts as a hit;
+document-level facts, those of held-out facts too, as answering searches them; a card that
+states the answer counts as a hit;
 its question a field of its own at `retrieval.card_question_weight`, the default's), *now + fact
-cards, card questions xW* the same at weight W (x0: the cards' questions are only text), and *now − idea* (or *now + idea* for one the default leaves off) toggles one. ms/query: median over the questions
+cards, card questions xW* the same at weight W (x0: the cards' questions are only text), *now +
+fact cards, none for held-out facts* as training's retrieval searches (and answering did before), and *now − idea* (or *now + idea* for one the default leaves off) toggles one. ms/query: median over the questions
 of the best of 3 `search(question, 8)` calls; build: milliseconds to index 1,000 chunks (median
 over contracts). Exits 0 with a message when cuad-dev is absent.
 """
@@ -106,16 +108,18 @@ class Contract:
     chunks: list[Chunk]
     cases: list[Case] = field(default_factory=list)
     cards: list[Chunk] = field(default_factory=list)  # the fact cards `build` writes (default settings)
+    held_out_cards: list[Chunk] = field(default_factory=list)  # those of held-out facts (answering only)
 
 
 CARD_QUESTION_WEIGHTS = (0.0, 1.0, 2.0)  # retrieval.card_question_weight, with fact cards
-CARDS = "FACT_CARDS"  # a row's pseudo-setting: search the chunks and the contract's fact cards
+CARDS = "FACT_CARDS"  # a row's pseudo-setting: search the chunks and the contract's fact cards ("trained": not the held-out facts')
 
 
-def fact_cards_for(documents: list[Document], chunks: list[Chunk]) -> list[Chunk]:
+def fact_cards_for(documents: list[Document], chunks: list[Chunk]) -> tuple[list[Chunk], list[Chunk]]:
     """The fact cards `build` would write with the default pipeline: the rules generator's
-    document-level facts, curated and split as build does, the held-out (test) ones left out."""
-    from docfinetune.build.cards import fact_cards
+    document-level facts, curated and split as build does; those of training facts and those of
+    held-out (test) facts, which only answering searches."""
+    from docfinetune.build.cards import card_fact, fact_cards
     from docfinetune.build.curate import curate
     from docfinetune.build.generators.rules import RulesQAGenerator
     from docfinetune.build.split import split_by_fact
@@ -126,7 +130,9 @@ def fact_cards_for(documents: list[Document], chunks: list[Chunk]) -> list[Chunk
     kept, _ = curate(pairs, chunks, build.curate_max_question_chars, build.curate_max_answer_chars,
                      build.curate_duplicate_similarity)
     splits = split_by_fact(kept, build.split_val_fraction, build.split_test_fraction, build.split_seed)
-    return fact_cards(kept, chunks, {p.fact_id for p in splits["test"]})
+    held_out = {p.fact_id for p in splits["test"]}
+    cards = fact_cards(kept, chunks)
+    return [c for c in cards if card_fact(c) not in held_out], [c for c in cards if card_fact(c) in held_out]
 
 
 def _module_defaults() -> dict:
@@ -154,6 +160,7 @@ def variants() -> list[tuple[str, dict]]:
     rows += [(f"before + {name}", before | _on(name, defaults)) for name in IDEAS]
     rows.append(("now", {}))
     rows.append(("now + fact cards", {CARDS: True}))
+    rows.append(("now + fact cards, none for held-out facts", {CARDS: "trained"}))
     for weight in CARD_QUESTION_WEIGHTS:
         if weight != RetrievalConfig().card_question_weight:
             rows.append((f"now + fact cards, card questions x{weight:g}", {CARDS: True, "card_question_weight": weight}))
@@ -218,7 +225,8 @@ def load_set(pdf_dir: Path, rows: list[dict], cache: Path, name_of=lambda row: r
     contracts = []
     for pdf_name, questions in sorted(by_pdf.items()):
         documents, chunks = workspace_for(pdf_dir / pdf_name, cache).read_corpus()
-        contract = Contract(pdf_name, documents, chunks, cards=fact_cards_for(documents, chunks))
+        trained, held_out = fact_cards_for(documents, chunks)
+        contract = Contract(pdf_name, documents, chunks, cards=trained, held_out_cards=held_out)
         for row in questions:
             gold = {i for i, c in enumerate(chunks) if holds(row["answer"], row.get("field", ""), c.text)}
             straddles = not gold and any(
@@ -281,7 +289,8 @@ def measure(contracts: list[Contract], overrides: dict) -> Outcome:
     with settings({k: v for k, v in overrides.items() if k not in CONFIG_FIELDS}):
         for contract in contracts:
             started = time.perf_counter()
-            index = retrieve.BM25Index(contract.chunks + (contract.cards if with_cards else []),
+            cards = (contract.cards + ([] if with_cards == "trained" else contract.held_out_cards)) if with_cards else []
+            index = retrieve.BM25Index(contract.chunks + cards,
                                        {d.doc_id: d.title for d in contract.documents}, config)
             out.build_ms_per_1000.append((time.perf_counter() - started) * 1e6 / len(contract.chunks))
             # a chunk's number decides from `gold`; a card is checked for the answer itself
@@ -308,13 +317,15 @@ def table(name: str, contracts: list[Contract], rows: list[tuple[str, Outcome]])
     unanswerable = [c for c in cases if not c.gold]
     straddling = sum(c.straddles for c in unanswerable)
     chunks = sum(len(c.chunks) for c in contracts)
-    carded = sum(any(holds(c.answer, c.field, card.text) for card in contract.cards)
+    carded = sum(any(holds(c.answer, c.field, card.text) for card in contract.cards + contract.held_out_cards)
                  for contract in contracts for c in contract.cases if not c.gold)
-    cards = sum(len(c.cards) for c in contracts)
+    cards = sum(len(c.cards) + len(c.held_out_cards) for c in contracts)
+    held_out = sum(len(c.held_out_cards) for c in contracts)
     lines = [f"**{name}**: {len(cases)} questions on {len(contracts)} contract(s) ({chunks} chunks); "
              f"{len(unanswerable)} left out because no chunk holds the answer ({straddling} of them split over "
              f"two neighbouring chunks, the rest written differently from the text), so "
-             f"{len(cases) - len(unanswerable)} counted. The {cards} fact cards state the answer of {carded} "
+             f"{len(cases) - len(unanswerable)} counted. The {cards} fact cards ({held_out} of held-out facts) state "
+             f"the answer of {carded} "
              "of the left-out ones (not counted in any row).", "",
              "| retriever | recall@1 | recall@4 | recall@8 | MRR | ms/query | build ms/1k chunks |",
              "|---|---|---|---|---|---|---|"]

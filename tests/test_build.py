@@ -256,25 +256,44 @@ def test_build_writes_open_book_rows_for_train_only(ingested_contract, tmp_path)
     assert all((r["question"], r["answer"]) in closed for r in open_book)  # copies of closed-book rows
 
 
-def test_fact_cards_state_training_facts_for_retrieval_and_hold_out_the_test_ones(ingested_contract, tmp_path):
+def test_fact_cards_state_training_facts_and_answering_also_finds_the_held_out_ones(ingested_contract, tmp_path):
     from docfinetune.build import build
     from docfinetune.build.cards import CARD_FIELDS, card_id
     from docfinetune.build.raft import open_book_rows
     from docfinetune.core.config import load_pipeline
     from docfinetune.core.retrieve import BM25Index
     from docfinetune.core.workspace import Workspace
+    from docfinetune.train import prompts_for, with_open_book_prompts
 
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(ingested_contract.root, workspace.root)
-    stats = build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "split_test_fraction": 0.3}}))
+    config = load_pipeline("default", {"build": {"augment_variants": 0, "split_test_fraction": 0.3}})
+    stats = build(workspace, config)
     cards = workspace.read_dataset("cards")
+    held_out_cards = workspace.read_dataset("cards_held_out")
     splits = {name: workspace.read_dataset(f"qa_{name}") for name in ("train", "val", "test")}
     taught = {r["fact_id"]: r for name in ("train", "val") for r in splits[name]
               if r["generator"] == "rules" and r["field"] in CARD_FIELDS}
-    held_out = {r["fact_id"] for r in splits["test"]}
+    held_out = {r["fact_id"] for r in splits["test"] if r["generator"] == "rules" and r["field"] in CARD_FIELDS}
     assert cards and stats["qa"]["fact_cards"] == len(cards) == len(taught)
     assert {c["chunk_id"] for c in cards} == {card_id(f) for f in taught}
-    assert not {card_id(f) for f in held_out} & {c["chunk_id"] for c in cards}
+    assert held_out and {c["chunk_id"] for c in held_out_cards} == {card_id(f) for f in held_out}
+    assert stats["qa"]["held_out_fact_cards"] == len(held_out_cards)
+    # training never reads a held-out card: not in an open-book row, not in its prompts, not in the
+    # open-book questions that choose the checkpoint; answering searches them
+    hidden = {c["chunk_id"] for c in held_out_cards}
+    assert not any(set(r["context_chunk_ids"]) & hidden for r in splits["train"])
+    prompt_of = prompts_for(workspace, config, splits["train"])
+    held_text = [c["text"] for c in held_out_cards]
+    assert not any(t in prompt_of(r) for r in splits["train"] for t in held_text)
+    asked = with_open_book_prompts(workspace, config, [{"question": c["text"].split("?")[0] + "?"}
+                                                       for c in held_out_cards])
+    assert not any(t in q["open_book_prompt"] for q in asked for t in held_text)
+    first = held_out_cards[0]
+    question = first["text"].split("?")[0] + "?"
+    assert BM25Index.from_workspace(workspace).search(question, 1)[0][0].chunk_id == first["chunk_id"]
+    assert first["chunk_id"] not in {c.chunk_id for c, _ in
+                                     BM25Index.from_workspace(workspace, held_out_cards=False).search(question, 10)}
     law = next(c for c in cards if ":governing_law:" in c["chunk_id"])
     assert "Vermont" in law["text"] and law["text"].endswith(".")
     source = next(c for c in workspace.read_corpus()[1] if c.chunk_id == taught[law["chunk_id"][:-len(":card")]]
@@ -284,7 +303,7 @@ def test_fact_cards_state_training_facts_for_retrieval_and_hold_out_the_test_one
     # retrieval searches them (the law question finds its card first) and train renders them
     hit = BM25Index.from_workspace(workspace).search("Which state's law governs the agreement?", 3)
     assert hit[0][0].chunk_id == law["chunk_id"]
-    documents, chunks = workspace.read_searchable()
+    documents, chunks = workspace.read_searchable(held_out_cards=False)
     assert len(chunks) == len(workspace.read_corpus()[1]) + len(cards)
     # a distractor-only open-book row shows neither the answer's chunk nor its card
     from docfinetune.core.records import QAPair
@@ -298,4 +317,7 @@ def test_fact_cards_state_training_facts_for_retrieval_and_hold_out_the_test_one
 
     # switched off: no cards, and retrieval is the chunks alone
     build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "fact_cards": False}}))
-    assert workspace.read_dataset("cards") == [] and len(workspace.read_searchable()[1]) == len(chunks) - len(cards)
+    assert workspace.read_dataset("cards") == workspace.read_dataset("cards_held_out") == []
+    assert len(workspace.read_searchable()[1]) == len(chunks) - len(cards)
+    build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "held_out_cards": False}}))
+    assert workspace.read_dataset("cards") and workspace.read_dataset("cards_held_out") == []

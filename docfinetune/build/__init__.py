@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from docfinetune.build.augment import augmented_records
-from docfinetune.build.cards import fact_cards
+from docfinetune.build.cards import card_fact, fact_cards
 from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
@@ -106,7 +106,11 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                                              on_progress)
         cpt += rewritten
         splits["train"] += paraphrased  # train facts only: held-out facts stay unasked
-    cards = fact_cards(kept, chunks, {p.fact_id for p in splits["test"]}) if build_config.fact_cards else []
+    # Cards of held-out facts are searched only when answering (ask, eval), never in training.
+    held_out = {p.fact_id for p in splits["test"]}
+    every_card = fact_cards(kept, chunks) if build_config.fact_cards else []
+    cards = [c for c in every_card if card_fact(c) not in held_out]
+    held_out_cards = [c for c in every_card if card_fact(c) in held_out] if build_config.held_out_cards else []
     # Open-book copies of training rows (RAFT): the retriever's chunks (and cards) before the question.
     splits["train"] += open_book_rows(splits["train"], documents, chunks + cards, build_config.open_book_share,
                                       build_config.open_book_chunks, build_config.open_book_gold_probability,
@@ -147,6 +151,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             "kept": len(kept),
             "open_book_rows": sum(bool(p.context_chunk_ids) for p in splits["train"]),
             "fact_cards": len(cards),
+            "held_out_fact_cards": len(held_out_cards),
             "dropped": dict(sorted(dropped.items())),
             "generator_stats": generator_stats,
             "llm_streams": llm_stats,
@@ -172,7 +177,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
         "settings": dataclasses.asdict(config.build),
     }
     stats["seconds"] = round(time.perf_counter() - started, 2)
-    _write(workspace, cpt, splits, cards, stats)
+    _write(workspace, cpt, splits, {"cards": cards, "cards_held_out": held_out_cards}, stats)
     return stats
 
 
@@ -207,13 +212,14 @@ def _facts_by_field(pairs: list[QAPair]) -> dict[str, int]:
     return {field: len(ids) for field, ids in sorted(facts.items())}
 
 
-def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]], cards: list[Chunk],
+def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]], cards: dict[str, list[Chunk]],
            stats: dict) -> None:
     with workspace.lock("build"):  # staged and swapped under the lock: recovery never sees it live
         staged = workspace.staging_dir("datasets", parent=workspace.root)
         try:
             write_jsonl(staged / workspace.dataset_file("cpt").name, cpt)
-            write_jsonl(staged / workspace.dataset_file("cards").name, (dataclasses.asdict(c) for c in cards))
+            for name, written in cards.items():
+                write_jsonl(staged / workspace.dataset_file(name).name, (dataclasses.asdict(c) for c in written))
             for name in SPLITS:
                 write_jsonl(staged / workspace.dataset_file(f"qa_{name}").name,
                             ({k: getattr(p, k) for k in QA_FIELDS} for p in splits[name]))

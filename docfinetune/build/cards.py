@@ -10,8 +10,12 @@ its answer: "Who are the parties to the Distributor Agreement? Snotarator LLC (t
 SMSA Ballinger Acquisition Corp. (the Distributor)." It carries the page and heading of the
 chunk it came from, so `ask --sources` still shows where the contract says it.
 
-Held-out facts get no card: a Q&A-test fact stays unasked and unstated outside the document's
-own text, so the held-out figures keep measuring what the model learned from reading.
+Held-out facts get cards of their own (datasets/cards_held_out.jsonl) that only answering
+searches (`ask`, `eval`): training never sees them, neither as a Q&A row nor in an open-book
+row's context, so the held-out (closed-book) figures keep measuring what the model learned from
+reading, while a user's question about such a fact still finds its card. Before, they had none:
+11 of the 36 lawyers' + hand-written questions fine-tuned + RAG missed on the 13 benchmark
+contracts asked a held-out rules fact whose answer matched (H200, 2026-12-01).
 """
 
 from __future__ import annotations
@@ -32,14 +36,19 @@ def card_id(fact_id: str) -> str:
     return f"{fact_id}{CARD_SUFFIX}"
 
 
-def fact_cards(pairs: list[QAPair], chunks: list[Chunk], held_out_facts: set[str]) -> list[Chunk]:
-    """One card per document-level fact of the rules generator (not held out), in fact order:
-    the fact's first question and its answer, with the page and heading of its first source
-    chunk. Facts without a source chunk get none."""
+def card_fact(card: Chunk) -> str:
+    """The fact id a card states."""
+    return card.chunk_id[: -len(CARD_SUFFIX)]
+
+
+def fact_cards(pairs: list[QAPair], chunks: list[Chunk]) -> list[Chunk]:
+    """One card per document-level fact of the rules generator, in fact order: the fact's first
+    question and its answer, with the page and heading of its first source chunk. Facts without
+    a source chunk get none. The caller sets the held-out ones apart (`card_fact`)."""
     by_id = {c.chunk_id: c for c in chunks}
     first: dict[str, QAPair] = {}
     for pair in pairs:
-        if (pair.generator == CARD_GENERATOR and pair.field in CARD_FIELDS and pair.fact_id not in held_out_facts
+        if (pair.generator == CARD_GENERATOR and pair.field in CARD_FIELDS
                 and not pair.context_chunk_ids and pair.fact_id not in first):
             first[pair.fact_id] = pair
     cards = []

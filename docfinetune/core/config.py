@@ -347,7 +347,10 @@ class BuildConfig:
     fact_cards: bool = option(
         True, "Write a fact card per document-level fact of the rules generator (parties, dates, term, "
               "renewal, governing law: its question and answer in one line, build.cards) beside the chunks "
-              "retrieval searches; held-out facts get none.")
+              "retrieval searches.")
+    held_out_cards: bool = option(
+        True, "Also write the cards of held-out (test) facts, searched only when answering (ask, eval), never "
+              "in training; false: those facts have no card.")
     open_book_chunks: int = option(3, "Chunks before an open-book row's question (eval.rag_k is 3).", minimum=1)
     open_book_gold_probability: float = option(
         0.8, "Chance that the chunk holding the answer is among them; otherwise only distractors, so the "

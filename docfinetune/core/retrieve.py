@@ -320,10 +320,12 @@ class BM25Index:
         self._next = self._next_chunk_numbers()
 
     @classmethod
-    def from_workspace(cls, workspace: Workspace, settings: RetrievalConfig | None = None) -> "BM25Index":
-        """Every chunk of every ingested document, and the fact cards of the last build;
+    def from_workspace(cls, workspace: Workspace, settings: RetrievalConfig | None = None,
+                       held_out_cards: bool = True) -> "BM25Index":
+        """Every chunk of every ingested document, and the fact cards of the last build (those of
+        held-out facts too, unless `held_out_cards` is false: training leaves them out);
         WorkspaceError when there are no chunks."""
-        documents, chunks = workspace.read_searchable()
+        documents, chunks = workspace.read_searchable(held_out_cards)
         if not chunks:
             raise WorkspaceError(f"{workspace.documents_dir}: the ingested documents have no chunks; "
                                  "re-ingest them (`docfinetune ingest FILE...`)")

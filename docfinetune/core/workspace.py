@@ -335,14 +335,16 @@ class Workspace:
             chunks.extend(Chunk.from_dict(row) for row in read_jsonl(self.chunks_file(doc_id)))
         return documents, chunks
 
-    def read_searchable(self) -> tuple[list[Document], list[Chunk]]:
-        """`read_corpus` and the fact cards the last build wrote (datasets/cards.jsonl, see
-        build.cards) for documents still ingested: what retrieval searches."""
+    def read_searchable(self, held_out_cards: bool = True) -> tuple[list[Document], list[Chunk]]:
+        """`read_corpus` and the fact cards the last build wrote (datasets/cards.jsonl, and with
+        `held_out_cards` datasets/cards_held_out.jsonl: what answering searches, not training;
+        see build.cards) for documents still ingested: what retrieval searches."""
         documents, chunks = self.read_corpus()
-        cards = self.dataset_file("cards")
-        if cards.is_file():
-            present = {d.doc_id for d in documents}
-            chunks += [c for c in map(Chunk.from_dict, read_jsonl(cards)) if c.doc_id in present]
+        present = {d.doc_id for d in documents}
+        for name in ("cards", "cards_held_out") if held_out_cards else ("cards",):
+            cards = self.dataset_file(name)
+            if cards.is_file():
+                chunks += [c for c in map(Chunk.from_dict, read_jsonl(cards)) if c.doc_id in present]
         return documents, chunks
 
     @property
@@ -350,7 +352,7 @@ class Workspace:
         return self.root / DATASETS_DIR
 
     def dataset_file(self, name: str) -> Path:
-        """datasets/<name>.jsonl: name is cpt, qa_train, qa_val, qa_test or cards."""
+        """datasets/<name>.jsonl: name is cpt, qa_train, qa_val, qa_test, cards or cards_held_out."""
         return self.datasets_dir / f"{name}.jsonl"
 
     @property

@@ -584,7 +584,7 @@ def prompts_for(workspace: Workspace | None, config: PipelineConfig,
     generation = config.generation
     chunks, titles = {}, {}
     if workspace is not None and any(r.get("context_chunk_ids") for r in rows):
-        documents, corpus = workspace.read_searchable()
+        documents, corpus = workspace.read_searchable(held_out_cards=False)  # training never reads them
         chunks = {c.chunk_id: c for c in corpus}
         titles = {d.doc_id: d.title for d in documents}
 
@@ -666,7 +666,8 @@ def with_open_book_prompts(workspace: Workspace, config: PipelineConfig, questio
     evaluation, the system `ask` uses when retrieval wins."""
     from docfinetune.core.retrieve import BM25Index
 
-    documents, chunks = workspace.read_searchable()
+    # as in training: checkpoints are chosen without the held-out facts' cards
+    documents, chunks = workspace.read_searchable(held_out_cards=False)
     titles = {d.doc_id: d.title for d in documents}
     index = BM25Index(chunks, titles, config.retrieval)
     return [{**q, "open_book_prompt": rag_prompt(q["question"], [c for c, _ in index.search(q["question"],
