@@ -5,8 +5,8 @@ law — are stated across the preamble and the term clauses, or written nowhere 
 expiration date is the start date plus the initial term). Retrieving 512-character chunks
 hands the 270M reader text it must combine: before cards, fine-tuned + RAG answered 31 of
 the 67 lawyers' questions on the 12 cuad-dev contracts (parties 5 of 18 questions with the
-sample's, expiration dates 2 of 12); with them 45 of 67 (H200, RESULTS "Knowledge"). A card is one fact in a line, the generator's own question beside
-its answer: "Who are the parties to the Distributor Agreement? Snotarator LLC (the Company);
+sample's, expiration dates 2 of 12); with them 45 of 67 (H200, RESULTS "Knowledge"). A card
+is one fact in a line, the generator's own question beside its answer: "Who are the parties to the Distributor Agreement? Snotarator LLC (the Company);
 SMSA Ballinger Acquisition Corp. (the Distributor)." It carries the page and heading of the
 chunk it came from, so `ask --sources` still shows where the contract says it.
 
@@ -15,7 +15,8 @@ searches (`ask`, `eval`): training never sees them, neither as a Q&A row nor in 
 row's context, so the held-out (closed-book) figures keep measuring what the model learned from
 reading, while a user's question about such a fact still finds its card. Before, they had none:
 11 of the 36 lawyers' + hand-written questions fine-tuned + RAG missed on the 13 benchmark
-contracts asked a held-out rules fact whose answer matched (H200, 2026-12-01).
+contracts asked a held-out rules fact whose answer matched (H200, 2026-12-01; the effect of
+these cards on that figure is not measured yet).
 """
 
 from __future__ import annotations
