@@ -25,7 +25,7 @@ from typing import Callable
 from docfinetune.core.config import GenerationConfig, PipelineConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
 from docfinetune.core.generate import format_prompt, generate, rag_prompt
-from docfinetune.core.records import Chunk
+from docfinetune.core.records import Chunk, is_card
 from docfinetune.core.runs import best_system, find_run, load_answerer, resolve_checkpoint, runs_dir
 from docfinetune.core.workspace import Workspace
 
@@ -47,6 +47,7 @@ class AskResult:
     open_book: bool = False  # answered with the retrieved chunks in the prompt
     context: list[Chunk] = field(default_factory=list)  # those chunks, best first
     why: str = ""  # why closed- or open-book
+    cited: dict[str, Chunk] = field(default_factory=dict)  # a fact card's id -> the contract chunk it states
 
 
 def stream_answer(model, tokenizer, prompt: str, generation: GenerationConfig,
@@ -110,6 +111,8 @@ class Asker:
 
             self.index = BM25Index.from_workspace(workspace, config.retrieval)
             self.titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
+            # a card carries the span of the chunk it came from: show the contract's own words beside it
+            self.chunk_at = {(c.doc_id, c.char_start): c for c in self.index.chunks if not is_card(c)}
         self.model, self.tokenizer = load_answerer(config, chosen.path if chosen else None, merged=True)
 
     def answer(self, question: str, on_token: TokenFn | None = None, started: float | None = None) -> AskResult:
@@ -141,6 +144,8 @@ class Asker:
             open_book=self.open_book,
             context=context,
             why=self.why,
+            cited={c.chunk_id: self.chunk_at[(c.doc_id, c.char_start)] for c, _ in found
+                   if is_card(c) and (c.doc_id, c.char_start) in self.chunk_at},
         )
 
 

@@ -325,7 +325,7 @@ def ask(ctx: click.Context, question: str, checkpoint: str | None, base: bool, s
         mode = f"open-book, {len(result.context)} retrieved chunks" if result.open_book else "closed-book"
         consoles.err.print(f"[dim]{escape(f'{who}; {mode} ({result.why})')}; first token after "
                            f"{result.seconds_to_first_token or 0:.1f} s[/]", soft_wrap=True)
-        print_sources(result.sources)
+        print_sources(result.sources, result.cited)
         started = None  # the next question's time counts from when it is asked
 
 

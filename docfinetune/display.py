@@ -141,7 +141,9 @@ def selection_table(run_dir: Path, selection_file: str) -> Table:
     return table
 
 
-def print_sources(sources: list) -> None:
+def print_sources(sources: list, cited: dict | None = None) -> None:
+    """Each retrieved chunk with document, pages and heading; a fact card is followed by the
+    contract's own words it states (`cited`: card id -> chunk)."""
     from docfinetune.core.records import is_card
 
     for chunk, score in sources:
@@ -150,6 +152,9 @@ def print_sources(sources: list) -> None:
         consoles.out.print(f"[bold]{escape(chunk.doc_id)}[/], {card}page {pages}, "
                            f"{escape(chunk.heading or 'no heading')} (BM25 {score:.1f}):", soft_wrap=True)
         consoles.out.print(f"  {escape(chunk.text)}", soft_wrap=True, highlight=False)
+        if (cited or {}).get(chunk.chunk_id) is not None:
+            consoles.out.print(f"  [dim]the contract there:[/] {escape(cited[chunk.chunk_id].text)}", soft_wrap=True,
+                               highlight=False)
 
 
 def status_table(summary: dict) -> Table:

@@ -146,6 +146,27 @@ def test_nothing_trained_is_a_clear_error_and_base_still_answers(ingested_contra
     assert result.answer == reference_answer(config, None) and len(result.sources) == 1
 
 
+def test_a_fact_card_source_comes_with_the_contracts_own_words(trained: Workspace, copy_of, config):
+    from click.testing import CliRunner
+
+    from docfinetune.build import build
+    from docfinetune.cli import main
+
+    workspace = copy_of(trained)
+    build(workspace, load_pipeline("default", {"model": {"base_model": config.model.base_model},
+                                               "build": {"augment_variants": 0}}))
+    result = ask(workspace, QUESTION, sources=2)
+    card, _ = result.sources[0]
+    assert card.chunk_id.endswith(":card") and "Vermont" in card.text
+    stated = result.cited[card.chunk_id]
+    assert "governed by the laws of the State of Vermont" in stated.text and stated.page_start == card.page_start
+    assert all(not c.chunk_id.endswith(":card") for c in result.cited.values())
+    shown = CliRunner().invoke(main, ["--workspace", str(workspace.root), "ask", "--sources", "1", QUESTION])
+    assert shown.exit_code == 0, shown.output
+    assert "fact card of the chunk at" in shown.stdout and "the contract there:" in shown.stdout
+    assert "governed by the laws of the State of Vermont" in shown.stdout
+
+
 def test_unknown_checkpoint_lists_the_steps(trained: Workspace):
     with pytest.raises(DocfinetuneError, match=r"no checkpoint at step 7; available steps: 1, 2"):
         ask(trained, QUESTION, checkpoint=7)
