@@ -106,6 +106,7 @@ class Asker:
         self.open_book, self.why = bool(open_book), why
         self.index = None
         self.titles: dict[str, str] = {}
+        self.chunk_at: dict[tuple[str, int], Chunk] = {}
         if sources or self.open_book:
             from docfinetune.core.retrieve import BM25Index
 
