@@ -110,6 +110,7 @@ VARIANTS = {
                                          "retrieval": {"card_question_weight": 0.0}},
     "8_epochs_r64": {"train": {"epochs": 8}, "lora": {"lora_r": 64, "lora_alpha": 128}},  # the default now
     "4_epochs_r16": {"train": {"epochs": 4}, "lora": {"lora_r": 16, "lora_alpha": 32}},  # the default before
+    "no_held_out_cards": {"build": {"held_out_cards": False}},  # answering finds no card for a held-out fact
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},

@@ -154,6 +154,23 @@ def test_two_copies_of_one_contract_split_together_so_no_question_is_held_out_an
         assert splits["val"] and not trained & {p.question for p in splits["val"] + splits["test"]}
 
 
+def test_a_fact_whose_answer_holds_another_fact_s_answer_splits_with_it():
+    # the parties' list holds each role's answer: held out while the names train, it would be half taught
+    names = ["Alder Foods Inc.", "Birch Logistics LLC", "Cedar Holdings Ltd"]
+    pairs = [_pair("d:parties:0", "Who are the parties?", "; ".join(f"{n} (the Party {k})" for k, n in enumerate(names)))]
+    pairs += [_pair(f"d:parties:{k + 1}", f"Who is Party {k}?", n) for k, n in enumerate(names)]
+    pairs += [_pair(f"d:f{i}", f"Question {i}?", f"answer {i}") for i in range(12)]
+    held_out_list = 0
+    for seed in range(20):
+        splits = split_by_fact(pairs, 0.25, 0.25, seed=seed)
+        split_of = {p.fact_id: name for name, rows in splits.items() for p in rows}
+        assert len({split_of[f"d:parties:{k}"] for k in range(4)}) == 1, seed
+        held_out_list += split_of["d:parties:0"] != "train"
+    assert held_out_list  # the group is held out now and then, names and list together
+    with pytest.raises(AssertionError, match="shares an answer's words"):
+        check_no_leak({"train": pairs[1:2], "val": [], "test": pairs[:1]})
+
+
 class _StreamsEndpoint:
     """A loopback OpenAI-compatible endpoint for the build stage's LLM streams: three new
     phrasings for every paraphrase prompt, one passage without numbers for every rewrite."""
