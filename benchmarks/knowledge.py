@@ -329,13 +329,40 @@ TABLE_HEAD = ["| variant | overrides | contracts | lawyers' + hand-written: fine
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
-def report(results: Path, write: bool) -> int:
+def rescore(rows: list[dict]) -> int:
+    """Score the stored answers to the lawyers' + hand-written questions again with today's
+    scorer (core/score.py), in place; returns how many verdicts changed. Held-out facts keep the
+    verdicts of their run (their answers are not stored)."""
+    from docfinetune.core.score import answer_matches
+
+    changed = 0
+    for row in rows:
+        by_field: dict = defaultdict(lambda: defaultdict(lambda: {"correct": 0, "count": 0}))
+        for record in row["lawyers_records"]:
+            for system, answer in record["answers"].items():
+                verdict = answer_matches(answer["answer"], record["reference"], record["field"] or None)
+                changed += verdict != answer["correct"]
+                answer["correct"] = verdict
+                by_field[record["field"]][system]["correct"] += verdict
+                by_field[record["field"]][system]["count"] += 1
+        part = row["lawyers"]
+        part["by_field"] = {f: dict(per) for f, per in by_field.items()}
+        systems = {s for per in by_field.values() for s in per}
+        part["correct"] = {s: sum(per[s]["correct"] for per in by_field.values() if s in per) for s in systems}
+        part["accuracy"] = {s: part["correct"][s] / max(1, len(row["lawyers_records"])) for s in systems}
+    return changed
+
+
+def report(results: Path, write: bool, rescored: bool = False) -> int:
     from results import machine, publish
 
     by_variant = load_rows(results)
     if not by_variant:
         print(f"no results under {results}")
         return 1
+    if rescored:
+        changed = sum(rescore(rows) for rows in by_variant.values())
+        print(f"re-scored with today's scorer: {changed} verdict(s) changed")
     first = next(iter(by_variant.values()))[0]
     lines = [f"{SECTION} — {first['date']}", "",
              f"Device: {first['device']} (training and answering; several contracts at once, each process alone "
@@ -421,13 +448,15 @@ def main() -> int:
     t = sub.add_parser("report")
     t.add_argument("--results", type=Path, required=True)
     t.add_argument("--write-results", action="store_true")
+    t.add_argument("--rescore", action="store_true",
+                   help="score the stored answers again with today's scorer (after a scorer fix)")
     args = parser.parse_args()
     if args.step == "prepare":
         return prepare(args.out)
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
                    args.gpus, args.budget_minutes)
-    return report(args.results, args.write_results)
+    return report(args.results, args.write_results, args.rescore)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,18 @@ def test_perpetual_and_money():
     assert normalize_answer("The Twenty-Four (24) Months!") == "24 months"
 
 
+def test_a_value_restated_in_digits_and_fractions_in_words():
+    # the reference writes the value twice, in words and in digits; an answer may write it once
+    assert answer_matches("1.25% per month", "one and one-quarter percent (1.25%) per month", "fees")
+    assert answer_matches("4%", "four percent (4%)", "fees")
+    assert not answer_matches("5%", "four percent (4%)", "fees")
+    assert answer_matches("$250,000", "two hundred fifty thousand dollars ($250,000)")
+    assert answer_matches("one and a half years", "18 months")
+    # "and" joins words into one number only after hundred/thousand/million
+    assert normalize_answer("one hundred and five days") == "105 days"
+    assert not answer_matches("2 days", "one and one days")
+
+
 def test_find_dates_spans_and_two_digit_years():
     [(date, start, end)] = find_dates("signed on 3-31-16 by both")
     assert (date.year, date.month, date.day) == (2016, 3, 31) and (start, end) == (10, 17)

@@ -85,14 +85,32 @@ def _words_value(words: list[str]) -> int:
     return total + current
 
 
+_FRACTION = re.compile(r"\b(?:(?:one|a)[\s-]+(?P<part>half|quarter)|three[\s-]+quarters)\b", re.IGNORECASE)
+_FRACTION_VALUE = {"half": "0.5", "quarter": "0.25", None: "0.75"}
+
+
 def words_to_numbers(text: str) -> str:
-    """Write numbers given in words as digits: "twenty-four (24) months" -> "24 (24) months"."""
+    """Write numbers given in words as digits: "twenty-four (24) months" -> "24 (24) months",
+    "one and one-quarter percent" -> "1.25 percent". "and" joins words into one number only after
+    hundred, thousand or million ("one hundred and five" -> 105, "one and one" stays two)."""
 
     def number(match: re.Match) -> str:
-        words = [w for w in re.split(r"[\s-]+", match.group(0).lower()) if w != "and"]
-        return str(_words_value(words))
+        out, words = [], []
+        for word in re.split(r"[\s-]+", match.group(0).lower()):
+            if word == "and" and words and words[-1] not in _SCALES:
+                out.append(str(_words_value(words)))
+                words = []
+            elif word != "and":
+                words.append(word)
+        return " and ".join(out + [str(_words_value(words))])
 
-    return _NUMBER_RUN.sub(number, text)
+    def fraction(match: re.Match) -> str:
+        part = match.group("part")
+        return _FRACTION_VALUE[part.lower() if part else None]
+
+    text = _NUMBER_RUN.sub(number, _FRACTION.sub(fraction, text))
+    # "1 and 0.25" -> "1.25"
+    return re.sub(r"\b(\d+)\s+and\s+0(\.\d+)\b", lambda m: f"{int(m.group(1)) + float(m.group(2)):g}", text)
 
 
 def _ordinal_value(text: str) -> int:
@@ -292,7 +310,10 @@ def _numbers(text: str) -> str:
     text = re.sub(r"(?:\bus\s?|\busd\s?)?\$\s?(\d[\d.]*)", r"\1 dollars", text)
     text = re.sub(r"\busd\s?(\d[\d.]*)", r"\1 dollars", text)
     text = re.sub(r"(\d+)\.00\b", r"\1", text)
-    text = re.sub(r"\b(\d+(?:\.\d+)?)\s*(%?)\s*\(\s*\1\s*%?\s*\)", r"\1\2", text)
+    text = re.sub(r"\b(\d+(?:\.\d+)?) dollars\s*\(\s*\1 dollars\s*\)", r"\1 dollars", text)
+    # a number restated in digits: "30 (30)", "4 percent (4%)", "1.25 percent (1.25%)" -> once
+    text = re.sub(r"\b(\d+(?:\.\d+)?)\s*(%|\s*percent\b)?\s*\(\s*\1\s*(?:%|percent)?\s*\)",
+                  lambda m: m.group(1) + (" percent" if m.group(2) else ""), text)
     text = re.sub(r"(\d)\s*%", r"\1 percent", text)
     return text
 
