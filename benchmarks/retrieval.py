@@ -117,16 +117,19 @@ CARDS = "FACT_CARDS"  # a row's pseudo-setting: search the chunks and the contra
 
 def fact_cards_for(documents: list[Document], chunks: list[Chunk]) -> tuple[list[Chunk], list[Chunk]]:
     """The fact cards `build` would write with the default pipeline: the rules generator's
-    document-level facts, curated and split as build does; those of training facts and those of
-    held-out (test) facts, which only answering searches."""
+    document-level facts, curated and split as build does (with every default generator's Q&A,
+    since facts of different generators with contained answers split together); those of training
+    facts and those of held-out (test) facts, which only answering searches."""
     from docfinetune.build.cards import card_fact, fact_cards
     from docfinetune.build.curate import curate
-    from docfinetune.build.generators.rules import RulesQAGenerator
+    from docfinetune.build.generators import make_generator
     from docfinetune.build.split import split_by_fact
     from docfinetune.core.config import load_pipeline
 
-    build = load_pipeline("default").build
-    pairs = list(RulesQAGenerator().generate(documents, chunks))
+    config = load_pipeline("default")
+    build = config.build
+    pairs = [pair for name in build.generators
+             for pair in make_generator(name, config, workspace=None).generate(documents, chunks)]
     kept, _ = curate(pairs, chunks, build.curate_max_question_chars, build.curate_max_answer_chars,
                      build.curate_duplicate_similarity)
     splits = split_by_fact(kept, build.split_val_fraction, build.split_test_fraction, build.split_seed)

@@ -15,8 +15,8 @@ searches (`ask`, `eval`): training never sees them, neither as a Q&A row nor in 
 row's context, so the held-out (closed-book) figures keep measuring what the model learned from
 reading, while a user's question about such a fact still finds its card. Before, they had none:
 11 of the 36 lawyers' + hand-written questions fine-tuned + RAG missed on the 13 benchmark
-contracts asked a held-out rules fact whose answer matched (H200, 2026-12-01; the effect of
-these cards on that figure is not measured yet).
+contracts asked a held-out rules fact. With them the lawyers' questions on 10 of those contracts
+went 45/57 -> 50/57 (same run, H200, 2026-12-01, RESULTS "Knowledge").
 """
 
 from __future__ import annotations
