@@ -48,12 +48,17 @@ def agreement_date(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fa
         if context.search(before) and not re.search(r"(?i)effective\s+date\s*:\s*$", before):
             return [_date_fact("agreement_date", text[start:end], [(start, end)],
                                     _AGREEMENT_DATE_Q, date=date.token())]
-    # no date in the opening: the signature block's "Date:" / "Dated:" (the last signature)
+    # no date in the opening: the signature block's "Date:" / "Dated:" (the last signature), or
+    # a closing "Signed and effective this 25th day of May, 1999." right above the signatures
     signed = []
     for date, start, end in find_dates(text):
         label = re.search(r"(?i)\bdated?\s*:?\s*(?:\S+\s+)?$", text[max(0, start - 40) : start])
+        closing = re.search(r"(?i)\b(?:signed|executed)\b[\w ]{0,25}\b(?:this|on|as\s+of)\s+$",
+                            text[max(0, start - 50) : start])
         block = text[max(0, start - config.signature_window_chars) : start]
-        if label and date.year and re.search(r"(?i)\bBy:|/s/|\bName:|\bTitle:|IN\s+WITNESS|signature", block):
+        if closing:
+            block = text[end : end + config.signature_window_chars]
+        if (label or closing) and date.year and re.search(r"(?i)\bBy:|/s/|\bName:|\bTitle:|IN\s+WITNESS|signature", block):
             signed.append((date, start, end))
     if signed:
         first = signed[0]

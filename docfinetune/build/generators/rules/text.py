@@ -135,7 +135,11 @@ def _preamble(text: str, chars: int) -> tuple[int, int]:
         text[: 5 * chars],
     )
     start = max(0, opening.start() - 600) if opening else 0
-    if opening and opening.start() < chars:
+    # "X, a Michigan corporation (X) and Y, Inc. ("Agency") agree as follows:" opens without
+    # "between" or "entered into": an agreement clause on the first page, before any such
+    # words further on, marks the opening as the document's start.
+    agreed = re.search(r"(?i)\bagrees?\s+as\s+follows|\bhereby\s+agrees?\b", text[:chars])
+    if (opening and opening.start() < chars) or (agreed and (not opening or agreed.start() < opening.start())):
         start = 0
     end = min(len(text), start + chars)
     stop = re.search(
