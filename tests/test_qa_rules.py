@@ -207,15 +207,18 @@ def test_parties_introduced_in_the_opening_sentence(opening, expected):
 
 def test_parties_of_an_agree_as_follows_opening_and_a_closing_signed_date():
     # no "between" or "entered into" up front: the parties open the document and "agree as follows";
-    # the words "entered into" come pages later, and the date only above the signatures
+    # the words "entered into" come pages later, and the date only above the signatures; a firm's
+    # name holds commas
     body = "".join(f"\n{n}. Duties. The Agency shall solicit proposals and transmit them to Harlow." for n in range(2, 60))
     text = ("AGENCY AGREEMENT\n\nHarlow Mutual Insurance Company of America, a Michigan insurance corporation "
-            '(HARLOW) and Pender Agency Services, Inc., a Nevada corporation, ("Agency") agree as follows:\n'
+            '(HARLOW) and Stratton, Pender & Walsh, Inc., a Nevada corporation, ("Agency") agree as follows:\n'
             "1. Authority. The Agency is authorized to solicit insurance proposals." + body +
             "\n60. Integration. This Agreement supersedes all agreements entered into between Harlow and the "
             "Agency.\nSigned and effective this 25th day of May, 1999.\n\nAGENCY\nBy: /s/ T. Walsh\n"
             "HARLOW\nBy: /s/ T. Payne\n")
-    assert_found(text, "parties", "Harlow Mutual Insurance Company of America; Pender Agency Services, Inc.")
+    assert_found(text, "parties", "Harlow Mutual Insurance Company of America; Stratton, Pender & Walsh, Inc.")
+    # the firm's name whole, commas and all: not "Pender & Walsh, Inc."
+    assert any(a.endswith("Stratton, Pender & Walsh, Inc. (the Agency)") for a in answers_of(text, "parties"))
     assert_found(text, "agreement_date", "5/25/99")
 
 

@@ -30,8 +30,10 @@ NAME_LOOKBACK_CHARS = 500  # how far before a role its party's name may start
 _WORD = r"(?:[A-Z0-9][\w'’.&/@+-]*|[a-z][A-Z][\w'’.&/@+-]*|\([A-Z][\w.&-]*\)|[&/-]|™)"
 _JOIN = r"(?:of|and|for|de|du|la|von|van|der|the|d/b/a|dba|y|e)"
 _SUFFIXES = rf"(?:{CORP_SUFFIX}|(?i:N\.A|S\.A\.S|Sdn\.?\s*Bhd|Pvt)\b\.?)"
+# a comma inside a firm's name: "Stratton, Cheeseman & Walsh, Inc." (capitalised words up to an "&")
+_FIRM_COMMA = r",\s+(?=(?:[A-Z][\w'’.-]*,\s+)*[A-Z][\w'’.-]*\s+&\s)"
 NAME = re.compile(
-    rf"{_WORD}(?:(?:,\s*(?=[A-Z]|plc\b){_SUFFIXES}|\s+(?:{_JOIN}\s+)?)(?!{_JOIN}\b){_WORD})*"
+    rf"{_WORD}(?:(?:,\s*(?=[A-Z]|plc\b){_SUFFIXES}|{_FIRM_COMMA}|\s+(?:{_JOIN}\s+)?)(?!{_JOIN}\b){_WORD})*"
     rf"(?:,?\s*(?=[A-Z]|plc\b){_SUFFIXES})*"
 )
 _ENDS_WITH_SUFFIX = re.compile(rf"(?:^|[\s,]){_SUFFIXES}$")
@@ -133,7 +135,8 @@ def _name_before(text: str, lo: int, hi: int) -> tuple[int, int] | None:
         key = (
             bool(_ENDS_WITH_SUFFIX.search(name)) or name.startswith("___"),
             bool(_DESCRIPTOR.match(text, span[1], hi)),
-            span[0],
+            span[1],  # the name nearest the role; of two ending there, the whole one ("Stratton, Cheeseman & Walsh, Inc.")
+            -span[0] if "," in name and "&" in name else span[0],
         )
         if best_key is None or key > best_key:
             best, best_key = span, key
