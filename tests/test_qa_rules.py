@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from docfinetune.build.curate import curate
 from docfinetune.build.generators.rules import RulesQAGenerator
 from docfinetune.core.config import RulesQAConfig
 from docfinetune.core.records import Chunk, Document, QAPair
@@ -336,10 +337,19 @@ def test_renewal_notice_without_notice_of_non_renewal(clause, notice):
          "automatically renew from year-to-year thereafter unless terminated by a Party.", "successive 1 year"),
         ("3. Thereafter, this Agreement shall renew only upon the mutual written agreement of the parties for "
          "up to three additional renewal terms of one year each.", "1 year"),
+        # a period named by an adjective
+        ("3. Extension of Term. This Agreement will extend automatically for monthly periods unless either "
+         "party notifies the other in writing at least thirty (30) days before the end of the then current term.",
+         "successive 1 month"),
+        ("3. This Agreement shall renew for successive annual terms unless terminated.", "successive 1 year"),
     ],
 )
 def test_renewal_terms_in_other_words(clause, renewal):
     assert_found(OPENING + clause + FILLER, "renewal_term", renewal)
+    # the gloss "(successive one-month terms)" is not the text's words: marked derived, curation keeps it
+    pairs, chunks = generate([(DOC, OPENING + clause + FILLER)])
+    kept, _ = curate(pairs, chunks, 300, 300, 0.95)
+    assert any(answer_matches(p.answer, renewal, "renewal_term") for p in kept if p.field == "renewal_term")
 
 
 def test_extractors_run_in_a_fixed_order_and_ids_count_within_a_field():

@@ -126,16 +126,19 @@ def renewal_term(doc: DocText, config: RulesQAConfig, known: Known) -> list[Fact
             re.IGNORECASE,
         )
         yearly = _FROM_YEAR_TO_YEAR.match(rest)
-        if forward and yearly and yearly.start("ans") < forward.start("ans"):
+        group = ("ans" if yearly.group("ans") else "ans2") if yearly else "ans"
+        if forward and yearly and yearly.start(group) < forward.start("ans"):
             forward = None  # "renew from year to year unless terminated by a Party upon 60 days' notice"
         if forward:
             a_start, a_end = kw.end() + forward.start("ans"), kw.end() + forward.end("ans")
-        elif yearly:  # "renew from year to year": successive one-year terms
-            a_start, a_end = kw.end() + yearly.start("ans"), kw.end() + yearly.end("ans")
-            answer = f"{spaces(text[a_start:a_end])} (successive one-{yearly.group('unit').lower()} terms)"
+        elif yearly:  # "renew from year to year", "for monthly periods": successive one-year (-month) terms
+            a_start, a_end = kw.end() + yearly.start(group), kw.end() + yearly.end(group)
+            unit = (yearly.group("unit") or _ADJECTIVE_UNIT[yearly.group("adj").lower()]).lower()
+            answer = f"{spaces(text[a_start:a_end])} (successive one-{unit} terms)"
             if answer.lower() not in seen:
                 seen.add(answer.lower())
-                facts.append(_renewal_fact(answer, a_start, a_end, _renewal_score(kw.group(0), sentence, answer)))
+                facts.append(_renewal_fact(answer, a_start, a_end, _renewal_score(kw.group(0), sentence, answer),
+                                           derived=True))  # the gloss in parentheses is not the text's words
             continue
         else:
             back = re.search(
@@ -169,11 +172,15 @@ def _renewal_score(keyword: str, sentence: str, answer: str) -> int:
 
 
 _FROM_YEAR_TO_YEAR = re.compile(
-    r"[^.;]{0,50}?\b(?P<ans>(?:on\s+a\s+|from\s+)?(?P<unit>year|month)[\s-]+to[\s-]+(?P=unit)(?:\s+basis)?)\b", re.I
+    r"[^.;]{0,50}?\b(?P<ans>(?:on\s+a\s+|from\s+)?(?P<unit>year|month)[\s-]+to[\s-]+(?P=unit)(?:\s+basis)?)\b"
+    # "extend automatically for monthly periods", "renew for successive annual terms"
+    r"|[^.;]{0,50}?\b(?P<ans2>(?:successive\s+|additional\s+|consecutive\s+)?(?P<adj>monthly|annual|yearly)\s+"
+    r"(?:renewal\s+)?(?:periods?|terms?|basis))\b", re.I
 )
+_ADJECTIVE_UNIT = {"monthly": "month", "annual": "year", "yearly": "year"}
 
 
-def _renewal_fact(answer: str, start: int, end: int, score: int = 0) -> Fact:
+def _renewal_fact(answer: str, start: int, end: int, score: int = 0, derived: bool = False) -> Fact:
     return Fact(
         "renewal_term",
         answer,
@@ -184,5 +191,5 @@ def _renewal_fact(answer: str, start: int, end: int, score: int = 0) -> Fact:
             "How long is each renewal period under {doc}?",
         ],
         [(start, end)],
-        {"score": score},
+        {"score": score, **({"derived": True} if derived else {})},
     )
