@@ -116,26 +116,15 @@ CARDS = "FACT_CARDS"  # a row's pseudo-setting: search the chunks and the contra
 
 
 def fact_cards_for(documents: list[Document], chunks: list[Chunk]) -> tuple[list[Chunk], list[Chunk]]:
-    """The fact cards `build` would write with the default pipeline: the rules generator's
-    document-level facts, curated and split as build does (with every default generator's Q&A,
-    since facts of different generators with contained answers split together); those of training
-    facts and those of held-out (test) facts, which only answering searches."""
-    from docfinetune.build.cards import card_fact, fact_cards
-    from docfinetune.build.curate import curate
-    from docfinetune.build.generators import make_generator
-    from docfinetune.build.split import split_by_fact
+    """The fact cards `build` would write with the default pipeline (its own generate, curate and
+    split, `build.split_qa`): those of training facts, and those of held-out (test) facts, which
+    only answering searches."""
+    from docfinetune.build import split_qa
+    from docfinetune.build.cards import fact_cards
     from docfinetune.core.config import load_pipeline
 
-    config = load_pipeline("default")
-    build = config.build
-    pairs = [pair for name in build.generators
-             for pair in make_generator(name, config, workspace=None).generate(documents, chunks)]
-    kept, _ = curate(pairs, chunks, build.curate_max_question_chars, build.curate_max_answer_chars,
-                     build.curate_duplicate_similarity)
-    splits = split_by_fact(kept, build.split_val_fraction, build.split_test_fraction, build.split_seed)
-    held_out = {p.fact_id for p in splits["test"]}
-    cards = fact_cards(kept, chunks)
-    return [c for c in cards if card_fact(c) not in held_out], [c for c in cards if card_fact(c) in held_out]
+    kept, _, splits, _ = split_qa(load_pipeline("default"), documents, chunks)
+    return fact_cards(kept, chunks, splits["test"])
 
 
 def _module_defaults() -> dict:

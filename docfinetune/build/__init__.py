@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from docfinetune.build.augment import augmented_records
-from docfinetune.build.cards import card_fact, fact_cards
+from docfinetune.build.cards import fact_cards
 from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
@@ -88,17 +88,8 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     originals = cpt_records(documents, chunks, build_config.cpt_context)
     restated = augmented_records(documents, chunks, build_config.augment_variants, build_config.split_seed)
     cpt = originals + restated
-    generated: list[QAPair] = []
-    generator_stats: dict[str, dict] = {}
-    for name in build_config.generators:
-        generator = make_generator(name, config, workspace, on_progress)
-        rows = list(generator.generate(documents, chunks))
-        generator_stats[name] = {"generated": len(rows), **getattr(generator, "stats", {})}
-        generated.extend(rows)
-    kept, dropped = curate(generated + user_pairs, chunks, build_config.curate_max_question_chars,
-                           build_config.curate_max_answer_chars, build_config.curate_duplicate_similarity)
-    splits = split_by_fact(kept, build_config.split_val_fraction, build_config.split_test_fraction,
-                           build_config.split_seed)
+    kept, dropped, splits, generator_stats = split_qa(config, documents, chunks, workspace, user_pairs,
+                                                      on_progress)
     llm_stats: dict = {}
     rewritten: list[dict] = []
     if build_config.llm.model or build_config.llm.url:
@@ -107,10 +98,8 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
         cpt += rewritten
         splits["train"] += paraphrased  # train facts only: held-out facts stay unasked
     # Cards of held-out facts are searched only when answering (ask, eval), never in training.
-    held_out = {p.fact_id for p in splits["test"]}
-    every_card = fact_cards(kept, chunks) if build_config.fact_cards else []
-    cards = [c for c in every_card if card_fact(c) not in held_out]
-    held_out_cards = [c for c in every_card if card_fact(c) in held_out] if build_config.held_out_cards else []
+    cards, held_out_cards = fact_cards(kept, chunks, splits["test"]) if build_config.fact_cards else ([], [])
+    held_out_cards = held_out_cards if build_config.held_out_cards else []
     # Open-book copies of training rows (RAFT): the retriever's chunks (and cards) before the question.
     splits["train"] += open_book_rows(splits["train"], documents, chunks + cards, build_config.open_book_share,
                                       build_config.open_book_chunks, build_config.open_book_gold_probability,
@@ -146,7 +135,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             (sum(reading_tokens.values()) + qa_tokens["train"]) / max(source_tokens, 1), 2),
         "qa": {
             "generators": list(config.build.generators),
-            "generated": len(generated),
+            "generated": sum(s["generated"] for s in generator_stats.values()),
             "user_rows": len(user_pairs),
             "kept": len(kept),
             "open_book_rows": sum(bool(p.context_chunk_ids) for p in splits["train"]),
@@ -179,6 +168,26 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     stats["seconds"] = round(time.perf_counter() - started, 2)
     _write(workspace, cpt, splits, {"cards": cards, "cards_held_out": held_out_cards}, stats)
     return stats
+
+
+def split_qa(config: PipelineConfig, documents, chunks, workspace: Workspace | None = None,
+             user_pairs: list[QAPair] = (), on_progress: ProgressFn | None = None):
+    """Every configured generator's Q&A with the user's rows, curated and split by fact:
+    (kept, dropped counts, splits, per-generator stats). The build's Q&A before the LLM streams
+    and open-book rows; benchmarks call it to see the split `build` makes."""
+    build_config = config.build
+    generated: list[QAPair] = []
+    generator_stats: dict[str, dict] = {}
+    for name in build_config.generators:
+        generator = make_generator(name, config, workspace, on_progress)
+        rows = list(generator.generate(documents, chunks))
+        generator_stats[name] = {"generated": len(rows), **getattr(generator, "stats", {})}
+        generated.extend(rows)
+    kept, dropped = curate(generated + list(user_pairs), chunks, build_config.curate_max_question_chars,
+                           build_config.curate_max_answer_chars, build_config.curate_duplicate_similarity)
+    splits = split_by_fact(kept, build_config.split_val_fraction, build_config.split_test_fraction,
+                           build_config.split_seed)
+    return kept, dropped, splits, generator_stats
 
 
 def llm_streams(config: PipelineConfig, workspace: Workspace, documents, chunks, train_pairs: list[QAPair],

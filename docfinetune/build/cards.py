@@ -42,10 +42,10 @@ def card_fact(card: Chunk) -> str:
     return card.chunk_id[: -len(CARD_SUFFIX)]
 
 
-def fact_cards(pairs: list[QAPair], chunks: list[Chunk]) -> list[Chunk]:
+def fact_cards(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair]) -> tuple[list[Chunk], list[Chunk]]:
     """One card per document-level fact of the rules generator, in fact order: the fact's first
     question and its answer, with the page and heading of its first source chunk. Facts without
-    a source chunk get none. The caller sets the held-out ones apart (`card_fact`)."""
+    a source chunk get none. Returns (cards of the other facts, cards of the `held_out` pairs' facts)."""
     by_id = {c.chunk_id: c for c in chunks}
     first: dict[str, QAPair] = {}
     for pair in pairs:
@@ -62,4 +62,6 @@ def fact_cards(pairs: list[QAPair], chunks: list[Chunk]) -> list[Chunk]:
                            page_start=source.page_start, page_end=source.page_end,
                            char_start=source.char_start, char_end=source.char_end,
                            heading=source.heading, text=f"{pair.question.strip()} {answer}."))
-    return cards
+    held_out_ids = {p.fact_id for p in held_out}
+    return ([c for c in cards if card_fact(c) not in held_out_ids],
+            [c for c in cards if card_fact(c) in held_out_ids])

@@ -142,12 +142,10 @@ def check_no_leak(splits: dict[str, list[QAPair]]) -> None:
                 raise AssertionError(f"{name} question also in train: {pair.question!r}")
             if answer_key(pair) in train_answers:
                 raise AssertionError(f"{name} answer {pair.answer!r} ({pair.fact_id}) is also a train answer")
-    split_of = {fact_id: name for fact_id, name in owner.items()}
     for outer, inner in contained_answers([p for pairs in splits.values() for p in pairs]):
-        if "train" in (split_of[outer], split_of[inner]) and split_of[outer] != split_of[inner]:
-            raise AssertionError(f"held-out fact {outer if split_of[outer] != 'train' else inner} shares "
-                                 f"an answer's words with training fact "
-                                 f"{inner if split_of[outer] != 'train' else outer}")
+        if "train" in (owner[outer], owner[inner]) and owner[outer] != owner[inner]:
+            held, trained = (outer, inner) if owner[inner] == "train" else (inner, outer)
+            raise AssertionError(f"held-out fact {held} shares an answer's words with training fact {trained}")
 
 
 def _key(question: str) -> str:
