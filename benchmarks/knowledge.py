@@ -111,6 +111,9 @@ VARIANTS = {
     "8_epochs_r64": {"train": {"epochs": 8}, "lora": {"lora_r": 64, "lora_alpha": 128}},  # the default now
     "4_epochs_r16": {"train": {"epochs": 4}, "lora": {"lora_r": 16, "lora_alpha": 32}},  # the default before
     "no_held_out_cards": {"build": {"held_out_cards": False}},  # answering finds no card for a held-out fact
+    # Counterfactual twins of half the open-book rows whose context states the answer (build.raft).
+    "counterfactual": {"build": {"open_book_counterfactual_share": 0.5}},
+    "held_out_selection": {"train": {"select_by": "held_out_accuracy"}},  # the selection rule until 2026-12-01
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
@@ -147,6 +150,7 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     started = time.perf_counter()
     run_dir = build_then_train(workspace, config, on_event=lambda kind, data: None)  # quiet: one line per task
     trained = time.perf_counter()
+    curve = checkpoint_curve(workspace, config, run_dir, folder / "questions.jsonl")
     lawyers = evaluate(workspace, config=config, questions_file=folder / "questions.jsonl", include_test=False)
     held_out = evaluate(workspace, config=config, include_test=True, systems="base,finetuned")
     finished = time.perf_counter()
@@ -163,6 +167,7 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "training_tokens_per_source_token": stats["training_tokens_per_source_token"],
         "tokens_seen": max((m.get("tokens_seen", 0) for m in selection["checkpoints"]), default=0),
         "selected": selection["selected"], "checkpoints": selection["checkpoints"],
+        "rule": selection["rule"], "curve": curve,
         "lawyers": _summary(lawyers), "held_out": _summary(held_out),
         # each lawyers' / hand-written question's answers: what the systems got wrong, and how
         "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
@@ -175,6 +180,26 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(row, indent=1))
     return row
+
+
+def checkpoint_curve(workspace, config, run_dir: Path, questions: Path) -> list[dict]:
+    """The lawyers' / hand-written questions answered by every checkpoint (fine-tuned + RAG, the
+    system `ask` uses; one verdict per question), so the report can say what each selection rule
+    would have chosen and what the best checkpoint scored. Diagnostics only: selection never sees
+    them. Closed-book is left out to save device time (~2x the answers)."""
+    import dataclasses
+
+    from docfinetune.evaluate import evaluate
+
+    quick = dataclasses.replace(config, eval=dataclasses.replace(config.eval, extraction_chunks=0))
+    selection = json.loads((run_dir / "selection.json").read_text())
+    curve = []
+    for checkpoint in selection["checkpoints"]:
+        report = evaluate(workspace, config=quick, questions_file=questions, include_test=False,
+                          checkpoint=checkpoint["step"], systems="finetuned+rag")
+        curve.append({"step": checkpoint["step"],
+                      "finetuned+rag": [r["answers"]["finetuned+rag"]["correct"] for r in report["records"]]})
+    return curve
 
 
 def _worker(queue, out: Path, results: Path, base_model: str, deadline: float) -> None:
@@ -285,6 +310,9 @@ def load_rows(results: Path) -> dict[str, list[dict]]:
     return dict(sorted(rows.items(), key=lambda kv: (rank[kv[0]], kv[0])))
 
 
+from docfinetune.train.select import CHECKPOINT_FIELDS, _choose  # noqa: E402  (after the sys.path line)
+
+
 def _sum(rows: list[dict], part: str, system: str, fields=None, exclude=frozenset()) -> tuple[int, int]:
     correct = total = 0
     for r in rows:
@@ -353,6 +381,54 @@ def rescore(rows: list[dict]) -> int:
     return changed
 
 
+RULES = {  # name -> how a checkpoint is chosen from the run's own evaluations (train/select.py)
+    "held-out facts alone (the rule until 2026-12-01)": lambda cs: _choose(cs, "held_out_accuracy")[0],
+    "held-out + taught, 0.5 each (the default)": lambda cs: _choose(cs, "accuracy", 0.5)[0],
+    "the last checkpoint": lambda cs: cs[-1],
+}
+
+
+def selection_rules(by_variant: dict[str, list[dict]]) -> list[str]:
+    """What each selection rule would have scored on the lawyers' / hand-written questions, from
+    the checkpoint curves (every checkpoint answered them), beside the best single checkpoint per
+    contract (an oracle no rule can reach: it looks at the answers)."""
+    out: list[str] = []
+    for variant, rows in by_variant.items():
+        rows = [r for r in rows if r.get("curve") and len(r["curve"]) == len(r["checkpoints"])]
+        if not rows:
+            continue
+        out += ["", f"Variant `{variant}`: fine-tuned + RAG on the lawyers' + hand-written questions "
+                    f"under each checkpoint-selection rule, {len(rows)} contracts (every checkpoint answered them):", "",
+                "| rule | all | lawyers' (cuad-dev) | hand-written (sample) | steps chosen (share of the run) |",
+                "|---|---|---|---|---|"]
+
+        def tally(pick) -> tuple[dict, list[float]]:
+            sums = {k: [0, 0] for k in ("all", "cuad", "sample")}  # correct, asked
+            where = []
+            for r in rows:
+                entry = pick(r)
+                where.append(entry["step"] / r["curve"][-1]["step"])
+                for key in ("all", "sample" if "quillmere" in r["contract"] else "cuad"):
+                    sums[key][0] += sum(entry["finetuned+rag"])
+                    sums[key][1] += len(entry["finetuned+rag"])
+            return sums, where
+
+        def at_rule(rule):
+            def pick(r):
+                chosen = rule([{k: c.get(k) for k in CHECKPOINT_FIELDS} | {"path": c.get("path")}
+                               for c in r["checkpoints"]])["step"]
+                return next(e for e in r["curve"] if e["step"] == chosen)
+            return pick
+
+        picks = {name: at_rule(rule) for name, rule in RULES.items()}
+        picks["best checkpoint per contract (oracle)"] = lambda r: max(r["curve"], key=lambda e: sum(e["finetuned+rag"]))
+        for name, pick in picks.items():
+            sums, where = tally(pick)
+            cells = [_pct((a, n)) for a, n in sums.values()]
+            out.append(f"| {name} | " + " | ".join(cells) + f" | median {statistics.median(where):.2f} |")
+    return out
+
+
 def report(results: Path, write: bool, rescored: bool = False) -> int:
     from results import machine, publish
 
@@ -386,6 +462,7 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
     for variant, rows in by_variant.items():
         if len(rows) > len(SUBSET):
             lines.append(_variant_row(variant, rows))
+    lines += selection_rules(by_variant)
     for variant, rows in by_variant.items():
         if len(rows) <= len(SUBSET):
             continue

@@ -181,7 +181,7 @@ def make_fake_run(workspace, config, run_id: str, steps: tuple[int, ...], select
         lines.append(line)
         (folder / CHECKPOINT_METRICS_FILE).write_text(json.dumps(line))
     write_jsonl(run_dir / METRICS_FILE, lines)
-    select_checkpoint(run_dir, config.train.select_by)
+    select_checkpoint(run_dir, config.train.select_by, config.train.taught_weight)
     plot_curves(run_dir)
     write_latest(workspace, run_dir)
     return run_dir

@@ -43,7 +43,7 @@ def test_build_writes_loadable_datasets_with_stats(built: Path):
     assert all(stats["splits"][n]["facts"] >= 1 for n in splits)
     everything = [p for pairs in splits.values() for p in pairs]
     assert set(everything[0]) == {"question", "answer", "fact_id", "source_chunk_ids", "doc_id",
-                                  "generator", "field", "context_chunk_ids"}
+                                  "generator", "field", "context_chunk_ids", "context_swap"}
     open_book = [p for p in splits["train"] if p["context_chunk_ids"]]  # copies of train rows (RAFT, default 0.5)
     assert open_book and stats["qa"]["open_book_rows"] == len(open_book)
     assert stats["qa"]["kept"] == len(everything) - len(open_book)
@@ -271,6 +271,65 @@ def test_build_writes_open_book_rows_for_train_only(ingested_contract, tmp_path)
     assert not any(r["context_chunk_ids"] for name in ("qa_val", "qa_test") for r in workspace.read_dataset(name))
     closed = {(r["question"], r["answer"]) for r in train if not r["context_chunk_ids"]}
     assert all((r["question"], r["answer"]) in closed for r in open_book)  # copies of closed-book rows
+
+
+def _chunk(chunk_id: str, text: str) -> Chunk:
+    return Chunk(chunk_id, "d", 0, 1, 1, 0, len(text), "", text)
+
+
+def _field_pair(question: str, answer: str, field: str, context: list[str] = ()) -> QAPair:
+    return QAPair(question, answer, f"d:{field}:{answer}", "d", ["d:0000"], "coverage", field,
+                  context_chunk_ids=list(context))
+
+
+def test_a_counterfactual_twin_changes_the_answer_in_its_context_and_in_its_answer():
+    from docfinetune.build.raft import counterfactual_rows
+    from docfinetune.core.generate import swapped_context
+
+    chunks = [_chunk("d:0000", "Customer shall pay within forty-five (45) days; late fees accrue after 300 days."),
+              _chunk("d:0001", "The Provider shall respond within two (2) hours.")]
+    taught = [_field_pair("Within what period must the Customer pay?", "forty-five (45) days", "duration"),
+              _field_pair("How fast must the Provider respond?", "two (2) hours", "duration"),
+              _field_pair("What is the notice period?", "ten (10) Business Days", "duration"),
+              _field_pair("Which law governs?", "Illinois", "place")]
+    open_book = [_field_pair(taught[0].question, taught[0].answer, "duration", ["d:0001", "d:0000"]),
+                 _field_pair("Which law governs?", "Illinois", "place", ["d:0000"])]  # the context never says it
+    twins = counterfactual_rows(open_book, taught, chunks, share=1.0, seed=1)
+    # "two (2) hours" is already in the context, so only the notice period can stand in; no twin for
+    # the row whose context does not state its answer
+    assert [(t.question, t.answer, t.context_swap) for t in twins] == [
+        (open_book[0].question, "ten (10) Business Days", ["forty-five (45) days", "ten (10) Business Days"])]
+    shown = swapped_context(chunks, twins[0].context_swap)
+    assert shown[0].text == "Customer shall pay within ten (10) Business Days; late fees accrue after 300 days."
+    assert shown[1] == chunks[1] and swapped_context(chunks, []) == chunks
+    # whole words only: "30" is not found inside "300" or "$3,000"
+    assert swapped_context([_chunk("x", "$3,000 after 300 days, or 30 days")], ["30", "60"])[0].text == (
+        "$3,000 after 300 days, or 60 days")
+    assert counterfactual_rows(open_book, taught, chunks, share=0.0, seed=1) == []
+
+
+def test_build_writes_counterfactual_twins_that_train_in_the_swapped_context(ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.workspace import Workspace
+    from docfinetune.train import prompts_for, qa_example
+
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(ingested_contract.root, workspace.root)
+    config = load_pipeline("default", {"build": {"augment_variants": 0, "open_book_share": 1.0,
+                                                 "open_book_counterfactual_share": 1.0}})
+    stats = build(workspace, config)
+    train = workspace.read_dataset("qa_train")
+    twins = [r for r in train if r["context_swap"]]
+    assert twins and stats["qa"]["counterfactual_rows"] == len(twins)
+    taught_answers = {r["answer"] for r in train if not r["context_chunk_ids"]}
+    prompt_of = prompts_for(workspace, config, train)
+    for twin in twins:
+        stated, shown = twin["context_swap"]
+        assert twin["answer"] == shown and shown in taught_answers and stated != shown  # a training answer
+        prompt = qa_example(prompt_of, twin)["prompt"]
+        assert shown in prompt and stated not in prompt
+    assert not any(r["context_swap"] for name in ("qa_val", "qa_test") for r in workspace.read_dataset(name))
 
 
 def test_fact_cards_state_training_facts_and_answering_also_finds_the_held_out_ones(ingested_contract, tmp_path):

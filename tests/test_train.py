@@ -105,14 +105,15 @@ def test_train_builds_the_datasets_and_writes_every_run_file(reference):
     assert len(epoch_ends) == 2
     for r in rows:
         assert set(r) == {"step", "epoch", "train_loss", "val_loss", "accuracy", "correct", "questions",
-                          "open_book_accuracy", "taught_accuracy", "tokens_per_s", "peak_gpu_gib", "seconds",
-                          "eval_seconds", "learning_rate"}
-        assert 0 <= r["taught_accuracy"] <= 1 and 0 <= r["open_book_accuracy"] <= 1  # open-book rows trained too
+                          "open_book_accuracy", "taught_accuracy", "taught_open_book_accuracy", "tokens_per_s",
+                          "peak_gpu_gib", "seconds", "eval_seconds", "learning_rate"}
+        # open-book rows were trained too: the held-out and the taught questions are also asked open-book
+        assert all(0 <= r[k] <= 1 for k in ("taught_accuracy", "open_book_accuracy", "taught_open_book_accuracy"))
         assert r["questions"] == 6 and r["accuracy"] == r["correct"] / 6
         assert 0 < r["train_loss"] < 20 and 0 < r["val_loss"] < 20 and r["tokens_per_s"] > 0
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
     assert [r["seconds"] for r in rows] == sorted(r["seconds"] for r in rows)
-    # each evaluation's own time (it answers 2 x 6 questions and saves) is part of the run's clock
+    # each evaluation's own time (it answers the questions closed- and open-book, and saves) is part of the run's clock
     assert all(0 < r["eval_seconds"] < r["seconds"] for r in rows)
 
     checkpoints = sorted(run_dir.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -234,16 +235,46 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
 
 def test_ties_at_zero_accuracy_go_to_the_checkpoint_that_learned_what_it_was_taught(tmp_path):
     # A small model answers no held-out fact at any step; val loss is lowest early, before the
-    # taught facts are learned. The taught accuracy decides, not the val loss.
+    # taught facts are learned. The taught accuracy decides, not the val loss, under both rules.
     run_dir = tmp_path / "runs" / "r0"
     write_metrics(run_dir, [
         {"step": 10, "val_loss": 1.0, "accuracy": 0.0, "correct": 0, "questions": 20, "taught_accuracy": 0.05},
         {"step": 20, "val_loss": 1.4, "accuracy": 0.0, "correct": 0, "questions": 20, "taught_accuracy": 0.60},
         {"step": 30, "val_loss": 1.6, "accuracy": 0.0, "correct": 0, "questions": 20, "taught_accuracy": 0.55},
     ])
-    selection = select_checkpoint(run_dir, "accuracy")
+    selection = select_checkpoint(run_dir, "held_out_accuracy")
     assert selection["selected"]["step"] == 20
     assert "broken by taught accuracy 0.600" in selection["reason"]
+    selection = select_checkpoint(run_dir, "accuracy")
+    assert selection["selected"]["step"] == 20
+    assert selection["reason"].startswith("highest closed-book accuracy 0.300 at step 20 (closed-book: held-out "
+                                          "0.000 (0/20), taught 0.600)")
+
+
+def test_accuracy_weighs_the_taught_facts_beside_the_held_out_ones(tmp_path):
+    # What the H200 runs showed: open-book reading of held-out facts peaks early, while the taught
+    # facts are learned later. Held-out alone picks step 10; the blend picks the checkpoint that
+    # answers both (0.5 * 0.60 + 0.5 * 0.95 = 0.775 against 0.5 * 0.70 + 0.5 * 0.40 = 0.55).
+    run_dir = tmp_path / "runs" / "r0"
+    common = {"accuracy": 0.0, "correct": 0, "questions": 20}
+    write_metrics(run_dir, [
+        {"step": 10, "val_loss": 1.0, **common, "open_book_accuracy": 0.70, "taught_accuracy": 0.20,
+         "taught_open_book_accuracy": 0.40},
+        {"step": 20, "val_loss": 1.1, **common, "open_book_accuracy": 0.60, "taught_accuracy": 0.90,
+         "taught_open_book_accuracy": 0.95},
+        {"step": 30, "val_loss": 1.2, **common, "open_book_accuracy": 0.50, "taught_accuracy": 0.95,
+         "taught_open_book_accuracy": 0.97},
+    ])
+    assert select_checkpoint(run_dir, "held_out_accuracy")["selected"]["step"] == 10
+    selection = select_checkpoint(run_dir, "accuracy")
+    assert selection["selected"]["step"] == 20
+    assert selection["reason"].startswith("highest open-book accuracy 0.775 at step 20 (open-book: held-out 0.600, "
+                                          "taught 0.950;")
+    assert selection["checkpoints"][1]["taught_open_book_accuracy"] == 0.95
+    # weight 0: the held-out facts alone decide; weight 1: the taught ones
+    assert select_checkpoint(run_dir, "accuracy", taught_weight=0.0)["selected"]["step"] == 10
+    assert select_checkpoint(run_dir, "accuracy", taught_weight=1.0)["selected"]["step"] == 30
+    assert plot_curves(run_dir).read_bytes()[:8] == PNG_MAGIC
 
 
 def test_a_run_trained_open_book_is_chosen_by_the_better_of_its_closed_and_open_book_accuracy(tmp_path):
@@ -255,7 +286,10 @@ def test_a_run_trained_open_book_is_chosen_by_the_better_of_its_closed_and_open_
     ])
     selection = select_checkpoint(run_dir, "accuracy")
     assert selection["selected"]["step"] == 20
-    assert selection["reason"].startswith("highest open-book accuracy 0.700 (closed-book 0.200, 4/20) at step 20")
+    assert selection["reason"].startswith("highest open-book accuracy 0.700 at step 20 (open-book: held-out 0.700, "
+                                          "taught n/a; closed-book: held-out 0.200 (4/20)")
+    assert select_checkpoint(run_dir, "held_out_accuracy")["reason"].startswith(
+        "highest open-book accuracy 0.700 (closed-book 0.200, 4/20) at step 20")
     assert plot_curves(run_dir).read_bytes()[:8] == PNG_MAGIC
 
 
@@ -265,7 +299,7 @@ def test_a_run_without_open_book_rows_is_scored_closed_book_only(reference, tmp_
     config = dataclasses.replace(config, build=dataclasses.replace(config.build, open_book_share=0.0))
     run_dir = train(workspace, config)
     row = lines(run_dir)[-1]
-    assert row["open_book_accuracy"] is None and row["questions"] == 6
+    assert row["open_book_accuracy"] is None and row["taught_open_book_accuracy"] is None and row["questions"] == 6
 
 
 def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
@@ -278,13 +312,17 @@ def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
     ])
     selection = select_checkpoint(run_dir, "accuracy")
     assert selection["selected"]["step"] == 150
-    assert selection["reason"] == ("highest accuracy 0.620 (31/50) at step 150; 2 checkpoints tied, "
-                                   "broken by taught accuracy n/a, then val loss 1.2340")
+    assert selection["reason"] == ("highest closed-book accuracy 0.620 at step 150 (closed-book: held-out 0.620 "
+                                   "(31/50), taught n/a); 2 checkpoints tied, broken by val loss 1.2340")
     assert json.loads((run_dir / "selection.json").read_text()) == selection
+    assert select_checkpoint(run_dir, "held_out_accuracy")["reason"] == (
+        "highest accuracy 0.620 (31/50) at step 150; 2 checkpoints tied, broken by taught accuracy n/a, "
+        "then val loss 1.2340")
     assert [c["path"] for c in selection["checkpoints"]] == [
         f"checkpoints/checkpoint-{s}" for s in (50, 100, 150, 200)]
     assert set(selection["checkpoints"][0]) == {"step", "epoch", "path", "train_loss", "val_loss", "accuracy",
-                                                "correct", "questions", "open_book_accuracy", "taught_accuracy", "eval_seconds"}
+                                                "correct", "questions", "open_book_accuracy", "taught_accuracy",
+                                                "taught_open_book_accuracy", "eval_seconds"}
     assert "highest accuracy" in selection["rule"] and "val loss" in selection["rule"]
 
     by_loss = select_checkpoint(run_dir, "val_loss")

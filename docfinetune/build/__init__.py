@@ -26,7 +26,7 @@ from docfinetune.build.cards import fact_cards
 from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
-from docfinetune.build.raft import open_book_rows
+from docfinetune.build.raft import counterfactual_rows, open_book_rows
 from docfinetune.build.split import SPLITS, split_by_fact
 from docfinetune.build.user_qa import read_qa_file
 from docfinetune.core.config import PipelineConfig
@@ -34,7 +34,7 @@ from docfinetune.core.records import Chunk, QAPair
 from docfinetune.core.workspace import STATS_FILE, Workspace, file_sha256, swap_in, write_json, write_jsonl
 
 QA_FIELDS = ("question", "answer", "fact_id", "source_chunk_ids", "doc_id", "generator", "field",
-             "context_chunk_ids")
+             "context_chunk_ids", "context_swap")
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -101,9 +101,13 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     cards, held_out_cards = fact_cards(kept, chunks, splits["test"]) if build_config.fact_cards else ([], [])
     held_out_cards = held_out_cards if build_config.held_out_cards else []
     # Open-book copies of training rows (RAFT): the retriever's chunks (and cards) before the question.
-    splits["train"] += open_book_rows(splits["train"], documents, chunks + cards, build_config.open_book_share,
-                                      build_config.open_book_chunks, build_config.open_book_gold_probability,
-                                      build_config.split_seed, config.retrieval)
+    open_book = open_book_rows(splits["train"], documents, chunks + cards, build_config.open_book_share,
+                               build_config.open_book_chunks, build_config.open_book_gold_probability,
+                               build_config.split_seed, config.retrieval)
+    # ... and counterfactual twins of some: the answer changed in the context and in the answer.
+    splits["train"] += open_book + counterfactual_rows(open_book, splits["train"], chunks + cards,
+                                                       build_config.open_book_counterfactual_share,
+                                                       build_config.split_seed)
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])
     reading_tokens = {"original": count_tokens(tokenizer, [r["text"] for r in originals]),
@@ -139,6 +143,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             "user_rows": len(user_pairs),
             "kept": len(kept),
             "open_book_rows": sum(bool(p.context_chunk_ids) for p in splits["train"]),
+            "counterfactual_rows": sum(bool(p.context_swap) for p in splits["train"]),
             "fact_cards": len(cards),
             "held_out_fact_cards": len(held_out_cards),
             "dropped": dict(sorted(dropped.items())),

@@ -10,6 +10,16 @@ fact cards: a distractor-only context has neither the answer's chunk nor the fac
 answer is the same short answer; the prompt is `generation.rag_template`, as `eval`'s RAG
 systems ask. Held-out facts stay held out: only training rows get copies, and their contexts are
 reading text the model sees anyway.
+
+Counterfactual twins (`counterfactual_rows`): an open-book row whose context holds its answer
+gets a copy in which that answer, wherever the context states it, is replaced by another
+training answer of the same field and document ("forty-five (45) days" -> "ten (10) Business
+Days"), and the copy's answer is the replacement. Only the context says it, so the model learns
+to take a value from what it is shown rather than from what it remembers — the failure measured
+on the H200: with the answer's chunk first in the prompt, the fine-tuned reader named a
+neighbouring or remembered value (benchmarks/RESULTS.md). Entity substitution in the context made
+readers follow it in Longpre et al. 2021 (knowledge conflicts) and in KAFT (Li et al. 2022). The
+changed text is only ever in a prompt, which is left out of the loss: it is never read as text.
 """
 
 from __future__ import annotations
@@ -19,8 +29,10 @@ import random
 
 from docfinetune.build.cards import card_id
 from docfinetune.core.config import RetrievalConfig
+from docfinetune.core.generate import stated
 from docfinetune.core.records import Chunk, Document, QAPair
 from docfinetune.core.retrieve import BM25Index
+from docfinetune.core.score import normalize_answer
 
 
 def open_book_rows(pairs: list[QAPair], documents: list[Document], chunks: list[Chunk], share: float, k: int,
@@ -48,3 +60,48 @@ def open_book_rows(pairs: list[QAPair], documents: list[Document], chunks: list[
             rows.append(dataclasses.replace(pair, context_chunk_ids=context,
                                             meta={**pair.meta, "open_book": True}))
     return rows
+
+
+MAX_SWAP_CHARS = 80  # short answers only: a swapped definition would rewrite half a chunk
+
+
+def counterfactual_rows(open_book: list[QAPair], pairs: list[QAPair], chunks: list[Chunk], share: float,
+                        seed: int) -> list[QAPair]:
+    """Counterfactual twins (module docstring) of a seeded `share` of the `open_book` rows whose
+    context states their answer; replacements come from `pairs` (the training facts) of the same
+    document and field, never a value the context already states. The twin keeps the context ids
+    and records the swap in `context_swap` = [answer, replacement]; `core.generate.swapped_context`
+    applies it when the prompt is made."""
+    if share <= 0 or not open_book:
+        return []
+    text = {c.chunk_id: c.text for c in chunks}
+
+    def kind(pair: QAPair) -> tuple:
+        """What a value may stand in for another: same document and field, both with digits or
+        both without, about as many words (a term never replaces a definition)."""
+        words = len(pair.answer.split())
+        return pair.doc_id, pair.field, any(ch.isdigit() for ch in pair.answer), min(words, 6) // 3
+
+    pools: dict[tuple, dict[str, str]] = {}
+    for pair in pairs:
+        if not pair.context_chunk_ids and len(pair.answer) <= MAX_SWAP_CHARS:
+            key = normalize_answer(pair.answer, pair.field)
+            pools.setdefault(kind(pair), {}).setdefault(key, pair.answer.strip())
+    rng = random.Random(f"{seed}:counterfactual")
+    twins = []
+    for row in open_book:
+        if rng.random() >= share:
+            continue
+        answer = row.answer.strip()
+        context = [text.get(cid, "") for cid in row.context_chunk_ids]
+        if not 2 <= len(answer) <= MAX_SWAP_CHARS or not any(stated(answer).search(t) for t in context):
+            continue
+        own = normalize_answer(answer, row.field)
+        candidates = [value for key, value in sorted(pools.get(kind(row), {}).items())
+                      if key != own and answer not in value and value not in answer
+                      and not any(value.lower() in t.lower() for t in context)]
+        if candidates:
+            replacement = rng.choice(candidates)
+            twins.append(dataclasses.replace(row, answer=replacement, context_swap=[answer, replacement]))
+    return twins
+

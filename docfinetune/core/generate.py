@@ -9,7 +9,9 @@ their first non-empty line; continuations (memorization, llm replies) run to `ma
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
+import re
 import threading
 from typing import Callable, Sequence
 
@@ -44,6 +46,20 @@ def rag_prompt(question: str, chunks: list[Chunk], titles: dict[str, str], gener
                                              heading=c.heading, text=c.text.strip())
         for c in chunks)
     return generation.rag_template.format(context=context, prompt=prompt)
+
+
+def stated(answer: str) -> re.Pattern:
+    """`answer` as whole words (so "30" is not found in "$3,000" or "300")."""
+    return re.compile(rf"(?<![\w$]){re.escape(answer)}(?!\w)")
+
+
+def swapped_context(chunks: list[Chunk], swap: Sequence[str] | None) -> list[Chunk]:
+    """The context a counterfactual training row (build.raft) is shown: swap = [answer, value],
+    the answer replaced by the value wherever the chunks state it."""
+    if not swap:
+        return chunks
+    pattern, value = stated(swap[0]), swap[1]
+    return [dataclasses.replace(c, text=pattern.sub(lambda _: value, c.text)) for c in chunks]
 
 
 def first_line(text: str) -> str:

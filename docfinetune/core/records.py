@@ -65,6 +65,8 @@ class QAPair:
     # Open-book (RAFT) rows: the chunks before the question, best first (shown in generation.rag_order);
     # [] closed-book.
     context_chunk_ids: list[str] = dataclass_field(default_factory=list)
+    # A counterfactual twin (build.raft): [the answer its context states, the value shown instead]; [] none.
+    context_swap: list[str] = dataclass_field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -96,9 +96,13 @@ def _training_figures(run: Run, step: int | None) -> list[str]:
         return ["No training-time evaluation is recorded for this checkpoint."]
     correct = f" ({entry['correct']}/{entry['questions']})" if entry.get("questions") else ""
     loss = "n/a" if entry.get("val_loss") is None else f"{entry['val_loss']:.3f}"
-    return [f"At training time, checkpoint {step} answered {_pct(entry.get('accuracy'))}{correct} of the held-out "
+    line = (f"At training time, checkpoint {step} answered {_pct(entry.get('accuracy'))}{correct} of the held-out "
             f"validation questions (facts it only read) and {_pct(entry.get('taught_accuracy'))} of a sample of the "
-            f"questions it was taught; validation loss {loss}."]
+            f"questions it was taught; validation loss {loss}.")
+    if entry.get("open_book_accuracy") is not None:
+        line += (f" With retrieval: {_pct(entry['open_book_accuracy'])} of the held-out questions and "
+                 f"{_pct(entry.get('taught_open_book_accuracy'))} of the taught ones.")
+    return [line]
 
 
 def _evaluation_section(found: dict | None) -> list[str]:

@@ -32,7 +32,7 @@ with peft_import():  # transformers' trainer module imports peft, and peft bitsa
 from docfinetune.core import distributed
 from docfinetune.core.config import PipelineConfig, TrainConfig
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.generate import format_prompt, generate, rag_prompt
+from docfinetune.core.generate import format_prompt, generate, rag_prompt, swapped_context
 from docfinetune.core.models import resolve_device
 from docfinetune.core.runs import (
     CHECKPOINT_METRICS_FILE,
@@ -121,10 +121,12 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
     if sharded(config):
         shard(model, output_layer_unit=bool(config.train.loss_chunk_tokens and config.train.label_only_logits))
     questions = accuracy_sample(data["qa_val"], config.train)
+    taught = accuracy_sample([r for r in data["qa_train"] if not r.get("context_chunk_ids")], config.train)
     if config.build.open_book_share > 0 and workspace is not None:
         questions = with_open_book_prompts(workspace, config, questions)
-    return Prepared(config, tokenizer, model, train_set, val_set, questions,
-                    accuracy_sample([r for r in data["qa_train"] if not r.get("context_chunk_ids")], config.train), warnings, fused, checkpoint, run_dir, found, epoch_ends)
+        taught = with_open_book_prompts(workspace, config, taught)
+    return Prepared(config, tokenizer, model, train_set, val_set, questions, taught, warnings, fused, checkpoint,
+                    run_dir, found, epoch_ends)
 
 
 def resume_point(workspace: Workspace, run_id: str | None = None) -> tuple[Run, Path]:
@@ -177,7 +179,7 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
         in_order=ready.epoch_ends is not None)
 
     if main:
-        selection = select_checkpoint(run_dir, ready.config.train.select_by)
+        selection = select_checkpoint(run_dir, ready.config.train.select_by, ready.config.train.taught_weight)
         curves = plot_curves(run_dir)
         write_latest(workspace, run_dir)
         emit("done", {**selection, "curves": str(curves)})
@@ -456,13 +458,19 @@ class RunRecorder(TrainerCallback):
         val, taught = results[:len(self.questions)], results[len(self.questions):]
         examples = [{"question": q["question"], "reference": q["answer"], "prediction": p, "correct": ok}
                     for q, p, ok in zip(self.questions[:EXAMPLE_PREDICTIONS], predictions, val)]
-        open_book = [q["open_book_prompt"] for q in self.questions if "open_book_prompt" in q]
-        if open_book:
-            answers = self.answers(model, open_book)
-            open_book = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(answers, self.questions)]
+        # Open-book, as `ask` with retrieval asks: the val questions and the taught sample.
+        open_asked = [q for q in asked if "open_book_prompt" in q]
+        open_book = []
+        if open_asked:
+            answers = self.answers(model, [q["open_book_prompt"] for q in open_asked])
+            open_book = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(answers, open_asked)]
+        held_out_count = sum("open_book_prompt" in q for q in self.questions)
+        held_out_open, taught_open = open_book[:held_out_count], open_book[held_out_count:]
         return {"accuracy": sum(val) / len(val) if val else None, "correct": sum(val), "questions": len(val),
-                "open_book_accuracy": sum(open_book) / len(open_book) if open_book else None,
-                "taught_accuracy": sum(taught) / len(taught) if taught else None, "examples": examples}
+                "open_book_accuracy": sum(held_out_open) / len(held_out_open) if held_out_open else None,
+                "taught_accuracy": sum(taught) / len(taught) if taught else None,
+                "taught_open_book_accuracy": sum(taught_open) / len(taught_open) if taught_open else None,
+                "examples": examples}
 
     def answers(self, model, prompts: list[str]) -> list[str]:
         """Greedy answers in order; with several processes each answers its share of the
@@ -491,6 +499,7 @@ class RunRecorder(TrainerCallback):
                 "correct": validation.get("correct"), "questions": validation.get("questions", 0),
                 "open_book_accuracy": validation.get("open_book_accuracy"),
                 "taught_accuracy": validation.get("taught_accuracy"),
+                "taught_open_book_accuracy": validation.get("taught_open_book_accuracy"),
                 "tokens_per_s": self.tokens_per_s(state), "peak_gpu_gib": max(peaks, default=None),
                 "seconds": round(self.seconds_before + time.perf_counter() - self.session_start, 2),
                 # since the last training step: val loss, the accuracy questions, writing the checkpoint
@@ -503,21 +512,23 @@ class RunRecorder(TrainerCallback):
         write_text_atomic(folder / CONFIG_FILE, config_yaml(self.config))
         write_json(folder / CHECKPOINT_METRICS_FILE, {**line, "examples": validation.get("examples", [])})
         if self.tracker_log is not None:
-            self.tracker_log(tracker_figures(line, self.run_dir, self.config.train.select_by))
+            self.tracker_log(tracker_figures(line, self.run_dir, self.config.train))
         self.emit("eval", line)
         self.losses, self.saved_step = [], state.global_step
         self.segment_start = self.last_step_end = time.perf_counter()
         self.segment_tokens = state.num_input_tokens_seen
 
 
-def tracker_figures(line: dict, run_dir: Path, select_by: str) -> dict[str, float]:
+def tracker_figures(line: dict, run_dir: Path, t: TrainConfig) -> dict[str, float]:
     """What a tracker gets beside the Trainer's loss: this evaluation's held-out and taught
     accuracy and the step the selection rule picks among the checkpoints so far (the last value
     is the run's selection). The "eval_" prefix files them with Trainer's eval_loss."""
     from docfinetune.train.select import _checkpoints, _choose
 
     figures = {"eval_accuracy": line.get("accuracy"), "eval_taught_accuracy": line.get("taught_accuracy"),
-               "selected_step": _choose(_checkpoints(run_dir), select_by)[0]["step"]}
+               "eval_open_book_accuracy": line.get("open_book_accuracy"),
+               "eval_taught_open_book_accuracy": line.get("taught_open_book_accuracy"),
+               "selected_step": _choose(_checkpoints(run_dir), t.select_by, t.taught_weight)[0]["step"]}
     return {key: value for key, value in figures.items() if value is not None}
 
 
@@ -589,7 +600,8 @@ def prompts_for(workspace: Workspace | None, config: PipelineConfig,
         titles = {d.doc_id: d.title for d in documents}
 
     def prompt_of(row: dict) -> str:
-        context = [chunks[cid] for cid in row.get("context_chunk_ids") or () if cid in chunks]
+        context = swapped_context([chunks[cid] for cid in row.get("context_chunk_ids") or () if cid in chunks],
+                                  row.get("context_swap"))
         if context:
             return rag_prompt(row["question"], context, titles, generation)
         return format_prompt(generation.prompt_template, row["question"])
