@@ -10,6 +10,9 @@
 #   carry [.device/on-device.sh, .device/gguf/p4, .device/whl, .bench]
 #        command: bash .bench/code/benchmarks/device_knowledge.sh run "VARIANTS" JOBS MINUTES
 #   (again with carry [.bench] and the same command to continue what is left)
+#   JOBS: at most 8 with the default recipe: 13 processes ran one (oasysmobile) out of the H200's
+#   memory and all of them slower (2026-12-01); a call of 8 finished 4 of the largest in 9.7 min.
+#   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table; ~1.5 min a contract).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
 set -euo pipefail
 case "${1:-}" in
@@ -36,7 +39,7 @@ case "${1:-}" in
     # Stop starting tasks after $minutes; the call's limit is 10 minutes, so let running ones end.
     timeout "${TIMEOUT_S:-555}" python3 .bench/code/benchmarks/knowledge.py run --out .bench/knowledge \
       --base-model /tmp/gemma-3-270m-q4_k_m.gguf --results /tmp/knowledge --variants "$variants" \
-      --jobs "$jobs" --gpus "$gpus" --budget-minutes "$minutes" 2>&1 | grep -v -i "warn" | tee "$OUT/run.log" | tail -80 || true
+      --jobs "$jobs" --gpus "$gpus" --budget-minutes "$minutes" ${NO_CURVES:+--no-curves} 2>&1 | grep -v -i "warn" | tee "$OUT/run.log" | tail -80 || true
     nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv || true
     tar czf "$OUT/knowledge.tgz" -C /tmp knowledge
     ls /tmp/knowledge/* | head -100 ;;
