@@ -290,6 +290,16 @@ def test_a_run_trained_open_book_is_chosen_by_the_better_of_its_closed_and_open_
                                           "taught n/a; closed-book: held-out 0.200 (4/20)")
     assert select_checkpoint(run_dir, "held_out_accuracy")["reason"].startswith(
         "highest open-book accuracy 0.700 (closed-book 0.200, 4/20) at step 20")
+    # metrics without a taught open-book figure (a run from before it was measured): neither system
+    # blends in the taught facts, so closed-book taught accuracy cannot outweigh open-book
+    with_taught = tmp_path / "runs" / "r1"
+    write_metrics(with_taught, [
+        {"step": 10, "val_loss": 1.0, "accuracy": 0.30, "correct": 6, "questions": 20, "open_book_accuracy": 0.50,
+         "taught_accuracy": 0.90},
+        {"step": 20, "val_loss": 1.2, "accuracy": 0.20, "correct": 4, "questions": 20, "open_book_accuracy": 0.55,
+         "taught_accuracy": 0.10},
+    ])  # blended closed-book, step 10 would score 0.5 * 0.30 + 0.5 * 0.90 = 0.60 > 0.55
+    assert select_checkpoint(with_taught, "accuracy")["selected"]["step"] == 20
     assert plot_curves(run_dir).read_bytes()[:8] == PNG_MAGIC
 
 

@@ -50,8 +50,13 @@ def accuracy_of(checkpoint: dict, taught_weight: float | None = None) -> tuple[f
     open-book (a run trained on open-book rows is also scored with retrieval) when that is higher.
     With `taught_weight`, each system's figure blends the held-out facts' accuracy with the taught
     sample's (where measured): (1 - w) * held-out + w * taught."""
+    # Both systems blend or neither (a checkpoint of a run started before the taught sample was
+    # also asked open-book has no taught open-book figure: held-out alone then, for both).
+    open_book_unblended = (checkpoint.get("open_book_accuracy") is not None
+                           and checkpoint.get("taught_open_book_accuracy") is None)
+
     def blend(held_out: float, taught: float | None) -> float:
-        if taught_weight is None or taught is None:
+        if taught_weight is None or taught is None or open_book_unblended:
             return held_out
         return (1 - taught_weight) * held_out + taught_weight * taught
 
