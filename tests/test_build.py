@@ -154,6 +154,31 @@ def test_two_copies_of_one_contract_split_together_so_no_question_is_held_out_an
         assert splits["val"] and not trained & {p.question for p in splits["val"] + splits["test"]}
 
 
+def test_section_numbers_join_no_facts_and_a_held_out_one_is_never_a_training_answer():
+    # Coverage facts ask both ways: the value ("What is the cure period under Article II?") and the
+    # locator ("Which Article sets the cure period?" -> "Article II"). Every fact of an article
+    # shares its locator; joining by it made one unit of most of a contract.
+    pairs = []
+    for n in range(40):
+        article = f"Article {['II', 'III', 'IV', 'V'][n % 4]}"
+        fact = f"d:coverage:duration:{n}"
+        pairs += [_pair(fact, f"How long is period {n}?", f"{n + 2} days", field="duration", generator="coverage"),
+                  _pair(fact, f"Which article sets period {n}?", article, field="section_of", generator="coverage")]
+    pairs += [_pair("d:coverage:section_ref:0", "Which section does Article II refer to?", "Article V",
+                    field="section_ref", generator="coverage")]  # a locator alone
+    splits = split_by_fact(pairs, val_fraction=0.1, test_fraction=0.1, seed=3)
+    held_out = {p.fact_id for name in ("val", "test") for p in splits[name]}
+    assert len(held_out) == 8  # 10% each of the 40 facts that state a value, not one unit of 41 in train
+    assert "d:coverage:section_ref:0" in {p.fact_id for p in splits["train"]}
+    trained = {p.answer for p in splits["train"]}
+    assert not any(p.answer in trained for name in ("val", "test") for p in splits[name])
+    # a held-out fact keeps its value question; its locator question is asked only if no training
+    # question has that answer
+    for fact in held_out:
+        asked = [p for name in ("val", "test") for p in splits[name] if p.fact_id == fact]
+        assert any(p.field == "duration" for p in asked)
+
+
 def test_a_fact_whose_answer_holds_another_fact_s_answer_splits_with_it():
     # the parties' list holds each role's answer: held out while the names train, it would be half taught
     names = ["Alder Foods Inc.", "Birch Logistics LLC", "Cedar Holdings Ltd"]
@@ -343,7 +368,9 @@ def test_fact_cards_state_training_facts_and_answering_also_finds_the_held_out_o
 
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(ingested_contract.root, workspace.root)
-    config = load_pipeline("default", {"build": {"augment_variants": 0, "split_test_fraction": 0.3}})
+    # seed 2: the governing law trains (its card is checked below) and other card facts are held out
+    config = load_pipeline("default", {"build": {"augment_variants": 0, "split_test_fraction": 0.3,
+                                                 "split_seed": 2}})
     stats = build(workspace, config)
     cards = workspace.read_dataset("cards")
     held_out_cards = workspace.read_dataset("cards_held_out")

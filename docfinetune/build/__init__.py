@@ -192,6 +192,10 @@ def split_qa(config: PipelineConfig, documents, chunks, workspace: Workspace | N
                            build_config.curate_max_answer_chars, build_config.curate_duplicate_similarity)
     splits = split_by_fact(kept, build_config.split_val_fraction, build_config.split_test_fraction,
                            build_config.split_seed)
+    asked = {id(p) for pairs in splits.values() for p in pairs}
+    if len(asked) < len(kept):  # held-out locator questions whose answer is also trained (build.split)
+        dropped = {**dropped, "held_out_locator_trained": len(kept) - len(asked)}
+        kept = [p for p in kept if id(p) in asked]
     return kept, dropped, splits, generator_stats
 
 
