@@ -122,6 +122,33 @@ VARIANTS = {
 }
 
 
+def splits(out: Path) -> int:
+    """How `build` splits each prepared contract (CPU, seconds): facts per split, the largest unit
+    of the split (facts that must go together), and the held-out facts' fields."""
+    from collections import Counter
+
+    from docfinetune.build import split_qa
+    from docfinetune.build.split import fact_groups
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.workspace import Workspace
+
+    config = load_pipeline("default")
+    fields: Counter = Counter()
+    largest_total = 0
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        documents, chunks = Workspace(folder).read_corpus()
+        kept, dropped, by_split, _ = split_qa(config, documents, chunks)
+        facts = {name: len({p.fact_id for p in pairs}) for name, pairs in by_split.items()}
+        largest = max(Counter(fact_groups(kept).values()).values(), default=0)
+        largest_total += largest
+        fields.update(field for _, field in {(p.fact_id, p.field) for n in ("val", "test") for p in by_split[n]})
+        print(f"{folder.name[:40]:40} facts {facts}, largest unit {largest} of {sum(facts.values())}, "
+              f"held-out locator questions left out {dropped.get('held_out_locator_trained', 0)}")
+    print(f"largest units summed: {largest_total}; held-out (fact, field) pairs: {sum(fields.values())}: "
+          + ", ".join(f"{f} {n}" for f, n in fields.most_common()))
+    return 0
+
+
 def merged(*layers: dict) -> dict:
     out: dict = {}
     for layer in layers:
@@ -513,6 +540,8 @@ def main() -> int:
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
+    sp = sub.add_parser("splits", help="how build splits each prepared contract (CPU)")
+    sp.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     r.add_argument("--base-model", required=True)
@@ -533,6 +562,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.step == "prepare":
         return prepare(args.out)
+    if args.step == "splits":
+        return splits(args.out)
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
                    args.gpus, args.budget_minutes, curves=not args.no_curves)
