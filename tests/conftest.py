@@ -177,6 +177,7 @@ def make_fake_run(workspace, config, run_id: str, steps: tuple[int, ...], select
         accuracy = 0.5 if step == selected else 0.1
         line = {"step": step, "epoch": float(n + 1), "train_loss": 2.0 / (n + 1), "val_loss": 2.5 / (n + 1),
                 "accuracy": accuracy, "correct": round(accuracy * 20), "questions": 20, "taught_accuracy": 0.2,
+                "open_book_accuracy": accuracy + 0.1, "taught_open_book_accuracy": 0.4,
                 "tokens_per_s": 100.0, "peak_gpu_gib": None, "seconds": float(n + 1), "learning_rate": 1e-4}
         lines.append(line)
         (folder / CHECKPOINT_METRICS_FILE).write_text(json.dumps(line))

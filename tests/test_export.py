@@ -259,6 +259,7 @@ def test_the_model_card_names_documents_figures_and_the_confidentiality(scratch:
     assert "contain verbatim text from them" in card and "as confidentially as the documents" in card
     assert "Not evaluated — run `docfinetune eval`" in card and "Memorization" in card
     assert "answered 50.0% (10/20) of the held-out validation questions" in card  # selection.json, step 2
+    assert "With retrieval: 60.0% of the held-out questions and 40.0% of the taught ones." in card
     assert yaml.safe_load((out / "docfinetune-config.yaml").read_text())["model"]["base_model"]
 
     report = {  # the parts of an eval report the card reads (evaluate/report.py writes them)
