@@ -333,17 +333,23 @@ def test_a_counterfactual_twin_changes_the_answer_in_its_context_and_in_its_answ
     assert counterfactual_rows(open_book, taught, chunks, share=0.0, seed=1) == []
 
 
-def test_build_writes_counterfactual_twins_that_train_in_the_swapped_context(ingested_contract, tmp_path):
+def _built_copy(ingested_contract, tmp_path, **build_settings):
+    """A copy of the ingested contract built with `build_settings`: (workspace, config, stats)."""
     from docfinetune.build import build
     from docfinetune.core.config import load_pipeline
     from docfinetune.core.workspace import Workspace
-    from docfinetune.train import prompts_for, qa_example
 
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(ingested_contract.root, workspace.root)
-    config = load_pipeline("default", {"build": {"augment_variants": 0, "open_book_share": 1.0,
-                                                 "open_book_counterfactual_share": 1.0}})
-    stats = build(workspace, config)
+    config = load_pipeline("default", {"build": {"augment_variants": 0, **build_settings}})
+    return workspace, config, build(workspace, config)
+
+
+def test_build_writes_counterfactual_twins_that_train_in_the_swapped_context(ingested_contract, tmp_path):
+    from docfinetune.train import prompts_for, qa_example
+
+    workspace, config, stats = _built_copy(ingested_contract, tmp_path, open_book_share=1.0,
+                                           open_book_counterfactual_share=1.0)
     train = workspace.read_dataset("qa_train")
     twins = [r for r in train if r["context_swap"]]
     assert twins and stats["qa"]["counterfactual_rows"] == len(twins)
@@ -363,15 +369,10 @@ def test_fact_cards_state_training_facts_and_answering_also_finds_the_held_out_o
     from docfinetune.build.raft import open_book_rows
     from docfinetune.core.config import load_pipeline
     from docfinetune.core.retrieve import BM25Index
-    from docfinetune.core.workspace import Workspace
     from docfinetune.train import prompts_for, with_open_book_prompts
 
-    workspace = Workspace(tmp_path / "ws")
-    shutil.copytree(ingested_contract.root, workspace.root)
     # seed 2: the governing law trains (its card is checked below) and other card facts are held out
-    config = load_pipeline("default", {"build": {"augment_variants": 0, "split_test_fraction": 0.3,
-                                                 "split_seed": 2}})
-    stats = build(workspace, config)
+    workspace, config, stats = _built_copy(ingested_contract, tmp_path, split_test_fraction=0.3, split_seed=2)
     cards = workspace.read_dataset("cards")
     held_out_cards = workspace.read_dataset("cards_held_out")
     splits = {name: workspace.read_dataset(f"qa_{name}") for name in ("train", "val", "test")}
