@@ -126,7 +126,12 @@ def train_events(progress) -> Callable[[str, dict], None]:
 def selection_table(run_dir: Path, selection_file: str) -> Table:
     selection = read_json_file(run_dir / selection_file)
     table = Table(title=escape(f"checkpoints of run {selection['run_id']} ({selection['rule']})"))
-    for column in ("step", "epoch", "train loss", "val loss", "accuracy", ""):
+    # the accuracies selection weighs, where measured: held-out and taught, closed- and open-book
+    accuracies = [(key, label) for key, label in (("accuracy", "held out"), ("taught_accuracy", "taught"),
+                                                  ("open_book_accuracy", "held out +RAG"),
+                                                  ("taught_open_book_accuracy", "taught +RAG"))
+                  if key == "accuracy" or any(c.get(key) is not None for c in selection["checkpoints"])]
+    for column in ("step", "epoch", "train loss", "val loss", *(label for _, label in accuracies)):
         table.add_column(column, justify="right")
 
     def fmt(value: Any, spec: str) -> str:
@@ -135,9 +140,9 @@ def selection_table(run_dir: Path, selection_file: str) -> Table:
     chosen = selection["selected"]["step"] if selection.get("selected") else None
     for c in selection["checkpoints"]:
         table.add_row(str(c["step"]), fmt(c.get("epoch"), ".2f"), fmt(c.get("train_loss"), ".3f"),
-                      fmt(c.get("val_loss"), ".3f"), fmt(c.get("accuracy"), ".1%"),
-                      "[bold green]selected[/]" if c["step"] == chosen else "")
-    table.caption = escape(f"{selection['reason']}; curves: {run_dir / CURVES_FILE}")
+                      fmt(c.get("val_loss"), ".3f"), *(fmt(c.get(key), ".1%") for key, _ in accuracies),
+                      style="bold green" if c["step"] == chosen else None)
+    table.caption = escape(f"selected: step {chosen}, {selection['reason']}; curves: {run_dir / CURVES_FILE}")
     return table
 
 

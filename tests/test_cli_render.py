@@ -30,7 +30,10 @@ def test_train_prints_the_run_and_the_selection_table(trained_ws):
     assert result.exit_code == 0, result.output
     assert "built the datasets" not in result.output  # build progress is transient, on stderr
     assert "checkpoints of run" in result.output and "selected" in result.output
-    assert "curves:" in result.output and "highest accuracy" in result.output
+    assert "curves:" in result.output and "highest" in result.output and "accuracy" in result.output
+    header = " ".join(result.output.split())
+    for column in ("held out", "taught", "+RAG"):  # what selection weighs: held-out and taught, closed and open
+        assert column in header
     selection = json.loads(next((root / "runs").glob("*/selection.json")).read_text())
     assert [c["step"] for c in selection["checkpoints"]] == [2, 4]
     assert (root / "datasets" / "stats.json").is_file()
