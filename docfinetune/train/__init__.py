@@ -122,9 +122,9 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
         shard(model, output_layer_unit=bool(config.train.loss_chunk_tokens and config.train.label_only_logits))
     questions = accuracy_sample(data["qa_val"], config.train)
     taught = accuracy_sample([r for r in data["qa_train"] if not r.get("context_chunk_ids")], config.train)
-    if config.build.open_book_share > 0 and workspace is not None:
-        questions = with_open_book_prompts(workspace, config, questions)
-        taught = with_open_book_prompts(workspace, config, taught)
+    if config.build.open_book_share > 0 and workspace is not None:  # one index for both samples
+        asked = with_open_book_prompts(workspace, config, questions + taught)
+        questions, taught = asked[:len(questions)], asked[len(questions):]
     return Prepared(config, tokenizer, model, train_set, val_set, questions, taught, warnings, fused, checkpoint,
                     run_dir, found, epoch_ends)
 
