@@ -9,7 +9,9 @@
 #   ... the same for p1, p2, p3 ...
 #   carry [.device/on-device.sh, .device/gguf/p4, .device/whl, .bench]
 #        command: bash .bench/code/benchmarks/device_knowledge.sh run "VARIANTS" JOBS MINUTES
-#   (again with carry [.bench] and the same command to continue what is left)
+#   (again with carry [.device/on-device.sh, .bench] and the same command, at once, to continue what is
+#   left: a task the previous call's limit cut short resumes from its last checkpoint while the machine
+#   is still warm; MINUTES can then run to the end of the call)
 #   JOBS: at most 8 with the default recipe: 13 processes ran one (oasysmobile) out of the H200's
 #   memory and all of them slower (2026-12-01); a call of 8 finished 4 of the largest in 9.7 min.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table; ~1.5 min a contract).

@@ -70,17 +70,21 @@ def prepare(out: Path) -> int:
 
 # The GPU settings every variant shares: 4 epochs over a mix that holds each fact several
 # times, micro-batches of 32 examples, evaluation at each epoch's end only on 100 val
-# questions, answers generated 64 at a time. liger-kernel off: its patches stay in the worker
+# questions, answers generated 128 at a time (64 until 2026-12-01, when evaluating took 1.3-3.5 of
+# each contract's 2.3-7.1 training minutes: half the batches). liger-kernel off: its patches stay in the worker
 # process, and the first run with them answered far worse after training in that process
 # (base + RAG 3% against 20% before; benchmarks/liger_generation_check.py checks why).
 # Micro-batches of 16 with 2 accumulated: the same steps as 32 at once, without the 42 GB of
 # logits a packed row of 32 open-book rows (~500 tokens each) asked for (out of memory, 2026-11-30).
 # Runs before 2026-12-01 (second session) also set "epochs": 4 here, then the default was 4 epochs at
 # r=16; the default is now 8 epochs at r=64 (the run's `8_epochs_r64`), variant `4_epochs_r16` the old.
-GPU = {"model": {"device": "cuda"}, "generation": {"batch_size": 64},
+GPU = {"model": {"device": "cuda"}, "generation": {"batch_size": 128},
        "train": {"micro_batch_size": 16, "gradient_accumulation_steps": 2, "eval_every_steps": 100000,
                  "eval_max_questions": 100, "fused_kernels": "off"},
        "eval": {"extraction_chunks": 10}}
+# Each task's workspace. The device machine keeps /tmp while it stays warm between calls, so a
+# task a call's limit cut short resumes there from its last checkpoint (one epoch at most lost).
+WORKSPACES = Path("/tmp") / "knowledge-ws"
 OLD_MIX = {"build": {"generators": ["rules"], "augment_variants": 0, "rules": {"max_section_facts": 400}}}
 # name -> overrides on top of GPU; "default" is the pipeline as shipped.
 VARIANTS = {
@@ -170,12 +174,16 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     if not torch.cuda.is_available():  # the CPU smoke test
         overrides["model"]["device"] = "cpu"
     config = load_pipeline("default", overrides)
-    folder = Path("/tmp") / "knowledge-ws" / variant / contract
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(out / contract, folder)
+    folder = WORKSPACES / variant / contract
     workspace = Workspace(folder)
+    run_dir, seconds_before = _left_by_an_earlier_call(workspace)
     started = time.perf_counter()
-    run_dir = build_then_train(workspace, config, on_event=lambda kind, data: None)  # quiet: one line per task
+    if run_dir is None or not (run_dir / "selection.json").is_file():
+        if run_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(out / contract, folder)
+        # quiet: one line per task
+        run_dir = build_then_train(workspace, config, resume=run_dir is not None, on_event=lambda kind, data: None)
     trained = time.perf_counter()
     # every checkpoint's answers: ~1.5 min a contract with 8-13 processes on the H200 (2026-12-01)
     curve = checkpoint_curve(workspace, config, run_dir, folder / "questions.jsonl") if curves else []
@@ -189,8 +197,11 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU",
         "date": date.today().isoformat(),
         "build_seconds": stats["seconds"],
-        "train_minutes": round((trained - started) / 60, 2),
-        "total_minutes": round((finished - started) / 60, 2),
+        # A task resumed from an earlier call's checkpoint: the run's seconds up to that checkpoint
+        # (training and its evaluations, from metrics.jsonl) plus this call's.
+        "train_minutes": round((seconds_before + trained - started) / 60, 2),
+        "total_minutes": round((seconds_before + finished - started) / 60, 2),
+        "resumed_after_seconds": seconds_before or None,
         "source_tokens": stats["source_tokens"],
         "training_tokens_per_source_token": stats["training_tokens_per_source_token"],
         "tokens_seen": max((m.get("tokens_seen", 0) for m in selection["checkpoints"]), default=0),
@@ -208,6 +219,30 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(row, indent=1))
     return row
+
+
+def _left_by_an_earlier_call(workspace) -> tuple[Path | None, float]:
+    """The run a device call that ended mid-task left in `workspace` (the machine keeps /tmp
+    while it stays warm between calls) and the run's seconds so far: a finished run (selection
+    written, evaluation left to do) or one to resume from its last complete checkpoint. (None, 0)
+    when there is none, and the task starts over."""
+    from docfinetune.core.runs import checkpoint_step, find_run, last_checkpoint, run_to_resume
+
+    try:
+        run = run_to_resume(workspace)  # interrupted, with a complete checkpoint
+    except Exception:  # none: a finished run, or nothing usable (a copy killed half-made)
+        try:
+            run = find_run(workspace)
+        except Exception:
+            run = None
+    if run is None:
+        return None, 0.0
+    metrics = run.path / "metrics.jsonl"
+    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    if run.selection is None:  # resume drops the lines after the last complete checkpoint
+        step = checkpoint_step(last_checkpoint(run.path))
+        lines = [line for line in lines if line.get("step", 0) <= step]
+    return run.path, float(lines[-1].get("seconds", 0.0)) if lines else 0.0
 
 
 def checkpoint_curve(workspace, config, run_dir: Path, questions: Path) -> list[dict]:
@@ -230,7 +265,24 @@ def checkpoint_curve(workspace, config, run_dir: Path, questions: Path) -> list[
     return curve
 
 
+def _exit_with_parent() -> None:
+    """End this worker when the process that started it is gone: the device call's `timeout`
+    kills that one alone, and a worker left running would train beside the next call's copy of
+    its task (which resumes from the last checkpoint instead)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker(queue, out: Path, results: Path, base_model: str, deadline: float, curves: bool) -> None:
+    _exit_with_parent()
     while time.time() < deadline:
         try:
             variant, contract = queue.get_nowait()
@@ -271,6 +323,9 @@ def run(out: Path, base_model: str, results: Path, variants: list[str], only: li
                 continue
             if not (results / variant / f"{contract}.json").is_file():
                 tasks.append((variant, contract))
+    # What an earlier call left half-done first: it resumes from its last checkpoint.
+    started = [t for t in tasks if (WORKSPACES / t[0] / t[1] / "runs").is_dir()]
+    tasks = started + [t for t in tasks if t not in started]
     print(f"{len(tasks)} tasks on {jobs} workers over {gpus} GPU(s)", flush=True)
     _warm_the_model_cache(base_model)
     context = mp.get_context("spawn")
