@@ -234,7 +234,8 @@ def test_llm_streams_add_paraphrases_to_train_only_and_rewrites_to_the_reading_t
             "llm": {"url": server.url, "api_model": "fake", "api_key_env": "", "retries": 0, "timeout_s": 5.0}}})
         stats = build(workspace, config)
     train, test = workspace.read_dataset("qa_train"), workspace.read_dataset("qa_test")
-    paraphrased = [r for r in train if r["generator"] == "llm_paraphrase"]
+    # (a counterfactual twin of an open-book paraphrase swaps its answer on purpose: build.raft)
+    paraphrased = [r for r in train if r["generator"] == "llm_paraphrase" and not r["context_swap"]]
     assert paraphrased and not [r for r in test if r["generator"] == "llm_paraphrase"]
     answers: dict[str, set] = {}
     for r in train:
@@ -291,7 +292,7 @@ def test_build_writes_open_book_rows_for_train_only(ingested_contract, tmp_path)
     shutil.copytree(ingested_contract.root, workspace.root)
     build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "open_book_share": 0.5}}))
     train = workspace.read_dataset("qa_train")
-    open_book = [r for r in train if r["context_chunk_ids"]]
+    open_book = [r for r in train if r["context_chunk_ids"] and not r["context_swap"]]  # twins: their own test
     assert 0 < len(open_book) < len(train)
     assert not any(r["context_chunk_ids"] for name in ("qa_val", "qa_test") for r in workspace.read_dataset(name))
     closed = {(r["question"], r["answer"]) for r in train if not r["context_chunk_ids"]}

@@ -20,6 +20,8 @@ on the H200: with the answer's chunk first in the prompt, the fine-tuned reader 
 neighbouring or remembered value (benchmarks/RESULTS.md). Entity substitution in the context made
 readers follow it in Longpre et al. 2021 (knowledge conflicts) and in KAFT (Li et al. 2022). The
 changed text is only ever in a prompt, which is left out of the loss: it is never read as text.
+Twins of half those rows (the default) against none, 13 contracts, one run: fine-tuned + retrieval
+100/123 against 95/123 (5 gained, none lost, each the clause's own value instead of another).
 """
 
 from __future__ import annotations
