@@ -13,7 +13,8 @@
 #   left: a task the previous call's limit cut short resumes from its last checkpoint while the machine
 #   is still warm; MINUTES can then run to the end of the call)
 #   JOBS: at most 8 with the default recipe: 13 processes ran one (oasysmobile) out of the H200's
-#   memory and all of them slower (2026-12-01); a call of 8 finished 4 of the largest in 9.7 min.
+#   memory and all of them slower (2026-12-01). With 8 and NO_CURVES=1, three calls of ~9.7 min
+#   finished two variants on all 13 contracts (26 tasks: 7, 12, then the last 7 in 104 s, resumed).
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table; ~1.5 min a contract).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
 set -euo pipefail
