@@ -91,8 +91,15 @@ def datasets_table(stats: dict) -> Table:
         table.add_row(escape(f"Q&A {name}"), str(split["facts"]), str(split["pairs"]), f"{split['tokens']:,}")
     qa = stats["qa"]
     dropped = ", ".join(f"{k} {v}" for k, v in qa["dropped"].items()) or "none"
+    # What the train rows hold beside closed-book Q&A (older stats.json files lack the counts).
+    extra = ""
+    if "open_book_rows" in qa:
+        extra = (f"train rows open-book {qa['open_book_rows']} (counterfactual twins "
+                 f"{qa.get('counterfactual_rows', 0)}); ")
+    if "fact_cards" in qa:
+        extra += f"fact cards {qa['fact_cards']} (held out {qa.get('held_out_fact_cards', 0)}); "
     table.caption = escape(f"Q&A generated {qa['generated']}, yours {qa['user_rows']}, kept {qa['kept']}; "
-                           f"dropped: {dropped}")
+                           f"{extra}dropped: {dropped}")
     return table
 
 

@@ -52,6 +52,28 @@ def test_build_writes_loadable_datasets_with_stats(built: Path):
     assert law and all("Vermont" in p["answer"] for p in law) and len(law) >= 3
 
 
+def test_the_build_summary_counts_open_book_rows_twins_and_cards(built: Path):
+    from rich.console import Console
+
+    from docfinetune.display import datasets_table
+
+    def shown(stats: dict) -> str:
+        console = Console(record=True, width=300)
+        console.print(datasets_table(stats))
+        return " ".join(console.export_text().split())
+
+    stats = json.loads((built / "stats.json").read_text())
+    train = rows(built / "qa_train.jsonl")
+    twins = sum(bool(p["context_swap"]) for p in train)
+    assert twins > 0  # on by default (build.open_book_counterfactual_share 0.5)
+    text = shown(stats)
+    assert f"open-book {sum(bool(p['context_chunk_ids']) for p in train)} (counterfactual twins {twins})" in text
+    assert f"fact cards {len(rows(built / 'cards.jsonl'))}" in text
+    old = {**stats, "qa": {k: v for k, v in stats["qa"].items()  # a stats.json from before these counts
+                           if k not in ("open_book_rows", "counterfactual_rows", "fact_cards", "held_out_fact_cards")}}
+    assert "open-book" not in shown(old) and "dropped:" in shown(old)
+
+
 def test_no_held_out_fact_has_a_phrasing_in_train_and_its_text_stays_in_cpt(built: Path):
     splits = {name: rows(built / f"qa_{name}.jsonl") for name in ("train", "val", "test")}
     train_facts = {p["fact_id"] for p in splits["train"]}
