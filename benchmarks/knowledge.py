@@ -155,6 +155,49 @@ def splits(out: Path) -> int:
     return 0
 
 
+def taught(out: Path, results: Path, variant: str) -> int:
+    """Where the answer of each lawyers' / hand-written question sits in the variant's own build
+    of its contract — a training answer, a held-out (val / test) one, or no generator's answer —
+    and how often the run answered each kind, closed-book and with retrieval: whether a miss is
+    a fact the model was taught and could not recall from another phrasing, one it had to learn
+    by reading, or one no generator writes (CPU; builds each prepared contract, ~1.5 min)."""
+    import tempfile
+    from collections import Counter
+
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.score import answer_matches
+    from docfinetune.core.workspace import Workspace
+
+    config = load_pipeline("default", VARIANTS[variant])
+    counts: Counter = Counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        for row in load_rows(results)[variant]:
+            folder = Path(scratch) / row["contract"]
+            shutil.copytree(out / row["contract"], folder)
+            workspace = Workspace(folder)
+            build(workspace, config)
+            # twins' answers are swapped values, not the contract's
+            answers = {name: [r["answer"] for r in workspace.read_dataset(f"qa_{name}") if not r.get("context_swap")]
+                       for name in ("train", "val", "test")}
+            kind = "hand-written" if row["contract"].startswith("quillmere") else "lawyers'"
+            for record in row["lawyers_records"]:
+                where = next((("taught" if name == "train" else "held out") for name, said in answers.items()
+                              if any(answer_matches(a, record["reference"]) for a in said)), "no generator's answer")
+                counts[kind, where] += 1
+                for system in ("finetuned", "finetuned+rag"):
+                    counts[kind, where, system] += record["answers"][system]["correct"]
+    print(f"Variant `{variant}`: where each question's answer sits in its contract's build\n")
+    print("| questions | answer is | questions | fine-tuned | fine-tuned + RAG |\n|---|---|---|---|---|")
+    for kind in ("lawyers'", "hand-written"):
+        for where in ("taught", "held out", "no generator's answer"):
+            n = counts[kind, where]
+            if n:
+                print(f"| {kind} | {where} | {n} | {counts[kind, where, 'finetuned']}/{n} "
+                      f"| {counts[kind, where, 'finetuned+rag']}/{n} |")
+    return 0
+
+
 def merged(*layers: dict) -> dict:
     out: dict = {}
     for layer in layers:
@@ -599,6 +642,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     sp = sub.add_parser("splits", help="how build splits each prepared contract (CPU)")
     sp.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
+    tg = sub.add_parser("taught", help="whether each question's answer was taught, held out or never generated (CPU)")
+    tg.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
+    tg.add_argument("--results", type=Path, required=True)
+    tg.add_argument("--variant", default="default")
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     r.add_argument("--base-model", required=True)
@@ -621,6 +668,8 @@ def main() -> int:
         return prepare(args.out)
     if args.step == "splits":
         return splits(args.out)
+    if args.step == "taught":
+        return taught(args.out, args.results, args.variant)
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
                    args.gpus, args.budget_minutes, curves=not args.no_curves)
