@@ -17,6 +17,7 @@
 #   finished two variants on all 13 contracts (26 tasks: 7, 12, then the last 7 in 104 s, resumed).
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table; ~1.5 min a contract).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
+#   (the last call's knowledge.tgz holds every call's results: /tmp/knowledge stays while the machine is warm)
 set -euo pipefail
 case "${1:-}" in
   freeze)
