@@ -188,7 +188,7 @@ def taught(out: Path, results: Path, variant: str) -> int:
                 for system in ("finetuned", "finetuned+rag"):
                     counts[kind, where, system] += record["answers"][system]["correct"]
     print(f"Variant `{variant}`: where each question's answer sits in its contract's build\n")
-    print("| questions | answer is | questions | fine-tuned | fine-tuned + RAG |\n|---|---|---|---|---|")
+    print("| question set | answer is | questions | fine-tuned | fine-tuned + RAG |\n|---|---|---|---|---|")
     for kind in ("lawyers'", "hand-written"):
         for where in ("taught", "held out", "no generator's answer"):
             n = counts[kind, where]

@@ -360,7 +360,7 @@ class BuildConfig:
              "that answer replaced, in the context and as the answer, by another training answer of the same "
              "field and document, so the model learns to answer from the context it is shown (build.raft). "
              "0.5 against 0 on the H200, 13 contracts, same run: fine-tuned + retrieval 100/123 against 95/123, "
-             "held-out val facts open-book 0.61 against 0.59; ~5% more training tokens (RESULTS \"Knowledge\").",
+             "held-out val facts open-book 0.61 against 0.59; 8% more training tokens (median; RESULTS \"Knowledge\").",
         minimum=0, maximum=1)
     curate_max_question_chars: int = option(300, "Longer questions are dropped.", minimum=1)
     curate_max_answer_chars: int = option(400, "Longer answers are dropped.", minimum=1)
