@@ -272,6 +272,7 @@ def _left_by_an_earlier_call(workspace) -> tuple[Path | None, float]:
     written, evaluation left to do) or one to resume from its last complete checkpoint. (None, 0)
     when there is none, and the task starts over."""
     from docfinetune.core.runs import checkpoint_step, find_run, last_checkpoint, run_to_resume
+    from docfinetune.core.workspace import read_jsonl
 
     try:
         run = run_to_resume(workspace)  # interrupted, with a complete checkpoint
@@ -283,7 +284,7 @@ def _left_by_an_earlier_call(workspace) -> tuple[Path | None, float]:
     if run is None:
         return None, 0.0
     metrics = run.path / "metrics.jsonl"
-    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    lines = list(read_jsonl(metrics)) if metrics.is_file() else []
     if run.selection is None:  # resume drops the lines after the last complete checkpoint
         step = checkpoint_step(last_checkpoint(run.path))
         lines = [line for line in lines if line.get("step", 0) <= step]

@@ -106,4 +106,3 @@ def counterfactual_rows(open_book: list[QAPair], pairs: list[QAPair], chunks: li
             replacement = rng.choice(candidates)
             twins.append(dataclasses.replace(row, answer=replacement, context_swap=[answer, replacement]))
     return twins
-
