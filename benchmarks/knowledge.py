@@ -120,6 +120,9 @@ VARIANTS = {
     "counterfactual": {"build": {"open_book_counterfactual_share": 0.5}},
     "no_counterfactual": {"build": {"open_book_counterfactual_share": 0.0}},  # the default before
     "held_out_selection": {"train": {"select_by": "held_out_accuracy"}},  # the selection rule until 2026-12-01
+    # plain-word restatements of each clause fact's questions, training rows only (coverage.restatements_per_fact)
+    "restated_2": {"build": {"coverage": {"restatements_per_fact": 2}}},
+    "restated_4": {"build": {"coverage": {"restatements_per_fact": 4}}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},

@@ -448,3 +448,18 @@ def test_fact_cards_state_training_facts_and_answering_also_finds_the_held_out_o
     assert len(workspace.read_searchable()[1]) == len(chunks) - len(cards)
     build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "held_out_cards": False}}))
     assert workspace.read_dataset("cards") and workspace.read_dataset("cards_held_out") == []
+
+
+def test_restatements_add_training_rows_only_and_leave_open_book_rows_and_held_out_facts_as_they_were(
+        ingested_contract, tmp_path):
+    plain, _, plain_stats = _built_copy(ingested_contract, tmp_path / "plain", open_book_share=0.5,
+                                        coverage={"restatements_per_fact": 2})
+    base, _, base_stats = _built_copy(ingested_contract, tmp_path / "base", open_book_share=0.5)
+    for name in ("qa_val", "qa_test", "cards"):
+        assert plain.read_dataset(name) == base.read_dataset(name)
+    open_book = [[r for r in ws.read_dataset("qa_train") if r["context_chunk_ids"]] for ws in (plain, base)]
+    assert open_book[0] == open_book[1] and open_book[0]
+    closed = [{(r["question"], r["answer"]) for r in ws.read_dataset("qa_train") if not r["context_chunk_ids"]}
+              for ws in (plain, base)]
+    assert closed[1] < closed[0]
+    assert plain_stats["splits"]["train"]["tokens"] > base_stats["splits"]["train"]["tokens"]

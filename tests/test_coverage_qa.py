@@ -167,3 +167,28 @@ def test_config_rejects_unknown_span_type():
 
     with pytest.raises(ConfigError):
         CoverageQAConfig(span_types=["money", "colour"])
+
+
+def test_restatements_ask_in_plain_words_and_name_the_section_by_its_title():
+    documents, chunks = _chunks()
+    plain = CoverageQAGenerator(CoverageQAConfig(restatements_per_fact=2)).generate(documents, chunks)
+    restated = [p for p in plain if p.meta["direction"] == "restated"]
+    fees = [p.question for p in restated if p.answer == "twenty (20) days"]
+    assert len(fees) == 2
+    assert all("the Fees section of the Widget Services Agreement" in q for q in fees)
+    assert all("shall" not in q and "how many days" not in q for q in fees)  # "must"/"will", "within what period"
+    assert any(q.startswith("In the Fees section") for q in fees) and any(q.endswith("Agreement?") for q in fees)
+    # the same facts and forward phrasings as without: restatements come on top
+    def rows(pairs):
+        return [(p.question, p.answer, p.fact_id, p.field) for p in pairs if p.meta["direction"] != "restated"]
+
+    assert rows(plain) == rows(CoverageQAGenerator().generate(documents, chunks))
+    assert all(p.meta["direction"] != "restated" for p in CoverageQAGenerator().generate(documents, chunks))
+
+
+def test_plain_words_turn_legal_wording_into_a_user_s():
+    from docfinetune.build.generators.coverage import plain_words
+
+    question = "Within how many Business Days after its receipt of the invoice shall Customer pay prior to the deadline?"
+    assert plain_words(question, 0) == "within what period after receiving the invoice must Customer pay before the deadline?"
+    assert "will" in plain_words(question, 1) and "within what time" in plain_words(question, 1)

@@ -90,6 +90,9 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     cpt = originals + restated
     kept, dropped, splits, generator_stats = split_qa(config, documents, chunks, workspace, user_pairs,
                                                       on_progress)
+    # Restatements (coverage.restatements_per_fact) are study rows: held-out facts are asked as before.
+    for name in ("val", "test"):
+        splits[name] = [p for p in splits[name] if p.meta.get("direction") != "restated"]
     llm_stats: dict = {}
     rewritten: list[dict] = []
     if build_config.llm.model or build_config.llm.url:
@@ -101,7 +104,9 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     cards, held_out_cards = fact_cards(kept, chunks, splits["test"]) if build_config.fact_cards else ([], [])
     held_out_cards = held_out_cards if build_config.held_out_cards else []
     # Open-book copies of training rows (RAFT): the retriever's chunks (and cards) before the question.
-    open_book = open_book_rows(splits["train"], documents, chunks + cards, build_config.open_book_share,
+    # Restatements train closed-book recall only: the same open-book rows with them as without.
+    open_book = open_book_rows([p for p in splits["train"] if p.meta.get("direction") != "restated"], documents,
+                               chunks + cards, build_config.open_book_share,
                                build_config.open_book_chunks, build_config.open_book_gold_probability,
                                build_config.split_seed, config.retrieval)
     # ... and counterfactual twins of some: the answer changed in the context and in the answer.

@@ -270,6 +270,10 @@ class CoverageQAConfig:
     section_reverse_per_sentence: int = option(
         2, "Most \"which section\" reverse pairs per sentence (one per fact, for the first facts).")
     cloze: bool = option(True, "Write a fill-in-the-blank phrasing of each fact.")
+    restatements_per_fact: int = option(
+        0, "Plain-word restatements written per clause fact beside its phrasings (\"shall\" -> \"must\", "
+           "\"within how many days\" -> \"within what period\", the section named by its title): a user's "
+           "question is a paraphrase, not the clause's words.", minimum=0)
     name_parties: bool = option(
         True, "In one phrasing, write a party's name in place of its role (\"Provider\" -> the company).")
     max_answer_words: int = option(12, "Longest answer, in words.", minimum=1)

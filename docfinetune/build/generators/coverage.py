@@ -179,6 +179,65 @@ _MEANS = re.compile(
 )
 
 
+# Restatements (coverage.restatements_per_fact): a user asks in plain words, not in the clause's
+# ("Within what period must the Customer pay ...?" for "shall pay ... within forty-five (45) days"),
+# so one wording per fact trains a key that a paraphrase misses. Each entry: a pattern and its
+# plain alternatives; word choice c takes alternative (c + entry index) mod their count.
+_PLAIN_WH = tuple((re.compile(pattern), alternatives) for pattern, alternatives in (
+    (r"(?i)\bwithin how many (?:(?:calendar|business|working|consecutive|full)\s+)*"
+     r"(?:days|weeks|months|years|hours|minutes)\b", ("within what period", "within what time")),
+    (r"\bwhat amount\b", ("how much", "what sum")),
+    (r"\bwhat percentage\b", ("what percent", "what share")),
+))
+_PLAIN_WORDS = tuple((re.compile(pattern), alternatives) for pattern, alternatives in (
+    (r"\bshall not\b", ("must not", "may not")),
+    (r"\bshall\b", ("must", "will")),
+    (r"\bprior written notice\b", ("advance written notice", "written notice in advance")),
+    (r"\bprior to\b", ("before",)),
+    (r"\bin the event(?: that)?\b", ("if",)),
+    (r"\bpursuant to\b", ("under",)),
+    (r"\bin accordance with\b", ("under", "as set out in")),
+    (r"\bupon\b", ("on",)),
+    (r"\bcommencement\b", ("start",)),
+    (r"\bcommences\b", ("begins",)),
+    (r"\bcommence\b", ("begin", "start")),
+    (r"\bthis Agreement\b", ("the agreement", "the contract")),
+    (r"\bhereunder\b", ("under the agreement",)),
+    (r"\bherein\b", ("in the agreement",)),
+    (r"\bthereof\b", ("of it",)),
+    (r"\bobtain\b", ("get",)),
+    (r"\bmaintain\b", ("keep", "carry")),
+    (r"\bprovide\b", ("give", "supply")),
+    (r"\bnotify\b", ("tell", "inform")),
+    (r"\b(?:its|their|the) receipt of\b", ("receiving",)),
+    (r"\b(no|any|each|all) such\b", (r"\1",)),
+    (r"\bsuch\b", ("that", "the")),
+    (r"\bfollowing\b", ("after",)),
+    (r"\bpayable\b", ("due",)),
+    (r"\bfails to\b", ("does not",)),
+    (r"\bfail to\b", ("do not",)),
+    (r"\bexceed\b", ("be more than", "go beyond")),
+    (r"\bensure\b", ("make sure",)),
+    (r"\bpurchase\b", ("buy",)),
+    (r"\bterminate\b", ("end", "cancel")),
+    (r"\btermination\b", ("ending",)),
+    (r"\bexpiration\b", ("expiry", "end")),
+    (r"\bParty\b", ("party",)),
+    (r"\bParties\b", ("parties",)),
+    (r"\brequired to\b", ("obliged to", "bound to")),
+    (r"\bpromptly\b", ("quickly",)),
+    (r"\bsubmit\b", ("send",)),
+    (r"\bremit\b", ("pay",)),
+))
+
+
+def plain_words(question: str, choice: int) -> str:
+    """The question in plainer words: word choice `choice` of the tables above."""
+    for i, (pattern, alternatives) in enumerate(_PLAIN_WH + _PLAIN_WORDS):
+        question = pattern.sub(alternatives[(choice + i) % len(alternatives)], question)
+    return question
+
+
 def _spaces(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
@@ -343,6 +402,7 @@ class _Fact:
     sentence: _Sentence | None
     questions: list[str]
     reverse: list[tuple[str, str, str, int, int, bool]] = field(default_factory=list)
+    restated: list[str] = field(default_factory=list)  # plain-word restatements of the forward questions
     np: str = ""  # the noun phrase the answer measures, when known
     clause_blank: str = ""  # the clause with the answer blanked ("... within ___ after ...")
     clause_text: str = ""  # the same clause as written
@@ -936,18 +996,18 @@ class CoverageQAGenerator:
                 break
         if best is None:
             return None
-        questions, clause_blank, clause_text = best
+        questions, clause_blank, clause_text, restated = best
         key = (clause_blank.lower(), answer.lower())
         if key in seen_clauses:
             return None
         seen_clauses.add(key)
-        return _Fact(span.kind, answer, span.start, span.end, sent, questions[: cfg.phrasings_per_fact],
+        return _Fact(span.kind, answer, span.start, span.end, sent, questions, restated=restated,
                      np=span.np, clause_blank=clause_blank, clause_text=clause_text)
 
     def _phrasings(self, text: str, sent: _Sentence, span: _Span, names: list[str], roles: dict[str, str],
-                   answer: str, limit: int) -> tuple[list[str], str, str] | None:
-        """The forward phrasings of one span with its clause cut to `limit` words; None when the
-        clause is too short to ask about."""
+                   answer: str, limit: int) -> tuple[list[str], str, str, list[str]] | None:
+        """The forward phrasings of one span with its clause cut to `limit` words, and their
+        plain-word restatements; None when the clause is too short to ask about."""
         cfg = self.config
         a, b, lead = self._clause(text, sent, span, limit)
         if b - a <= 0:
@@ -961,11 +1021,12 @@ class CoverageQAGenerator:
         if len(lead_text.split()) > 14:
             lead_text = "... " + " ".join(lead_text.split()[-12:])
         candidates: list[str] = []
+        fronted = self._fronted(text, sent, span, a, b)
         for k in range(cfg.phrasings_per_fact + 3):
             name = names[k % len(names)]
             loc = self._location(sent, name, k)
             if k == 0:
-                q = self._fronted(text, sent, span, a, b)
+                q = fronted
                 if q:
                     candidates.append(f"Under {loc}, {q[0].lower() + q[1:] if not q.split()[0].isupper() else q}")
                 np_q = self._np_question(span, loc)
@@ -984,7 +1045,28 @@ class CoverageQAGenerator:
                 candidates.append(q)
             elif k == 4:
                 candidates.append(f"In {loc}, what fills the blank: \"{clause_blank}\"?")
-        return self._clean_questions(candidates, answer), clause_blank, clause_text
+        questions = self._clean_questions(candidates, answer)[: cfg.phrasings_per_fact]
+        bases = [q for q in (fronted, None if span.meta.get("compound") else self._cap(clause_wh) + "?") if q]
+        restated = [self._restatement(bases[j % len(bases)], sent, names[0], j)
+                    for j in range(cfg.restatements_per_fact if bases else 0)]
+        restated = self._clean_questions(questions + restated, answer)[len(questions):]
+        return questions, clause_blank, clause_text, restated
+
+    def _restatement(self, question: str, sent: _Sentence, name: str, j: int) -> str:
+        """Restatement `j` of a forward question: plain words (`plain_words`), and the section
+        named by its title where it has one ("the Payment Terms section of the Master Services
+        Agreement"), the way a reader recalls it, before the question or after it. Restatements
+        0-3 of one fact: each base question once before and once after, the other word choice
+        from the third on."""
+        body = plain_words(question, j // 2).rstrip(" ?")
+        title = _title_case(sent.title) if sent.title and sent.title.isupper() else sent.title
+        where = f"the {title} section of {name}" if title else name
+        if (j + j // 2) % 2:
+            return f"{self._cap(body)}, according to {where}?"
+        first = body.split(" ", 1)[0]
+        if self._lowercase_ok(first):
+            body = first.lower() + body[len(first):]
+        return f"In {where}, {body}?"
 
     def _clean_questions(self, candidates: list[str], answer: str) -> list[str]:
         from rapidfuzz import fuzz
@@ -1368,6 +1450,7 @@ class CoverageQAGenerator:
             if sent and sent.section:
                 meta_base["section"] = f"{sent.section_kind} {sent.section}"
             rows = [(q, fact.answer, fact.field, fact.start, fact.end, False, "forward") for q in fact.questions]
+            rows += [(q, fact.answer, fact.field, fact.start, fact.end, False, "restated") for q in fact.restated]
             rows += [(q, a, f, st, en, d, "reverse") for q, a, f, st, en, d in fact.reverse]
             phrasing = 0
             for question, answer, field_name, a_start, a_end, derived, direction in rows:
