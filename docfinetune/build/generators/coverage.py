@@ -210,7 +210,7 @@ _PLAIN_WORDS = tuple((re.compile(pattern), alternatives) for pattern, alternativ
     (r"\bprovide\b", ("give", "supply")),
     (r"\bnotify\b", ("tell", "inform")),
     (r"\b(?:its|their|the) receipt of\b", ("receiving",)),
-    (r"\b(no|any|each|all) such\b", (r"\1",)),
+    (r"(?i)\b(no|any|each|all) such\b", (r"\1",)),
     (r"\bsuch\b", ("that", "the")),
     (r"\bfollowing\b", ("after",)),
     (r"\bpayable\b", ("due",)),
