@@ -90,9 +90,6 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     cpt = originals + restated
     kept, dropped, splits, generator_stats = split_qa(config, documents, chunks, workspace, user_pairs,
                                                       on_progress)
-    # Restatements (coverage.restatements_per_fact) are study rows: held-out facts are asked as before.
-    for name in ("val", "test"):
-        splits[name] = [p for p in splits[name] if p.meta.get("direction") != "restated"]
     llm_stats: dict = {}
     rewritten: list[dict] = []
     if build_config.llm.model or build_config.llm.url:
@@ -197,6 +194,11 @@ def split_qa(config: PipelineConfig, documents, chunks, workspace: Workspace | N
                            build_config.curate_max_answer_chars, build_config.curate_duplicate_similarity)
     splits = split_by_fact(kept, build_config.split_val_fraction, build_config.split_test_fraction,
                            build_config.split_seed)
+    # Restatements (coverage.restatements_per_fact) are study rows: a held-out fact is asked as without them.
+    restated = {id(p) for name in ("val", "test") for p in splits[name] if p.meta.get("direction") == "restated"}
+    if restated:
+        splits = {name: [p for p in pairs if id(p) not in restated] for name, pairs in splits.items()}
+        kept = [p for p in kept if id(p) not in restated]
     asked = {id(p) for pairs in splits.values() for p in pairs}
     if len(asked) < len(kept):  # held-out locator questions whose answer is also trained (build.split)
         dropped = {**dropped, "held_out_locator_trained": len(kept) - len(asked)}
