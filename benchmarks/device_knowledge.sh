@@ -14,7 +14,8 @@
 #   is still warm; MINUTES can then run to the end of the call)
 #   JOBS: at most 8 with the default recipe: 13 processes ran one (oasysmobile) out of the H200's
 #   memory and all of them slower (2026-12-01). With 8 and NO_CURVES=1, three calls of ~9.7 min
-#   finished two variants on all 13 contracts (26 tasks: 7, 12, then the last 7 in 104 s, resumed).
+#   finished two variants on all 13 contracts (26 tasks: 7, 12, then the last 7 in 104 s, resumed;
+#   the sixth run 5, 9, then 12 in 320 s: a whole session's device time for 26 tasks).
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table; ~1.5 min a contract).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
 #   (the last call's knowledge.tgz holds every call's results: /tmp/knowledge stays while the machine is warm)

@@ -364,14 +364,15 @@ def run(out: Path, base_model: str, results: Path, variants: list[str], only: li
         print(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
         return 2
     contracts = sorted(p.name for p in out.iterdir() if p.is_dir())
-    # Tasks in the order given: variants first to last, each over its contracts (largest first,
-    # so the long ones do not start last).
+    # Tasks by contract, largest first (the long ones must not start last), each with its variants in
+    # the order given: a run cut short holds both sides of a comparison for the contracts it finished
+    # (2026-12-01, variant by variant: the first call finished 5 tasks, all of one variant).
     size = {c: sum(1 for _ in open(out / c / "documents" / next((out / c / "documents").iterdir()).name
                                    / "chunks.jsonl")) for c in contracts}
     tasks = []
-    for spec in variants:
-        variant, _, subset = spec.partition("@")
-        for contract in sorted(contracts, key=lambda c: -size[c]):
+    for contract in sorted(contracts, key=lambda c: -size[c]):
+        for spec in variants:
+            variant, _, subset = spec.partition("@")
             wanted = subset.split("+") if subset else only
             if wanted and not any(w in contract for w in wanted):
                 continue
