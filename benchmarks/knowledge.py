@@ -526,6 +526,37 @@ RULES = {  # name -> how a checkpoint is chosen from the run's own evaluations (
 }
 
 
+def paired(by_variant: dict[str, list[dict]]) -> list[str]:
+    """Each variant against the first one, question by question on the contracts both ran: the
+    lawyers' / hand-written answers it gained and lost, closed-book and with retrieval, and how
+    often both chose the same checkpoint. Two runs of one recipe differ by a few questions
+    (2026-12-01: closed-book 3 gained, 7 lost; the checkpoint differed on 7 of 13 contracts),
+    so a total alone cannot tell a change from that spread."""
+    baseline, *others = by_variant
+    base = {r["contract"]: r for r in by_variant[baseline]}
+    out: list[str] = []
+    for variant in others:
+        rows = [r for r in by_variant[variant] if r["contract"] in base]
+        if not rows:
+            continue
+        if not out:
+            out = ["", f"Against `{baseline}`, question by question on the contracts both ran (lawyers' + "
+                       "hand-written):", "",
+                   "| variant | contracts | fine-tuned: gained / lost | fine-tuned + RAG: gained / lost "
+                   "| same checkpoint chosen |", "|---|---|---|---|---|"]
+        moved = {system: [0, 0] for system in ("finetuned", "finetuned+rag")}
+        for r in rows:
+            pairs = zip(base[r["contract"]]["lawyers_records"], r["lawyers_records"])
+            for before, after in pairs:
+                for system, (gained, lost) in moved.items():
+                    was, now = before["answers"][system]["correct"], after["answers"][system]["correct"]
+                    moved[system] = [gained + (now and not was), lost + (was and not now)]
+        same = sum(r["selected"]["step"] == base[r["contract"]]["selected"]["step"] for r in rows)
+        out.append(f"| {variant} | {len(rows)} | " + " | ".join(f"{gained} / {lost}" for gained, lost in moved.values())
+                   + f" | {same} of {len(rows)} |")
+    return out
+
+
 def selection_rules(by_variant: dict[str, list[dict]]) -> list[str]:
     """What each selection rule would have scored on the lawyers' / hand-written questions, from
     the checkpoint curves (every checkpoint answered them), beside the best single checkpoint per
@@ -600,6 +631,7 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
     for variant, rows in by_variant.items():
         if len(rows) > len(SUBSET):
             lines.append(_variant_row(variant, rows))
+    lines += paired(by_variant)
     lines += selection_rules(by_variant)
     for variant, rows in by_variant.items():
         if len(rows) <= len(SUBSET):
