@@ -300,10 +300,10 @@ def _left_by_an_earlier_call(workspace) -> tuple[Path | None, float]:
 
 
 def checkpoint_curve(workspace, config, run_dir: Path, questions: Path) -> list[dict]:
-    """The lawyers' / hand-written questions answered by every checkpoint (fine-tuned + RAG, the
-    system `ask` uses; one verdict per question), so the report can say what each selection rule
-    would have chosen and what the best checkpoint scored. Diagnostics only: selection never sees
-    them. Closed-book is left out to save device time (~2x the answers)."""
+    """The lawyers' / hand-written questions answered by every checkpoint, with retrieval (the
+    system `ask` uses) and closed-book (one verdict per question and system), so the report can say
+    what each selection rule would have chosen from one training and what it scored on both.
+    Diagnostics only: selection never sees them."""
     import dataclasses
 
     from docfinetune.evaluate import evaluate
@@ -313,9 +313,9 @@ def checkpoint_curve(workspace, config, run_dir: Path, questions: Path) -> list[
     curve = []
     for checkpoint in selection["checkpoints"]:
         report = evaluate(workspace, config=quick, questions_file=questions, include_test=False,
-                          checkpoint=checkpoint["step"], systems="finetuned+rag")
-        curve.append({"step": checkpoint["step"],
-                      "finetuned+rag": [r["answers"]["finetuned+rag"]["correct"] for r in report["records"]]})
+                          checkpoint=checkpoint["step"], systems="finetuned,finetuned+rag")
+        curve.append({"step": checkpoint["step"], **{system: [r["answers"][system]["correct"] for r in report["records"]]
+                                                     for system in ("finetuned", "finetuned+rag")}})
     return curve
 
 
@@ -428,6 +428,7 @@ def _summary(report: dict) -> dict:
 
 
 SYSTEMS = ("base", "base+rag", "finetuned", "finetuned+rag")
+SYSTEM_NAMES = {"finetuned": "fine-tuned", "finetuned+rag": "fine-tuned + RAG"}
 RECITATION_FIELDS = {"section"}  # "what does Section N provide?": not a short-answer fact
 
 
@@ -522,6 +523,8 @@ def rescore(rows: list[dict]) -> int:
 RULES = {  # name -> how a checkpoint is chosen from the run's own evaluations (train/select.py)
     "held-out facts alone (the rule until 2026-12-01)": lambda cs: _choose(cs, "held_out_accuracy")[0],
     "held-out + taught, 0.5 each (the default)": lambda cs: _choose(cs, "accuracy", 0.5)[0],
+    "the same, within 0.03 of the best the most closed-book (train.selection_tolerance)":
+        lambda cs: _choose(cs, "accuracy", 0.5, 0.03)[0],
     "the last checkpoint": lambda cs: cs[-1],
 }
 
@@ -566,20 +569,25 @@ def selection_rules(by_variant: dict[str, list[dict]]) -> list[str]:
         rows = [r for r in rows if r.get("curve") and len(r["curve"]) == len(r["checkpoints"])]
         if not rows:
             continue
-        out += ["", f"Variant `{variant}`: fine-tuned + RAG on the lawyers' + hand-written questions "
-                    f"under each checkpoint-selection rule, {len(rows)} contracts (every checkpoint answered them):", "",
-                "| rule | all | lawyers' (cuad-dev) | hand-written (sample) | steps chosen (share of the run) |",
-                "|---|---|---|---|---|"]
+        # curves before 2026-12-01's sixth session hold the answers with retrieval alone
+        systems = [s for s in ("finetuned+rag", "finetuned") if all(s in e for r in rows for e in r["curve"])]
+        out += ["", f"Variant `{variant}`: the lawyers' + hand-written questions under each checkpoint-selection "
+                    f"rule, {len(rows)} contracts (every checkpoint answered them):", "",
+                "| rule | " + " | ".join(f"{SYSTEM_NAMES[s]}: {k}" for s in systems
+                                         for k in ("all", "lawyers' (cuad-dev)", "hand-written (sample)"))
+                + " | steps chosen (share of the run) |",
+                "|---" * (3 * len(systems) + 2) + "|"]
 
         def tally(pick) -> tuple[dict, list[float]]:
-            sums = {k: [0, 0] for k in ("all", "cuad", "sample")}  # correct, asked
+            sums = {(s, k): [0, 0] for s in systems for k in ("all", "cuad", "sample")}  # correct, asked
             where = []
             for r in rows:
                 entry = pick(r)
                 where.append(entry["step"] / r["curve"][-1]["step"])
-                for key in ("all", "sample" if "quillmere" in r["contract"] else "cuad"):
-                    sums[key][0] += sum(entry["finetuned+rag"])
-                    sums[key][1] += len(entry["finetuned+rag"])
+                for system in systems:
+                    for key in ("all", "sample" if "quillmere" in r["contract"] else "cuad"):
+                        sums[system, key][0] += sum(entry[system])
+                        sums[system, key][1] += len(entry[system])
             return sums, where
 
         def at_rule(rule):

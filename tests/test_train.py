@@ -355,6 +355,28 @@ def test_selection_takes_highest_accuracy_then_lower_val_loss(tmp_path):
         select_checkpoint(tmp_path / "runs" / "empty", "accuracy")
 
 
+def test_a_tolerance_prefers_the_checkpoint_that_also_answers_closed_book(tmp_path):
+    run_dir = tmp_path / "runs" / "r1"
+    write_metrics(run_dir, [  # open-book best at step 10, within 0.02 at 20 and 30, which know more closed-book
+        {"step": 10, "val_loss": 1.0, "accuracy": 0.10, "correct": 2, "questions": 20, "open_book_accuracy": 0.70,
+         "taught_accuracy": 0.40, "taught_open_book_accuracy": 0.90},
+        {"step": 20, "val_loss": 1.1, "accuracy": 0.10, "correct": 2, "questions": 20, "open_book_accuracy": 0.70,
+         "taught_accuracy": 0.80, "taught_open_book_accuracy": 0.87},
+        {"step": 30, "val_loss": 1.2, "accuracy": 0.05, "correct": 1, "questions": 20, "open_book_accuracy": 0.65,
+         "taught_accuracy": 0.85, "taught_open_book_accuracy": 0.90},
+        {"step": 40, "val_loss": 1.3, "accuracy": 0.15, "correct": 3, "questions": 20, "open_book_accuracy": 0.50,
+         "taught_accuracy": 0.90, "taught_open_book_accuracy": 0.80},
+    ])  # open-book scores 0.800, 0.785, 0.775, 0.650; closed-book 0.250, 0.450, 0.450, 0.525
+    assert select_checkpoint(run_dir, "accuracy")["selected"]["step"] == 10
+    within = select_checkpoint(run_dir, "accuracy", tolerance=0.02)
+    assert within["selected"]["step"] == 20  # 30 is 0.025 below; 20 and 30 tie closed-book: lower val loss
+    assert within["reason"].startswith("open-book accuracy 0.785 at step 20, within 0.02 of the best 0.800 "
+                                       "(step 10), with the highest closed-book score 0.450")
+    assert "within 0.02 of the best, the highest closed-book score" in within["rule"]
+    assert select_checkpoint(run_dir, "accuracy", tolerance=0.03)["selected"]["step"] == 20
+    assert select_checkpoint(run_dir, "accuracy", tolerance=0.2)["selected"]["step"] == 40
+
+
 def copy_workspace(source: Workspace, root: Path) -> Workspace:
     """Documents and datasets of `source` (the same data), without its runs."""
     for name in ("documents", "datasets"):

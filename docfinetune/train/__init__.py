@@ -179,7 +179,8 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
         in_order=ready.epoch_ends is not None)
 
     if main:
-        selection = select_checkpoint(run_dir, ready.config.train.select_by, ready.config.train.taught_weight)
+        selection = select_checkpoint(run_dir, ready.config.train.select_by, ready.config.train.taught_weight,
+                                      ready.config.train.selection_tolerance)
         curves = plot_curves(run_dir)
         write_latest(workspace, run_dir)
         emit("done", {**selection, "curves": str(curves)})
@@ -528,7 +529,8 @@ def tracker_figures(line: dict, run_dir: Path, t: TrainConfig) -> dict[str, floa
     figures = {"eval_accuracy": line.get("accuracy"), "eval_taught_accuracy": line.get("taught_accuracy"),
                "eval_open_book_accuracy": line.get("open_book_accuracy"),
                "eval_taught_open_book_accuracy": line.get("taught_open_book_accuracy"),
-               "selected_step": _choose(_checkpoints(run_dir), t.select_by, t.taught_weight)[0]["step"]}
+               "selected_step": _choose(_checkpoints(run_dir), t.select_by, t.taught_weight,
+                                        t.selection_tolerance)[0]["step"]}
     return {key: value for key, value in figures.items() if value is not None}
 
 
