@@ -16,7 +16,8 @@
 #   memory and all of them slower (2026-12-01). With 8 and NO_CURVES=1, three calls of ~9.7 min
 #   finished two variants on all 13 contracts (26 tasks: 7, 12, then the last 7 in 104 s, resumed;
 #   the sixth run 5, 9, then 12 in 320 s: a whole session's device time for 26 tasks).
-#   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table; ~1.5 min a contract).
+#   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
+#   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
 #   (the last call's knowledge.tgz holds every call's results: /tmp/knowledge stays while the machine is warm)
 set -euo pipefail

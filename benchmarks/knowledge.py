@@ -525,6 +525,7 @@ RULES = {  # name -> how a checkpoint is chosen from the run's own evaluations (
     "held-out + taught, 0.5 each (the default)": lambda cs: _choose(cs, "accuracy", 0.5)[0],
     "the same, within 0.03 of the best the most closed-book (train.selection_tolerance)":
         lambda cs: _choose(cs, "accuracy", 0.5, 0.03)[0],
+    "the same, within 0.05": lambda cs: _choose(cs, "accuracy", 0.5, 0.05)[0],
     "the last checkpoint": lambda cs: cs[-1],
 }
 
