@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -264,6 +265,10 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         # each lawyers' / hand-written question's answers: what the systems got wrong, and how
         "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
                             for r in lawyers.get("records", [])],
+        # each held-out question's verdicts, for the report's table by question form
+        "held_out_records": [{"question": r["question"], "field": r["field"],
+                              **{s: r["answers"][s]["correct"] for s in ("base", "finetuned")}}
+                             for r in held_out.get("records", [])],
     }
     for folder in (run_dir / "checkpoints").iterdir():  # a full fine-tune's checkpoint is ~2 GB
         if folder.name != Path(selection["selected"]["path"]).name:
@@ -460,6 +465,18 @@ def _sum(rows: list[dict], part: str, system: str, fields=None, exclude=frozense
                 correct += per[system]["correct"]
                 total += per[system]["count"]
     return correct, total
+
+
+def question_form(question: str) -> str:
+    """The generators' question forms: a cloze reads like the reading text itself ("Complete this
+    clause ...: '... within ___ after ...'"), a locator asks the reverse direction ("Which section
+    ... sets ...?"), the rest ask forward in question words."""
+    if re.search(r"(?i)^complete this clause|what fills the blank", question):
+        return "cloze"
+    if re.match(r"(?i)(?:which|in which) (?:section|article|schedule|exhibit|annex|appendix)\b|what is .+'s role\b",
+                question):
+        return "locator (reverse)"
+    return "forward"
 
 
 def _pct(pair: tuple[int, int]) -> str:
@@ -667,6 +684,15 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
         for field in fields:
             b, t = _sum(rows, "held_out", "base", {field}), _sum(rows, "held_out", "finetuned", {field})
             lines.append(f"| {field} | {t[1]} | {_pct(b)} | {_pct(t)} |")
+        records = [h for r in rows for h in r.get("held_out_records", []) if h["field"] not in RECITATION_FIELDS]
+        if records:  # rows since 2026-12-01's sixth session
+            lines += ["", f"Variant `{variant}`, held-out facts by question form (a cloze is the reading text with "
+                          "a blank: if it alone is answered, the text is remembered but not reached by a question):",
+                      "", "| form | questions | base | fine-tuned |", "|---|---|---|---|"]
+            for form in ("forward", "cloze", "locator (reverse)"):
+                asked = [h for h in records if question_form(h["question"]) == form]
+                lines.append(f"| {form} | {len(asked)} | {_pct((sum(h['base'] for h in asked), len(asked)))} "
+                             f"| {_pct((sum(h['finetuned'] for h in asked), len(asked)))} |")
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})
         lines += ["", f"Variant `{variant}`, lawyers' + hand-written questions per field:", "",
                   "| field | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]
