@@ -569,9 +569,10 @@ def paired(by_variant: dict[str, list[dict]]) -> list[str]:
         for r in rows:
             pairs = zip(base[r["contract"]]["lawyers_records"], r["lawyers_records"])
             for before, after in pairs:
-                for system, (gained, lost) in moved.items():
+                for system, counts in moved.items():  # [gained, lost]
                     was, now = before["answers"][system]["correct"], after["answers"][system]["correct"]
-                    moved[system] = [gained + (now and not was), lost + (was and not now)]
+                    counts[0] += now and not was
+                    counts[1] += was and not now
         same = sum(r["selected"]["step"] == base[r["contract"]]["selected"]["step"] for r in rows)
         out.append(f"| {variant} | {len(rows)} | " + " | ".join(f"{gained} / {lost}" for gained, lost in moved.values())
                    + f" | {same} of {len(rows)} |")

@@ -52,11 +52,14 @@ def _lower(value: float | None) -> float:
     return math.inf if value is None else value
 
 
+def _blend(held_out: float, taught: float | None, taught_weight: float) -> float:
+    """(1 - w) * held-out + w * taught; held-out alone where the taught sample was not asked."""
+    return held_out if taught is None else (1 - taught_weight) * held_out + taught_weight * taught
+
+
 def closed_book_score(checkpoint: dict, taught_weight: float) -> float:
-    """The closed-book figure of a checkpoint: (1 - w) * held-out + w * taught (held-out alone
-    where the taught sample was not asked)."""
-    taught = checkpoint.get("taught_accuracy")
-    return checkpoint["accuracy"] if taught is None else (1 - taught_weight) * checkpoint["accuracy"] + taught_weight * taught
+    """The closed-book figure of a checkpoint, held-out and taught facts blended."""
+    return _blend(checkpoint["accuracy"], checkpoint.get("taught_accuracy"), taught_weight)
 
 
 def accuracy_of(checkpoint: dict, taught_weight: float | None = None) -> tuple[float, str]:
@@ -70,9 +73,9 @@ def accuracy_of(checkpoint: dict, taught_weight: float | None = None) -> tuple[f
                            and checkpoint.get("taught_open_book_accuracy") is None)
 
     def blend(held_out: float, taught: float | None) -> float:
-        if taught_weight is None or taught is None or open_book_unblended:
+        if taught_weight is None or open_book_unblended:
             return held_out
-        return (1 - taught_weight) * held_out + taught_weight * taught
+        return _blend(held_out, taught, taught_weight)
 
     closed = blend(checkpoint["accuracy"], checkpoint.get("taught_accuracy"))
     if checkpoint.get("open_book_accuracy") is not None:
