@@ -121,6 +121,7 @@ VARIANTS = {
     "counterfactual": {"build": {"open_book_counterfactual_share": 0.5}},
     "no_counterfactual": {"build": {"open_book_counterfactual_share": 0.0}},  # the default before
     "held_out_selection": {"train": {"select_by": "held_out_accuracy"}},  # the selection rule until 2026-12-01
+    "no_tolerance": {"train": {"selection_tolerance": 0.0}},  # the rule until 2026-12-01's seventh run
     # plain-word restatements of each clause fact's questions, training rows only (coverage.restatements_per_fact)
     "restated_2": {"build": {"coverage": {"restatements_per_fact": 2}}},
     "restated_4": {"build": {"coverage": {"restatements_per_fact": 4}}},
@@ -539,10 +540,10 @@ def rescore(rows: list[dict]) -> int:
 
 RULES = {  # name -> how a checkpoint is chosen from the run's own evaluations (train/select.py)
     "held-out facts alone (the rule until 2026-12-01)": lambda cs: _choose(cs, "held_out_accuracy")[0],
-    "held-out + taught, 0.5 each (the default)": lambda cs: _choose(cs, "accuracy", 0.5)[0],
+    "held-out + taught, 0.5 each (the rule until 2026-12-01's seventh run)": lambda cs: _choose(cs, "accuracy", 0.5)[0],
     "the same, within 0.03 of the best the most closed-book (train.selection_tolerance)":
         lambda cs: _choose(cs, "accuracy", 0.5, 0.03)[0],
-    "the same, within 0.05": lambda cs: _choose(cs, "accuracy", 0.5, 0.05)[0],
+    "the same, within 0.05 (the default)": lambda cs: _choose(cs, "accuracy", 0.5, 0.05)[0],
     "the last checkpoint": lambda cs: cs[-1],
 }
 

@@ -477,10 +477,12 @@ class TrainConfig:
              "hand-written questions rose from 33.9% to 47.5% at the same open-book score (RESULTS.md).",
         minimum=0, maximum=1)
     selection_tolerance: float = option(
-        0.0, "With select_by accuracy: checkpoints scoring within this much of the best count as tied, and the "
-             "one answering best closed-book (the same blend of held-out and taught facts) wins among them, so "
-             "one adapter serves retrieval and memory alike. A score over ~25 val and 100 taught questions has a "
-             "standard error of ~0.05. 0: the best score alone; the closed-book effect is not measured yet.",
+        0.05, "With select_by accuracy: checkpoints scoring within this much of the best count as tied, and the "
+              "one answering best closed-book (the same blend of held-out and taught facts) wins among them, so "
+              "one adapter serves retrieval and memory alike. A score over ~25 val and 100 taught questions has a "
+              "standard error of ~0.05. Measured on one H200 training of 13 contracts whose every checkpoint "
+              "answered the lawyers' + hand-written questions (2026-12-01): 0.05 against 0 raised closed-book "
+              "answers from 67 to 76 of 123, fine-tuned + RAG 98 to 100. 0: the best score alone.",
         minimum=0, maximum=1)
     seed: int = option(1234, "Seed of data order, dropout and adapter initialisation.")
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass to save memory.")

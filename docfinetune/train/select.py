@@ -14,12 +14,14 @@ median 0.38 of the way through training: open-book reading of held-out facts pea
 the taught facts are learned later (the sample: 23% answered at the chosen step 85 of 337, 89% at
 the end). The blend chose at 0.75, with the same open-book score on the lawyers' + hand-written
 questions and closed-book 47.5% of them against 33.9% (benchmarks/RESULTS.md). Ties go to lower
-val loss, then the earlier step. With `train.selection_tolerance`, scores within it of the best
-tie too, and the tied checkpoint that answers best closed-book wins: on RAG-trained runs the
+val loss, then the earlier step. With `train.selection_tolerance` (0.05), scores within it of the
+best tie too, and the tied checkpoint that answers best closed-book wins: on RAG-trained runs the
 open-book score is flat across the late checkpoints while closed-book recall still grows, so the
 best open-book score alone sometimes picks an early checkpoint that knows little without
 retrieval (H200, 2026-12-01: duostechnologies step 84 of 224, taught facts closed-book 0.36
-against 0.85 at 224).
+against 0.85 at 224). From one training of 13 contracts whose every checkpoint answered the
+lawyers' + hand-written questions, 0.05 against none: closed-book 76 against 67 of 123, with
+retrieval 100 against 98.
 """
 
 from __future__ import annotations
