@@ -267,6 +267,9 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
                             for r in lawyers.get("records", [])],
         # each held-out question's verdicts, for the report's table by question form
+        # each held-out fact read back from its own reading text, or not (evaluate's read-back)
+        "read_back": {name: [{k: r[k] for k in ("fact_id", "field", "read_back")} for r in figures["records"]]
+                      for name, figures in (held_out.get("read_back") or {}).get("models", {}).items()},
         "held_out_records": [{"question": r["question"], "field": r["field"],
                               **{s: r["answers"][s]["correct"] for s in ("base", "finetuned")}}
                              for r in held_out.get("records", [])],
@@ -695,6 +698,21 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
                 asked = [h for h in records if question_form(h["question"]) == form]
                 lines.append(f"| {form} | {len(asked)} | {_pct((sum(h['base'] for h in asked), len(asked)))} "
                              f"| {_pct((sum(h['finetuned'] for h in asked), len(asked)))} |")
+        read = {name: [f for r in rows for f in r.get("read_back", {}).get(name, [])] for name in ("base", "finetuned")}
+        if read["finetuned"]:  # rows since 2026-12-01's seventh session
+            lines += ["", f"Variant `{variant}`, held-out facts read back: the model gets the fact's reading-text "
+                          "record up to its answer and continues; beside it, the fine-tuned model's answers to "
+                          "the same facts' questions (read back but not answered: remembered, not reached by a "
+                          "question):", "",
+                      "| field | facts | read back: base | read back: fine-tuned | questions: fine-tuned |",
+                      "|---|---|---|---|---|"]
+            read_fields = sorted({f["field"] for f in read["finetuned"]})
+            for field in read_fields + ["all"]:
+                got = {name: [f["read_back"] for f in facts if field in ("all", f["field"])]
+                       for name, facts in read.items()}
+                asked = _sum(rows, "held_out", "finetuned", set(read_fields) if field == "all" else {field})
+                lines.append(f"| {field} | {len(got['finetuned'])} | {_pct((sum(got['base']), len(got['base'])))} "
+                             f"| {_pct((sum(got['finetuned']), len(got['finetuned'])))} | {_pct(asked)} |")
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})
         lines += ["", f"Variant `{variant}`, lawyers' + hand-written questions per field:", "",
                   "| field | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]

@@ -24,8 +24,11 @@ from docfinetune.evaluate.memorization import (
     VerbatimIndex,
     audit_answers,
     common_prefix_chars,
+    continue_cases,
     copied,
+    read_back_cases,
     score_extraction,
+    score_read_back,
     split_record,
 )
 from docfinetune.evaluate.questions import load_questions
@@ -144,6 +147,50 @@ def test_extraction_scoring_and_record_split():
     assert common_prefix_chars("the State of Ohio", "the State of Vermont") == len("the State of ")
 
 
+class _WordTokenizer:
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": list(range(len(text.split())))}
+
+
+def test_read_back_cases_cut_each_held_out_fact_s_own_record_before_its_answer(monkeypatch):
+    records = [
+        {"chunk_id": "d:0001", "text": "Section 4.3 Payment. Customer shall pay within\nthirty (30) days of invoice."},
+        {"chunk_id": "d:0001", "variant": 1, "text": "Payment: thirty (30) days of invoice, says Section 4.3."},
+        {"chunk_id": "d:0002", "text": "Governed by the laws of the State of Illinois."},
+        {"chunk_id": "d:0003", "text": "thirty (30) days opens this record: nothing comes before the answer."},
+    ]
+    held_out = [
+        {"fact_id": "f1", "field": "duration", "answer": "within thirty (30) days", "source_chunk_ids": ["d:0001"]},
+        {"fact_id": "f1", "field": "duration", "answer": "within thirty (30) days", "source_chunk_ids": ["d:0001"]},
+        {"fact_id": "f2", "field": "governing_law", "answer": "Illinois", "source_chunk_ids": ["d:0002"]},
+        {"fact_id": "f3", "field": "duration", "answer": "thirty (30) days", "source_chunk_ids": ["d:0003"]},
+        {"fact_id": "f4", "field": "place", "answer": "Ohio", "source_chunk_ids": ["d:0002"]},  # not in its text
+    ]
+    cases = read_back_cases(held_out, records, _WordTokenizer(), extra_tokens=4)
+    # one case a fact; the original record (not the restatement), the answer found across a line break
+    assert [c["fact_id"] for c in cases] == ["f1", "f2"]
+    assert cases[0]["prompt"] == "Section 4.3 Payment. Customer shall pay"
+    assert cases[1]["prompt"] == "Governed by the laws of the State of"
+    assert [c["max_new_tokens"] for c in cases] == [8, 5]  # the answer's words, plus 4
+
+    # prompts grouped by their allowance, the answers back in the cases' order
+    calls = []
+
+    def fake_continue(model, tokenizer, prompts, max_new_tokens, batch_size):
+        calls.append(max_new_tokens)
+        return [f"<{max_new_tokens}:{p.split()[-1]}>" for p in prompts]
+
+    monkeypatch.setattr("docfinetune.evaluate.memorization.continue_greedily", fake_continue)
+    assert continue_cases(None, None, cases, batch_size=2) == ["<8:pay>", "<5:of>"]
+    assert calls == [5, 8]
+
+    scored = score_read_back(cases, [" Within thirty\n(30) days of invoice.", " Ohio, and the courts"])
+    assert (scored["facts"], scored["read_back"]) == (2, 1)
+    assert scored["by_field"] == {"duration": {"read_back": 1, "facts": 1},
+                                  "governing_law": {"read_back": 0, "facts": 1}}
+    assert [r["read_back"] for r in scored["records"]] == [True, False]
+
+
 # --------------------------------------------------------------------------- RAG prompt
 
 def test_rag_prompt_holds_the_chunk_that_states_the_answer(ingested: Workspace):
@@ -241,6 +288,11 @@ def test_eval_answers_every_question_with_all_four_systems_and_writes_the_report
     assert memo["training_chars"] > 1000 and memo["min_chars"] == 20
     extraction = report["extraction"]
     assert extraction["records"] == 3 and set(extraction["models"]) == {"base", "finetuned"}
+    read_back = report["read_back"]
+    assert read_back["facts"] > 0 and set(read_back["models"]) == {"base", "finetuned"}
+    for figures in read_back["models"].values():
+        assert figures["facts"] == read_back["facts"] == len(figures["records"])
+        assert figures["read_back"] == sum(r["read_back"] for r in figures["records"])
     grounded = report["groundedness"]["finetuned"]
     assert grounded["grounded"] + grounded["hallucinated"] == grounded["answers"] == report["systems"]["finetuned"]["answered"]
 
@@ -249,7 +301,8 @@ def test_eval_answers_every_question_with_all_four_systems_and_writes_the_report
     assert json.loads(files["json"].read_text()) == json.loads(json.dumps(report))
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = files["md"].read_text()
-    for heading in ("## Accuracy", "## By field", "## Memorization", "## Extraction test", "## Groundedness"):
+    for heading in ("## Accuracy", "## By field", "## Memorization", "## Extraction test",
+                    "## Held-out facts read back", "## Groundedness"):
         assert heading in markdown
     assert "fine-tuned + RAG" in markdown and "rag_k: 3" in markdown
     assert not [p for p in files["json"].parent.iterdir() if p.name.startswith(".")]  # no temp files left

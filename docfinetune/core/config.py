@@ -557,6 +557,10 @@ class EvalConfig:
              "continues and is compared with the true rest.", above=0, below=1)
     extraction_max_new_tokens: int = option(
         64, "Tokens generated per extraction prompt; the true continuation is cut to as many tokens.", minimum=1)
+    read_back: bool = option(
+        True, "With the held-out test facts asked: also give each model a held-out fact's reading-text "
+              "record up to its answer and check it continues with the answer, to tell a fact not "
+              "remembered from one remembered but not reached by its questions.")
     groundedness_k: int = option(
         5, "Chunks BM25 retrieves for a question plus its answer; the answer is grounded when one "
            "of them supports it (all its words occur there), else it is counted as hallucinated.", minimum=1)

@@ -41,7 +41,7 @@ from docfinetune.core.runs import (
     runs_dir,
 )
 from docfinetune.core.workspace import Workspace, read_jsonl
-from docfinetune.evaluate.questions import Question, QuestionSet, load_questions
+from docfinetune.evaluate.questions import TEST_SOURCE, Question, QuestionSet, load_questions
 
 SYSTEMS = ("base", "base+rag", "finetuned", "finetuned+rag")
 COMPARISONS = (("finetuned", "base"), ("base+rag", "base"), ("finetuned", "base+rag"),
@@ -196,8 +196,15 @@ def evaluate(
                                               eval_config.seed)
         cases = memorization.extraction_cases(records, tokenizer, eval_config.extraction_prefix_share,
                                               eval_config.extraction_max_new_tokens)
+    # Read-back: each held-out fact's reading-text record up to its answer (facts, not questions:
+    # all of them, whatever `max_questions` samples).
+    read_back: list[dict] = []
+    test_path = workspace.dataset_file("qa_test")
+    if eval_config.read_back and asked.sources.get(TEST_SOURCE) and cpt_path.is_file() and test_path.is_file():
+        read_back = memorization.read_back_cases(list(read_jsonl(test_path)), list(read_jsonl(cpt_path)), tokenizer)
     answers: dict[str, list[str]] = {}
     continued: dict[str, list[str]] = {}
+    read: dict[str, list[str]] = {}
     # The base model's work first, then the adapter merged for the fine-tuned systems (1.7x
     # faster answers on CPU, `merge_adapter`); merged weights are never switched back.
     for name in ("base", "finetuned"):
@@ -220,6 +227,11 @@ def evaluate(
                     answering, tokenizer, [c["prompt"] for c in cases], eval_config.extraction_max_new_tokens,
                     generation.batch_size)
                 progress(stage, len(cases), len(cases))
+            if read_back:
+                stage = f"read-back of held-out facts ({name})"
+                progress(stage, 0, len(read_back))
+                read[name] = memorization.continue_cases(answering, tokenizer, read_back, generation.batch_size)
+                progress(stage, len(read_back), len(read_back))
 
     verdicts = {s: [answer_matches(a, q.reference, q.field or None) if q.reference is not None else None
                     for a, q in zip(answers[s], questions)] for s in systems}
@@ -271,6 +283,11 @@ def evaluate(
         report["extraction"] = {"records": len(cases), "models": {
             name: memorization.score_extraction(cases, generated, eval_config.memorization_min_chars)
             for name, generated in continued.items()}}
+
+    report["read_back"] = None
+    if read_back:
+        report["read_back"] = {"facts": len(read_back), "models": {
+            name: memorization.score_read_back(read_back, generated) for name, generated in read.items()}}
 
     if index is not None:
         report["groundedness"] = {s: groundedness(texts, answers[s], index, eval_config.groundedness_k)

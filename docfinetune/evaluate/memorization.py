@@ -12,6 +12,9 @@ keeps the PDF's line breaks, answers are one line):
 - extraction test: give the model the first part of a training record, let it continue
   greedily, and measure how much of the true continuation comes back (its copied share
   against the generated text, and the longest exact prefix).
+- read-back of held-out facts: give the model its reading-text record up to a held-out fact's
+  answer, and check whether it continues with the answer. Set beside the fact's questions, this
+  tells a fact not remembered from one remembered but not reached by a question.
 """
 
 from __future__ import annotations
@@ -224,3 +227,69 @@ def score_extraction(cases: list[dict], generated: list[str], min_chars: int, sh
         "worst": [{k: r[k] for k in ("chunk_id", "prompt", "reference", "generated", "reproduced_share",
                                       "exact_prefix_chars")} | {"prompt": r["prompt"][-120:]} for r in ranked],
     }
+
+
+def _find_spaced(text: str, answer: str) -> int:
+    """Where `answer` starts in `text`, any whitespace run matching any other; -1 when absent."""
+    import re
+
+    words = answer.split()
+    if not words:
+        return -1
+    found = re.search(r"\s+".join(map(re.escape, words)), text)
+    return found.start() if found else -1
+
+
+def read_back_cases(held_out: list[dict], records: list[dict], tokenizer, extra_tokens: int = 4) -> list[dict]:
+    """One case per held-out fact (Q&A-test rows, by fact_id) whose answer stands in the original
+    reading-text record of one of its source chunks (restatements, which carry a `variant`, are
+    left out: one wording per fact): the record up to the answer's first occurrence is the prompt,
+    and the model may generate the answer's tokens plus `extra_tokens`."""
+    originals = {r["chunk_id"]: r["text"] for r in records if "chunk_id" in r and r.get("variant") is None}
+    cases, seen = [], set()
+    for row in held_out:
+        fact = row.get("fact_id") or (row.get("doc_id"), row["answer"])
+        if fact in seen:
+            continue
+        for chunk_id in row.get("source_chunk_ids", []):
+            text = originals.get(chunk_id, "")
+            start = _find_spaced(text, row["answer"])
+            if start > 0:
+                seen.add(fact)
+                tokens = len(tokenizer(" " + row["answer"], add_special_tokens=False)["input_ids"])
+                cases.append({"fact_id": row.get("fact_id", ""), "field": row.get("field", ""),
+                              "prompt": text[:start].rstrip(" "), "answer": row["answer"],
+                              "max_new_tokens": tokens + extra_tokens})
+                break
+    return cases
+
+
+def continue_cases(model, tokenizer, cases: list[dict], batch_size: int) -> list[str]:
+    """Greedy continuations of read-back cases, the prompts grouped by their token allowance."""
+    out = [""] * len(cases)
+    by_allowance: dict[int, list[int]] = {}
+    for i, case in enumerate(cases):
+        by_allowance.setdefault(case["max_new_tokens"], []).append(i)
+    for allowance, members in sorted(by_allowance.items()):
+        texts = continue_greedily(model, tokenizer, [cases[i]["prompt"] for i in members], allowance, batch_size)
+        for i, text in zip(members, texts):
+            out[i] = text
+    return out
+
+
+def score_read_back(cases: list[dict], generated: list[str]) -> dict:
+    """How many continuations start with their fact's answer (whitespace runs as one space, case
+    ignored), overall and per field, with every case's verdict."""
+    rows = []
+    for case, text in zip(cases, generated):
+        said = normalize_spaces(text).lower()
+        rows.append({"fact_id": case["fact_id"], "field": case["field"], "answer": case["answer"],
+                     "generated": text, "read_back": said.startswith(normalize_spaces(case["answer"]).lower())})
+    fields: dict[str, list[int]] = {}
+    for row in rows:
+        fields.setdefault(row["field"], [0, 0])
+        fields[row["field"]][0] += row["read_back"]
+        fields[row["field"]][1] += 1
+    return {"facts": len(rows), "read_back": sum(r["read_back"] for r in rows),
+            "by_field": {f: {"read_back": k, "facts": n} for f, (k, n) in sorted(fields.items())},
+            "records": rows}

@@ -147,6 +147,16 @@ def render_markdown(report: dict) -> str:
         out += _table(["model", "reproduced share", "exact prefix (chars)", "reproduced whole"],
                       [[name, _spread(r["reproduced_share"]), _spread(r["exact_prefix_chars"], percent=False),
                         f"{r['reproduced_whole']}/{r['records']}"] for name, r in extraction["models"].items()])
+    read_back = report.get("read_back")
+    if read_back:
+        out += ["", "## Held-out facts read back", "",
+                f"{read_back['facts']} held-out facts whose answer stands in their reading-text record: the model "
+                "gets the record up to the answer and continues greedily; read back when the continuation starts "
+                "with the answer. Beside the held-out questions' accuracy: a fact read back but not answered is "
+                "remembered and not reached by its questions.", ""]
+        out += _table(["model", "read back"],
+                      [[name, f"{r['read_back']}/{r['facts']} ({_pct(r['read_back'] / r['facts'])})"]
+                       for name, r in read_back["models"].items()])
     grounded = report.get("groundedness")
     if grounded:
         out += ["", "## Groundedness", "",
