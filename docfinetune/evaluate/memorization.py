@@ -13,7 +13,7 @@ keeps the PDF's line breaks, answers are one line):
   greedily, and measure how much of the true continuation comes back (its copied share
   against the generated text, and the longest exact prefix).
 - read-back of held-out facts: give the model its reading-text record up to a held-out fact's
-  answer, and check whether it continues with the answer. Set beside the fact's questions, this
+  answer, and check whether its continuation states the answer (the questions' scorer). Set beside the fact's questions, this
   tells a fact not remembered from one remembered but not reached by a question.
 """
 
@@ -278,13 +278,14 @@ def continue_cases(model, tokenizer, cases: list[dict], batch_size: int) -> list
 
 
 def score_read_back(cases: list[dict], generated: list[str]) -> dict:
-    """How many continuations start with their fact's answer (whitespace runs as one space, case
-    ignored), overall and per field, with every case's verdict."""
-    rows = []
-    for case, text in zip(cases, generated):
-        said = normalize_spaces(text).lower()
-        rows.append({"fact_id": case["fact_id"], "field": case["field"], "answer": case["answer"],
-                     "generated": text, "read_back": said.startswith(normalize_spaces(case["answer"]).lower())})
+    """How many continuations state their fact's answer, by the scorer the questions get (so the
+    two figures compare; the continuation is only a few tokens longer than the answer), overall
+    and per field, with every case's verdict."""
+    from docfinetune.core.score import answer_matches
+
+    rows = [{"fact_id": case["fact_id"], "field": case["field"], "answer": case["answer"], "generated": text,
+             "read_back": answer_matches(normalize_spaces(text), case["answer"], case["field"] or None)}
+            for case, text in zip(cases, generated)]
     fields: dict[str, list[int]] = {}
     for row in rows:
         fields.setdefault(row["field"], [0, 0])

@@ -151,8 +151,8 @@ def render_markdown(report: dict) -> str:
     if read_back:
         out += ["", "## Held-out facts read back", "",
                 f"{read_back['facts']} held-out facts whose answer stands in their reading-text record: the model "
-                "gets the record up to the answer and continues greedily; read back when the continuation starts "
-                "with the answer. Beside the held-out questions' accuracy: a fact read back but not answered is "
+                "gets the record up to the answer and continues greedily for the answer's length and 4 tokens; read "
+                "back when the continuation states the answer (the questions' scorer). Beside the held-out questions' accuracy: a fact read back but not answered is "
                 "remembered and not reached by its questions.", ""]
         out += _table(["model", "read back"],
                       [[name, f"{r['read_back']}/{r['facts']} ({_pct(r['read_back'] / r['facts'])})"]
