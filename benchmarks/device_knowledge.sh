@@ -15,7 +15,9 @@
 #   JOBS: at most 8 with the default recipe: 13 processes ran one (oasysmobile) out of the H200's
 #   memory and all of them slower (2026-12-01). With 8 and NO_CURVES=1, three calls of ~9.7 min
 #   finished two variants on all 13 contracts (26 tasks: 7, 12, then the last 7 in 104 s, resumed;
-#   the sixth run 5, 9, then 12 in 320 s: a whole session's device time for 26 tasks).
+#   the sixth run 5, 9, then 12 in 320 s: a whole session's device time for 26 tasks). With curves,
+#   default on 13 + one variant on 4 (17 tasks) took two calls (3, then 14 in 567 s; the seventh
+#   run), and 4 subset tasks alone with NO_CURVES=1 one call of 427 s.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
