@@ -192,3 +192,38 @@ def test_plain_words_turn_legal_wording_into_a_user_s():
     question = "Within how many Business Days after its receipt of the invoice shall Customer pay prior to the deadline?"
     assert plain_words(question, 0) == "within what period after receiving the invoice must Customer pay before the deadline?"
     assert "will" in plain_words(question, 1) and "within what time" in plain_words(question, 1)
+
+
+def _one_chunk(paragraphs: list[str], title: str = "MASTER SERVICES AGREEMENT"):
+    text = "\n\n".join(paragraphs)
+    return [Document("msa", title, "msa.pdf")], [Chunk("msa:0000", "msa", 0, 1, 1, 0, len(text), title, text)]
+
+
+def test_a_capitals_clause_citing_a_lower_case_subsection_is_asked_about():
+    """Limitations of liability are set in capitals; a reference such as "SECTION 10.1(b)" holds
+    the clause's only lower-case letter and must not make it a non-prose paragraph."""
+    documents, chunks = _one_chunk([
+        "MASTER SERVICES AGREEMENT",
+        "11.3 Data Breach Cap. PROVIDER'S TOTAL CUMULATIVE LIABILITY FOR DAMAGES ARISING FROM SECURITY "
+        "INCIDENTS CAUSED BY ITS BREACH OF SECTION 10.1(b) SHALL NOT EXCEED FIVE MILLION DOLLARS "
+        "($5,000,000) IN THE AGGREGATE.",
+    ])
+    answers = {p.answer for p in CoverageQAGenerator().generate(documents, chunks) if p.field == "money"}
+    assert answers & {"FIVE MILLION DOLLARS ($5,000,000)", "$5,000,000"}
+
+
+def test_a_long_clause_is_asked_about_through_a_shorter_cut_of_it():
+    """Cut at 40 words the clause's questions pass max_question_chars two ways only; the 26-word
+    cut gives the three phrasings a fact needs, so every duration of the sentence is asked."""
+    documents, chunks = _one_chunk([
+        "MASTER SERVICES AGREEMENT",
+        '6.2 Scheduled Maintenance. Provider may perform scheduled maintenance ("Scheduled Maintenance") '
+        "on Sundays between 1:00 a.m. and 5:00 a.m. Central Time, provided that Scheduled Maintenance shall "
+        "not exceed eight (8) hours in any calendar month and Provider gives Customer at least seventy-two "
+        "(72) hours' notice of any Scheduled Maintenance that is expected to cause unavailability of the "
+        "Platform.",
+    ])
+    facts = _by_fact(CoverageQAGenerator().generate(documents, chunks))
+    durations = {rows[0].answer: rows for rows in facts.values() if rows[0].field == "duration"}
+    assert set(durations) == {"eight (8) hours", "seventy-two (72) hours"}
+    assert all(len(rows) >= 3 for rows in durations.values())
