@@ -128,6 +128,7 @@ VARIANTS = {
     # for the next run (not yet measured with today's recipe): the prompt in the loss too (an open-book
     # row's chunks are then read as text beside their question), more epochs, a higher learning rate
     "train_on_inputs": {"train": {"train_on_inputs": True}},
+    "table_rows": {"build": {"coverage": {"table_rows": True}}},  # fee-table rows asked about (off by default)
     "12_epochs": {"train": {"epochs": 12}},
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},

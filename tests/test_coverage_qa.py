@@ -227,3 +227,21 @@ def test_a_long_clause_is_asked_about_through_a_shorter_cut_of_it():
     durations = {rows[0].answer: rows for rows in facts.values() if rows[0].field == "duration"}
     assert set(durations) == {"eight (8) hours", "seventy-two (72) hours"}
     assert all(len(rows) >= 3 for rows in durations.values())
+
+
+def test_table_rows_pair_a_label_with_its_amount_when_switched_on():
+    documents, chunks = _one_chunk([
+        "MASTER SERVICES AGREEMENT",
+        "A.3 Professional Services Rates. Professional services shall be billed at the following rates:",
+        "Role Rate\nEngagement Lead $285 per hour\nOn-site Training $2,400 per trainer per day",
+        "Senior Engineer $215 per hour Data Analyst $165 per hour",  # two rows run together: not read
+        "Calculation: (4.85 - 4.22) x 100 = $ 62.90",  # a formula, not a label
+    ])
+    pairs = [p for p in CoverageQAGenerator(CoverageQAConfig(table_rows=True)).generate(documents, chunks)
+             if p.field == "money"]
+    facts = _by_fact(pairs)
+    assert sorted(rows[0].answer for rows in facts.values()) == ["$2,400 per trainer per day", "$285 per hour"]
+    engagement = [p for p in pairs if p.answer == "$285 per hour"]
+    assert len(engagement) == 3 and all("Engagement Lead" in p.question and "A.3" in p.question for p in engagement)
+    # off by default: the same document gives no money facts
+    assert not [p for p in CoverageQAGenerator().generate(documents, chunks) if p.field == "money"]

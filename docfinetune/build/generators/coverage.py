@@ -379,6 +379,7 @@ class _Sentence:
     title: str  # the section's title, "" when none
     lead: str = ""  # lead-in of a list item paragraph ("... the following percentage: ")
     label_chunk_span: tuple[int, int] | None = None  # where the section label is written
+    row: bool = False  # a table row ("Engagement Lead $285 per hour"), not a sentence
 
 
 @dataclass
@@ -408,6 +409,30 @@ class _Fact:
     clause_text: str = ""  # the same clause as written
     # reverse: (question, answer, field, answer_start, answer_end, derived)
     extra_sources: list[tuple[int, int]] = field(default_factory=list)
+
+
+# "per hour", "per block per month", "per trainer per day": the unit an amount in a table row is for
+_PER_UNIT = re.compile(r"(?:\s+per\s+[A-Za-z]+(?:\s+(?!per\b)[a-z]+)?){1,3}")
+
+
+def _table_row(line: str) -> tuple[str, int, int] | None:
+    """(label, answer start, answer end) of a table row that pairs a label with one amount of
+    money and its unit ("Engagement Lead $285 per hour" -> "Engagement Lead", "$285 per hour"),
+    offsets within `line`; None for anything else (rows run together hold two amounts)."""
+    amounts = list(MONEY.finditer(line))
+    if len(amounts) != 1:
+        return None
+    amount = amounts[0]
+    label = line[: amount.start()].rstrip(" :-–—")
+    words = label.split()
+    if not 1 <= len(words) <= 10 or not re.match(r"[A-Z(]", label) or not re.search(r"[a-z]{2}", label):
+        return None
+    if re.search(r"\b(?:shall|will|must|may)\b|[.;]$", label):  # a clause, not a label
+        return None
+    if re.search(r"[=<>+×]", label) or label.count("(") != label.count(")"):  # a formula, a cut cell
+        return None
+    per = _PER_UNIT.match(line, amount.end())
+    return label, amount.start(), per.end() if per else amount.end()
 
 
 def _is_heading_paragraph(para: str) -> bool:
@@ -519,7 +544,9 @@ def _sentences(doc: _DocText, config: CoverageQAConfig) -> list[_Sentence]:
         stripped = _spaces(para)
         offset = s + (len(para) - len(para.lstrip()))
         heading_label = _HEADING_LABEL.match(stripped)
-        if _is_heading_paragraph(stripped) and len(stripped) < 120:
+        # "Player of the Year $40,000" reads as a heading; with table_rows it is a row
+        row_like = config.table_rows and _table_row(stripped) is not None
+        if _is_heading_paragraph(stripped) and len(stripped) < 120 and not row_like:
             sec_exhibit = bool(heading_label and heading_label.group("kw") and heading_label.group("kw").lower() == "exhibit"
                                and re.fullmatch(r"\d+\.\d+", heading_label.group("kwnum") or ""))  # SEC "EXHIBIT 10.1"
             page_number = bool(re.fullmatch(r"\d{1,3}\.?", stripped))
@@ -557,6 +584,15 @@ def _sentences(doc: _DocText, config: CoverageQAConfig) -> list[_Sentence]:
                 label_span = (body_start, body_start + num_only.end())
                 body_start += num_only.end()
         if not _is_prose(text[body_start:e].strip()):
+            if config.table_rows:
+                position = body_start
+                for line in text[body_start:e].split("\n"):
+                    found = _table_row(line.strip())
+                    if found:
+                        start = position + (len(line) - len(line.lstrip()))
+                        sentences.append(_Sentence(start, start + len(line.strip()), line.strip(), section, kind,
+                                                   title, "", label_span, row=True))
+                    position += len(line) + 1
             lead = ""
             continue
         is_item = bool(re.match(r"\s*\((?:[a-z]|[ivx]{1,5}|\d{1,2})\)\s", text[body_start : body_start + 8]))
@@ -796,6 +832,11 @@ class CoverageQAGenerator:
             self._proper.update(quoted.split())
         preamble_start, preamble_end = self._preamble(text)
         for sent in _sentences(doc, self.config):
+            if sent.row:
+                fact = self._row_fact(sent, names, seen_clauses)
+                if fact is not None and len(fact.questions) >= self.config.min_phrasings:
+                    facts.append(fact)
+                continue
             spans = _find_spans(text, sent.start, sent.end, self.types, party_names)
             self._attach_noun_phrases(text, sent, spans)
             sent_facts: list[_Fact] = []
@@ -1011,6 +1052,24 @@ class CoverageQAGenerator:
         seen_clauses.add(key)
         return _Fact(span.kind, answer, span.start, span.end, sent, questions, restated=restated,
                      np=span.np, clause_blank=clause_blank, clause_text=clause_text)
+
+    def _row_fact(self, sent: _Sentence, names: list[str], seen_clauses: set) -> _Fact | None:
+        """A money fact from a table row: the amount (with its unit) listed against the row's label."""
+        label, a, b = _table_row(sent.text)
+        answer = _spaces(sent.text[a:b])
+        key = (f"{label} ___".lower(), answer.lower())
+        if key in seen_clauses:
+            return None
+        seen_clauses.add(key)
+        candidates = [f"Under {self._location(sent, names[k % len(names)], k)}, what amount is listed for {label}?"
+                      if k == 0 else
+                      f"How much is {label} according to the table in {self._location(sent, names[k % len(names)], k)}?"
+                      if k == 1 else
+                      f"Complete this table row from {self._location(sent, names[k % len(names)], k)}: \"{label} ___\""
+                      for k in range(3)]
+        questions = self._clean_questions(candidates, answer)
+        return _Fact("money", answer, sent.start + a, sent.start + b, sent, questions,
+                     clause_blank=f"{label} ___", clause_text=_spaces(sent.text))
 
     def _phrasings(self, text: str, sent: _Sentence, span: _Span, names: list[str], roles: dict[str, str],
                    answer: str, limit: int) -> tuple[list[str], str, str, list[str]] | None:
