@@ -1061,12 +1061,10 @@ class CoverageQAGenerator:
         if key in seen_clauses:
             return None
         seen_clauses.add(key)
-        candidates = [f"Under {self._location(sent, names[k % len(names)], k)}, what amount is listed for {label}?"
-                      if k == 0 else
-                      f"How much is {label} according to the table in {self._location(sent, names[k % len(names)], k)}?"
-                      if k == 1 else
-                      f"Complete this table row from {self._location(sent, names[k % len(names)], k)}: \"{label} ___\""
-                      for k in range(3)]
+        loc = [self._location(sent, names[k % len(names)], k) for k in range(3)]
+        candidates = [f"Under {loc[0]}, what amount is listed for {label}?",
+                      f"How much is {label} according to the table in {loc[1]}?",
+                      f"Complete this table row from {loc[2]}: \"{label} ___\""]
         questions = self._clean_questions(candidates, answer)
         return _Fact("money", answer, sent.start + a, sent.start + b, sent, questions,
                      clause_blank=f"{label} ___", clause_text=_spaces(sent.text))
