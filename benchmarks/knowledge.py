@@ -267,10 +267,10 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         # each lawyers' / hand-written question's answers: what the systems got wrong, and how
         "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
                             for r in lawyers.get("records", [])],
-        # each held-out question's verdicts, for the report's table by question form
         # each held-out fact read back from its own reading text, or not (evaluate's read-back)
         "read_back": {name: [{k: r[k] for k in ("fact_id", "field", "read_back")} for r in figures["records"]]
                       for name, figures in (held_out.get("read_back") or {}).get("models", {}).items()},
+        # each held-out question's verdicts, for the report's table by question form
         "held_out_records": [{"question": r["question"], "field": r["field"],
                               **{s: r["answers"][s]["correct"] for s in ("base", "finetuned")}}
                              for r in held_out.get("records", [])],

@@ -91,12 +91,12 @@ def _answer(model, tokenizer, prompts: list[str], generation: GenerationConfig,
                     batch_size=generation.batch_size, on_progress=progress)
 
 
-def _training_texts(workspace: Workspace) -> list[str] | None:
-    """CPT records and Q&A-train answers: what the model was trained to say; None without datasets."""
-    cpt = workspace.dataset_file("cpt")
-    if not cpt.is_file():
+def _training_texts(workspace: Workspace, cpt: list[dict]) -> list[str] | None:
+    """CPT records (`cpt`, read by the caller) and Q&A-train answers: what the model was trained
+    to say; None without datasets."""
+    if not workspace.dataset_file("cpt").is_file():
         return None
-    texts = [row["text"] for row in read_jsonl(cpt)]
+    texts = [row["text"] for row in cpt]
     train = workspace.dataset_file("qa_train")
     if train.is_file():
         texts += [row["answer"] for row in read_jsonl(train)]
@@ -191,17 +191,17 @@ def evaluate(
     # The extraction test's prompts: the first part of sampled training records.
     cases: list[dict] = []
     cpt_path = workspace.dataset_file("cpt")
-    if eval_config.extraction_chunks and cpt_path.is_file():
-        records = memorization.sample_records(list(read_jsonl(cpt_path)), eval_config.extraction_chunks,
-                                              eval_config.seed)
+    cpt = list(read_jsonl(cpt_path)) if cpt_path.is_file() else []  # read once: extraction, read-back, audit
+    if eval_config.extraction_chunks and cpt:
+        records = memorization.sample_records(cpt, eval_config.extraction_chunks, eval_config.seed)
         cases = memorization.extraction_cases(records, tokenizer, eval_config.extraction_prefix_share,
                                               eval_config.extraction_max_new_tokens)
     # Read-back: each held-out fact's reading-text record up to its answer (facts, not questions:
     # all of them, whatever `max_questions` samples).
     read_back: list[dict] = []
     test_path = workspace.dataset_file("qa_test")
-    if eval_config.read_back and asked.sources.get(TEST_SOURCE) and cpt_path.is_file() and test_path.is_file():
-        read_back = memorization.read_back_cases(list(read_jsonl(test_path)), list(read_jsonl(cpt_path)), tokenizer)
+    if eval_config.read_back and asked.sources.get(TEST_SOURCE) and cpt and test_path.is_file():
+        read_back = memorization.read_back_cases(list(read_jsonl(test_path)), cpt, tokenizer)
     answers: dict[str, list[str]] = {}
     continued: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
@@ -263,7 +263,7 @@ def evaluate(
                         if a in verdicts and b in verdicts],
     }
 
-    training_texts = _training_texts(workspace)
+    training_texts = _training_texts(workspace, cpt)
     if training_texts:
         progress("memorization audit", 0, len(systems))
         verbatim = memorization.VerbatimIndex(training_texts, eval_config.memorization_min_chars)
