@@ -443,8 +443,11 @@ class TrainConfig:
                 "weight but the embeddings and output layer, in fp32 with bf16 autocast on CUDA (small "
                 "models only: Adam keeps 12 bytes per weight; set learning_rate ~10x lower than LoRA's).",
         choices=METHODS)
-    learning_rate: float = option(2e-4, "Peak learning rate (of the adapter, or of the weights with method full).",
-                                  above=0, below=1)
+    learning_rate: float = option(
+        4e-4, "Peak learning rate (of the adapter, or of the weights with method full). 4e-4 against 2e-4, same "
+              "12 contracts, one run (H200, 8 epochs, r=64): closed-book 70 against 62 of 118 questions, held-out "
+              "facts 50 against 30 of 326, with retrieval 90 against 91 (benchmarks/RESULTS.md, eighth run).",
+        above=0, below=1)
     warmup_ratio: float = option(0.05, "Share of steps spent warming the learning rate up.", minimum=0, below=1)
     lr_scheduler: str = option("cosine", "transformers scheduler name (cosine, linear, constant_with_warmup...).")
     weight_decay: float = option(0.0, "AdamW weight decay.", minimum=0)
