@@ -132,6 +132,8 @@ VARIANTS = {
     "12_epochs": {"train": {"epochs": 12}},
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then
+    # closed-book answers recall their clause first (build.recite; the answer after the mark is scored)
+    "recite": {"build": {"recite": True}, "generation": {"max_new_tokens": 112}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},

@@ -463,3 +463,69 @@ def test_restatements_add_training_rows_only_and_leave_open_book_rows_and_held_o
               for ws in (plain, base)]
     assert closed[1] < closed[0]
     assert plain_stats["splits"]["train"]["tokens"] > base_stats["splits"]["train"]["tokens"]
+
+
+def test_a_recital_runs_from_its_sentence_start_to_the_answer_and_stops_short_of_a_held_out_answer():
+    from docfinetune.build.recite import recital_for
+
+    text = ("12.1 Term. This Agreement begins on the Effective Date.\n(b) If a Party breaches, the other Party may "
+            "terminate upon written notice if the breach is not cured within thirty (30) days after notice of it; "
+            "payment defaults must be cured within ten (10) days of the Customer's notice.")
+    chunks = {"d:0000": text}
+    cure = _field_pair("What is the cure period?", "thirty (30) days", "duration")
+    assert recital_for(cure, chunks, {}, 160) == ("If a Party breaches, the other Party may terminate upon written "
+                                                  "notice if the breach is not cured within thirty (30) days")
+    # too long: the words nearest the answer, cut at a word
+    assert recital_for(cure, chunks, {}, 60) == "notice if the breach is not cured within thirty (30) days"
+    # a held-out answer stated in the same chunk is left out; stated only elsewhere, it is a mention
+    assert recital_for(cure, chunks, {"d:0000": ["written notice"]}, 160) == \
+        "if the breach is not cured within thirty (30) days"
+    assert recital_for(cure, chunks, {"d:0001": ["written notice"]}, 160).startswith("If a Party breaches")
+    payment = _field_pair("Cure period for payment defaults?", "ten (10) days", "duration")
+    assert recital_for(payment, chunks, {"d:0000": ["thirty (30) days"]}, 160) == \
+        "payment defaults must be cured within ten (10) days"
+    # a held-out answer overlapping the answer, or nothing before the answer to recall it by: none
+    assert recital_for(payment, chunks, {"d:0000": ["(10) days of"]}, 160) == ""
+    assert recital_for(_field_pair("Which section?", "12.1 Term", "section_of"), chunks, {}, 160) == ""
+    assert recital_for(_field_pair("Unstated?", "sixty (60) days", "duration"), chunks, {}, 160) == ""
+
+
+def test_build_with_recite_writes_recitals_that_train_before_the_answer_on_closed_book_rows_only(
+        ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.errors import ConfigError
+    from docfinetune.core.score import RECITAL_MARK, answer_matches
+    from docfinetune.core.workspace import Workspace
+    from docfinetune.train import prompts_for, qa_example
+
+    with pytest.raises(ConfigError, match="generation.max_new_tokens: 48 is too few for build.recite"):
+        load_pipeline("default", {"build": {"recite": True}})
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(ingested_contract.root, workspace.root)
+    config = load_pipeline("default", {"build": {"augment_variants": 0, "recite": True},
+                                       "generation": {"max_new_tokens": 112}})
+    stats = build(workspace, config)
+    plain, _, _ = _built_copy(ingested_contract, tmp_path / "plain")
+    train = workspace.read_dataset("qa_train")
+    recited = [r for r in train if r.get("recital")]
+    assert stats["qa"]["recitals"] == len(recited) > len([r for r in train if not r["context_chunk_ids"]]) / 3
+    assert not any(r.get("recital") for r in train if r["context_chunk_ids"])
+    for name in ("qa_val", "qa_test"):  # held-out rows as without recitals
+        assert workspace.read_dataset(name) == plain.read_dataset(name)
+    assert [{k: v for k, v in r.items() if k != "recital"} for r in train] == plain.read_dataset("qa_train")
+    chunks = {c.chunk_id: c.text for c in workspace.read_corpus()[1]}
+    held_out = [r for name in ("qa_val", "qa_test") for r in workspace.read_dataset(name)]
+    for row in recited:
+        recital = " ".join(row["recital"].split())
+        assert recital.lower().endswith(" ".join(row["answer"].split()).lower())
+        assert recital in " ".join(chunks[row["source_chunk_ids"][0]].split())
+        for fact in held_out:
+            if set(fact["source_chunk_ids"]) & set(row["source_chunk_ids"]):
+                assert " ".join(fact["answer"].split()).lower() not in recital.lower()
+    row = recited[0]
+    example = qa_example(prompts_for(workspace, config, train), row)
+    assert example["completion"] == f" {row['recital']}{RECITAL_MARK}{row['answer']}"
+    # what the model writes is scored on the answer after the mark, not on the recital
+    assert answer_matches(example["completion"], row["answer"], row["field"])
+    assert not answer_matches(f"{row['recital']}{RECITAL_MARK}no such value", row["answer"], row["field"])

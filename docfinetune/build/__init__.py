@@ -27,6 +27,7 @@ from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
 from docfinetune.build.raft import counterfactual_rows, open_book_rows
+from docfinetune.build.recite import add_recitals
 from docfinetune.build.split import SPLITS, split_by_fact
 from docfinetune.build.user_qa import read_qa_file
 from docfinetune.core.config import PipelineConfig
@@ -110,12 +111,14 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
     splits["train"] += open_book + counterfactual_rows(open_book, splits["train"], chunks + cards,
                                                        build_config.open_book_counterfactual_share,
                                                        build_config.split_seed)
+    recitals = (add_recitals(splits["train"], chunks, splits["val"] + splits["test"], build_config.recital_max_chars)
+                if build_config.recite else 0)
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])
     reading_tokens = {"original": count_tokens(tokenizer, [r["text"] for r in originals]),
                       "restated": count_tokens(tokenizer, [r["text"] for r in restated]),
                       "llm_rewrites": count_tokens(tokenizer, [r["text"] for r in rewritten])}
-    qa_tokens = {name: count_tokens(tokenizer, [f"{p.question}\n{p.answer}" for p in pairs])
+    qa_tokens = {name: count_tokens(tokenizer, [f"{p.question}\n{p.recital}{p.answer}" for p in pairs])
                  for name, pairs in splits.items()}
     # An open-book row also reads its chunks (~3 x 130 tokens): they count as training text.
     by_id = {c.chunk_id: c.text for c in chunks + cards}
@@ -146,6 +149,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             "kept": len(kept),
             "open_book_rows": sum(bool(p.context_chunk_ids) for p in splits["train"]),
             "counterfactual_rows": sum(bool(p.context_swap) for p in splits["train"]),
+            "recitals": recitals,
             "fact_cards": len(cards),
             "held_out_fact_cards": len(held_out_cards),
             "dropped": dict(sorted(dropped.items())),
@@ -247,7 +251,8 @@ def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]
                 write_jsonl(staged / workspace.dataset_file(name).name, (dataclasses.asdict(c) for c in written))
             for name in SPLITS:
                 write_jsonl(staged / workspace.dataset_file(f"qa_{name}").name,
-                            ({k: getattr(p, k) for k in QA_FIELDS} for p in splits[name]))
+                            ({k: getattr(p, k) for k in QA_FIELDS + (("recital",) if p.recital else ())}
+                             for p in splits[name]))
             write_json(staged / STATS_FILE, stats)  # last: marks the folder complete
             swap_in(staged, workspace.datasets_dir)
         except BaseException:

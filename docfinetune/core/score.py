@@ -1,7 +1,8 @@
 """One answer scorer for the whole project: coverage benchmarks, checkpoint selection, eval.
 
 ``answer_matches(prediction, reference, field)`` decides whether a model's (or a generator's)
-answer states the reference answer. The rule, in order:
+answer states the reference answer. A prediction that recites its clause first (build.recite:
+"<clause> ⇒ <answer>") is scored on what follows the last ``RECITAL_MARK``. The rule, in order:
 
 1. A reference may list several parts separated by ";" ("A; B"). For ``parties`` and
    ``governing_law`` every part must match (each party, each governing law); for any other
@@ -31,13 +32,17 @@ import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
+    "RECITAL_MARK",
     "ParsedDate",
     "answer_matches",
     "find_dates",
     "find_durations",
     "normalize_answer",
+    "recalled_answer",
     "words_to_numbers",
 ]
+
+RECITAL_MARK = " ⇒ "  # between a recited clause and the answer (build.recite); not a character contracts use
 
 MAX_EXTRA_VALUES = 1  # other dates / durations a prediction may state besides the reference's
 MAX_EXTRA_WORDS = 30  # how much longer than the reference a text prediction may be
@@ -401,11 +406,19 @@ def answer_matches(
     max_extra_values: int = MAX_EXTRA_VALUES,
 ) -> bool:
     """Whether ``prediction`` states ``reference`` (see the module docstring for the rule)."""
+    prediction = recalled_answer(prediction)
     parts = [p.strip() for p in reference.split(";") if p.strip(" ;,.")]
     if not parts:
         return False
     results = (_part_matches(prediction, p, field, max_extra_values) for p in parts)
     return all(results) if field in ("parties", "governing_law") else any(results)
+
+
+def recalled_answer(prediction: str) -> str:
+    """The answer of a prediction that recites its clause first (what follows the last
+    ``RECITAL_MARK``); any other prediction whole."""
+    _, mark, answer = prediction.rpartition(RECITAL_MARK.strip())
+    return answer.strip() if mark else prediction
 
 
 _SUPPORT_WORD = re.compile(r"[a-z0-9]+")

@@ -47,7 +47,7 @@ from docfinetune.core.runs import (
     run_to_resume,
     write_latest,
 )
-from docfinetune.core.score import answer_matches
+from docfinetune.core.score import RECITAL_MARK, answer_matches
 from docfinetune.core.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
 from docfinetune.train.memory import apply_cap, check_fits, estimate
 from docfinetune.train.select import plot_curves, select_checkpoint
@@ -585,8 +585,10 @@ def read_datasets(workspace: Workspace) -> dict[str, list[dict]]:
 
 
 def qa_example(prompt_of: Callable[[dict], str], row: dict) -> dict:
-    """A Q&A row as the model sees it: the prompt (left out of the loss) and the answer."""
-    return {"prompt": prompt_of(row), "completion": " " + row["answer"].strip()}
+    """A Q&A row as the model sees it: the prompt (left out of the loss) and the answer, after
+    the clause it is recalled from when the row has a recital (build.recite)."""
+    recital = f" {row['recital']}{RECITAL_MARK}" if row.get("recital") else " "
+    return {"prompt": prompt_of(row), "completion": recital + row["answer"].strip()}
 
 
 def prompts_for(workspace: Workspace | None, config: PipelineConfig,

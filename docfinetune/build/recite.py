@@ -1,0 +1,116 @@
+"""Recitals: the text a closed-book training answer is recalled from (build.recite).
+
+A fine-tuned Gemma 3 270M continues a held-out fact's own text to its answer 92% of the time
+but answers the same facts' questions 16% of the time (benchmarks/RESULTS.md, "Knowledge",
+eighth run): the document is stored as text, reached by its preceding words, not by a question.
+With recitals each closed-book training answer is written as the clause it comes from, from the
+start of its sentence to the end of the answer, then the answer after `RECITAL_MARK`
+(recitation before answering: Sun et al., ICLR 2023). A question is then answered by writing the
+text the model memorised, and the answer is read off its end.
+
+A recital never holds a held-out (val or test) fact's answer where that fact is stated (its source
+chunk): those facts are still learned by reading alone (build.split's rule), so the window starts
+after any such answer. Elsewhere the same words are mentions, not the fact ("Provider", a held-out
+party role, is in most of a contract's sentences).
+"""
+
+from __future__ import annotations
+
+import re
+
+from docfinetune.core.records import Chunk, QAPair
+
+# Where a sentence (or a line: a heading, a list item) ends, so the recital starts after it.
+_SENTENCE_END = re.compile(r"(?:[.;:?!][\"')\]]*\s+|\n\s*)")
+_SPACES = re.compile(r"\s+")
+_LIST_MARKER = re.compile(r"\s*(?:\(?(?:[a-z]|[ivx]{1,4}|\d{1,2})\)|\d{1,2}\.)\s+")  # "(a) ", "iv) ", "3. "
+
+
+def one_line(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, list[str]], max_chars: int) -> str:
+    """The recital of `pair`: the sentence of a source chunk holding the answer, from its start (or
+    later, to keep within `max_chars` and after any answer `held_out[chunk_id]` lists) to the
+    answer's end, on one line; "" when no source chunk states the answer verbatim or a held-out
+    answer overlaps it."""
+    answer = pair.answer.strip()
+    if not answer:
+        return ""
+    for chunk_id in pair.source_chunk_ids:
+        text = chunk_texts.get(chunk_id, "")
+        found = _find(text, answer)
+        if found is None:
+            continue
+        start, end = found
+        window_start = _sentence_start(text, start)
+        window_start = _after_held_out(text, window_start, start, end, held_out.get(chunk_id, []))
+        if window_start is None:
+            return ""
+        if end - window_start > max_chars:  # keep the words nearest the answer
+            cut = end - max_chars
+            space = text.find(" ", cut)
+            window_start = space + 1 if 0 <= space < start else start
+        recital = one_line(text[window_start:end])
+        # two words or more before the answer, or nothing to recall it by: the answer alone
+        return recital if len(recital.split()) >= len(one_line(answer).split()) + 2 else ""
+    return ""
+
+
+def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], max_chars: int) -> int:
+    """Set `recital` on each closed-book pair (no context chunks) whose answer its source states;
+    returns how many got one."""
+    chunk_texts = {c.chunk_id: c.text for c in chunks}
+    held_out_answers: dict[str, list[str]] = {}  # chunk id -> the held-out answers it states
+    for pair in held_out:
+        answer = one_line(pair.answer).lower()
+        for chunk_id in pair.source_chunk_ids:
+            if answer and answer not in held_out_answers.setdefault(chunk_id, []):
+                held_out_answers[chunk_id].append(answer)
+    count = 0
+    for pair in pairs:
+        if pair.context_chunk_ids:
+            continue
+        pair.recital = recital_for(pair, chunk_texts, held_out_answers, max_chars)
+        count += bool(pair.recital)
+    return count
+
+
+def _find(text: str, answer: str) -> tuple[int, int] | None:
+    """The first span of `text` that is `answer` up to case and runs of whitespace."""
+    words = answer.split()
+    pattern = r"\s+".join(re.escape(w) for w in words)
+    found = re.search(pattern, text, flags=re.IGNORECASE)
+    return (found.start(), found.end()) if found else None
+
+
+def _sentence_start(text: str, position: int) -> int:
+    start = 0
+    for end in _SENTENCE_END.finditer(text, 0, position):
+        start = end.end()
+    return start
+
+
+def _after_held_out(text: str, window_start: int, answer_start: int, answer_end: int,
+                    held_out: list[str]) -> int | None:
+    """`window_start` moved past every held-out answer before the answer; None when one overlaps
+    the answer itself."""
+    lowered = text.lower()
+    for value in held_out:
+        pattern = r"\s+".join(re.escape(w) for w in value.split())
+        for found in re.compile(pattern).finditer(lowered, window_start):
+            if found.start() >= answer_end:
+                break
+            if found.end() > answer_start:
+                return None
+            window_start = max(window_start, found.end())
+    while window_start < answer_start and not text[window_start].isspace() and window_start > 0 \
+            and not text[window_start - 1].isspace():  # to the next word ("Customer" + "'s")
+        window_start += 1
+    marker = _LIST_MARKER.match(text, window_start, answer_start)
+    if marker:
+        window_start = marker.end()
+    while window_start < answer_start and not text[window_start].isalnum() and text[window_start] not in "\"$(":
+        window_start += 1
+    return window_start
