@@ -18,6 +18,10 @@
 #   the sixth run 5, 9, then 12 in 320 s: a whole session's device time for 26 tasks). With curves,
 #   default on 13 + one variant on 4 (17 tasks) took two calls (3, then 14 in 567 s; the seventh
 #   run), and 4 subset tasks alone with NO_CURVES=1 one call of 427 s.
+#   MINUTES bounds when a task may still *start*, resumed ones included: a continuation call with MINUTES
+#   of 1 resumed the 8 cut-short tasks and left the other 6 unstarted (the eighth run lost its 13th
+#   contract so); give it 3-5 unless nothing new should start. Timings of the eighth run (26 tasks, 8 jobs,
+#   NO_CURVES=1, the mended generator: more Q&A): 2, then 10, then 8 resumed in 266 s; 4 more in 207 s.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
