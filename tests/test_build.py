@@ -508,6 +508,8 @@ def test_build_with_recite_writes_recitals_that_train_before_the_answer_on_close
     stats = build(workspace, config)
     plain, _, _ = _built_copy(ingested_contract, tmp_path / "plain")
     train = workspace.read_dataset("qa_train")
+    loaded = load_dataset("json", data_files=str(workspace.dataset_file("qa_train")), split="train")
+    assert loaded.num_rows == len(train) and "recital" in loaded.column_names
     recited = [r for r in train if r.get("recital")]
     assert stats["qa"]["recitals"] == len(recited) > len([r for r in train if not r["context_chunk_ids"]]) / 3
     assert not any(r.get("recital") for r in train if r["context_chunk_ids"])

@@ -249,10 +249,10 @@ def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]
             write_jsonl(staged / workspace.dataset_file("cpt").name, cpt)
             for name, written in cards.items():
                 write_jsonl(staged / workspace.dataset_file(name).name, (dataclasses.asdict(c) for c in written))
-            for name in SPLITS:
+            for name in SPLITS:  # "recital" on every row of a split that has one (one schema for `datasets`)
+                fields = QA_FIELDS + (("recital",) if any(p.recital for p in splits[name]) else ())
                 write_jsonl(staged / workspace.dataset_file(f"qa_{name}").name,
-                            ({k: getattr(p, k) for k in QA_FIELDS + (("recital",) if p.recital else ())}
-                             for p in splits[name]))
+                            ({k: getattr(p, k) for k in fields} for p in splits[name]))
             write_json(staged / STATS_FILE, stats)  # last: marks the folder complete
             swap_in(staged, workspace.datasets_dir)
         except BaseException:

@@ -80,7 +80,11 @@ def raise_problems(problems: list[str]) -> None:
 
 EXTRACTORS = tuple(plugins.EXTRACTORS)
 GENERATORS = tuple(plugins.GENERATORS)
-RECITE_MIN_NEW_TOKENS = 96  # a 160-character recital is ~40 Gemma tokens, the mark and an answer up to ~40 more
+
+
+def recite_min_new_tokens(recital_max_chars: int) -> int:
+    """Tokens an answer needs after a recital: ~4 characters a token, and 56 for the mark and the answer."""
+    return recital_max_chars // 4 + 56
 
 
 @dataclass(frozen=True)
@@ -379,8 +383,8 @@ class BuildConfig:
                "the start to the answer> ⇒ <answer>\" (recitation before answering, Sun et al. 2023), and "
                "answers are scored on what follows ⇒. Why: the fine-tuned model continues a held-out fact's "
                "own text to its answer 92% of the time but answers its questions 16% (benchmarks/RESULTS.md, "
-               "\"Knowledge\", eighth run). A recital never holds a held-out answer. Needs "
-               "generation.max_new_tokens >= 96. Off: not yet measured.")
+               "\"Knowledge\", eighth run). A recital never holds a held-out answer stated in its chunk. Needs "
+               "generation.max_new_tokens >= recital_max_chars / 4 + 56 (96 at 160). Off: not yet measured.")
     recital_max_chars: int = option(160, "Longest recital in characters (the words nearest the answer kept).",
                                     minimum=20)
     curate_max_question_chars: int = option(300, "Longer questions are dropped.", minimum=1)
@@ -635,10 +639,11 @@ class PipelineConfig:
         if self.train.method == "full" and self.model.quantization != "none":
             problems.append(f"train.method: full trains the weights themselves, which 4-bit "
                             f"(model.quantization: {self.model.quantization}) cannot hold; use method lora")
-        if self.build.recite and self.generation.max_new_tokens < RECITE_MIN_NEW_TOKENS:
+        needed = recite_min_new_tokens(self.build.recital_max_chars)
+        if self.build.recite and self.generation.max_new_tokens < needed:
             problems.append(f"generation.max_new_tokens: {self.generation.max_new_tokens} is too few for "
                             f"build.recite (a recital of up to {self.build.recital_max_chars} characters comes "
-                            f"before the answer); set at least {RECITE_MIN_NEW_TOKENS}")
+                            f"before the answer); set at least {needed}")
         raise_problems(problems)
 
     def to_dict(self) -> dict[str, Any]:

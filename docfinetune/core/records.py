@@ -67,7 +67,7 @@ class QAPair:
     context_chunk_ids: list[str] = dataclass_field(default_factory=list)
     # A counterfactual twin (build.raft): [the answer its context states, the value shown instead]; [] none.
     context_swap: list[str] = dataclass_field(default_factory=list)
-    # build.recite: the clause the answer is recalled from, written before it in training (build.recite); "" none.
+    # The clause the answer is recalled from, written before it in training (build.recite); "" none.
     recital: str = ""
 
     def to_dict(self) -> dict:
