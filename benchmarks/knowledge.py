@@ -275,7 +275,8 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
                       for name, figures in (held_out.get("read_back") or {}).get("models", {}).items()},
         # each held-out question's verdicts, for the report's table by question form
         "held_out_records": [{"question": r["question"], "field": r["field"],
-                              **{s: r["answers"][s]["correct"] for s in ("base", "finetuned")}}
+                              **{s: r["answers"][s]["correct"] for s in ("base", "finetuned")},
+                              "finetuned_answer": r["answers"]["finetuned"]["answer"]}  # recited or not
                              for r in held_out.get("records", [])],
     }
     for folder in (run_dir / "checkpoints").iterdir():  # a full fine-tune's checkpoint is ~2 GB
@@ -462,7 +463,8 @@ def load_rows(results: Path) -> dict[str, list[dict]]:
     return dict(sorted(rows.items(), key=lambda kv: (rank[kv[0]], kv[0])))
 
 
-from docfinetune.train.select import CHECKPOINT_FIELDS, _choose  # noqa: E402  (after the sys.path line)
+from docfinetune.core.score import RECITAL_MARK  # noqa: E402  (after the sys.path line)
+from docfinetune.train.select import CHECKPOINT_FIELDS, _choose  # noqa: E402
 
 
 def _sum(rows: list[dict], part: str, system: str, fields=None, exclude=frozenset()) -> tuple[int, int]:
@@ -717,6 +719,7 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
                 asked = _sum(rows, "held_out", "finetuned", set(read_fields) if field == "all" else {field})
                 lines.append(f"| {field} | {len(got['finetuned'])} | {_pct((sum(got['base']), len(got['base'])))} "
                              f"| {_pct((sum(got['finetuned']), len(got['finetuned'])))} | {_pct(asked)} |")
+        lines += _recited_lines(variant, rows)
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})
         lines += ["", f"Variant `{variant}`, lawyers' + hand-written questions per field:", "",
                   "| field | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]
@@ -734,6 +737,28 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
                       f"text; from half a training chunk the fine-tuned model reproduces "
                       f"{statistics.mean(extraction) if extraction else 0:.2f} of the rest verbatim (mean over contracts)."]
     return publish(SECTION, lines, write)
+
+
+def _recited_lines(variant: str, rows: list[dict]) -> list[str]:
+    """How many fine-tuned closed-book answers came in the recited form (build.recite: "clause ⇒
+    answer"), and how many of those were right: a recital that leads to a wrong answer shows
+    whether recall or extraction failed. Nothing for a variant that never recites."""
+    sets = {"held-out facts": [(h["finetuned_answer"], h["finetuned"]) for r in rows
+                               for h in r.get("held_out_records", []) if "finetuned_answer" in h],
+            "lawyers' + hand-written": [(q["answers"]["finetuned"]["answer"], q["answers"]["finetuned"]["correct"])
+                                        for r in rows for q in r["lawyers_records"]]}
+    recited = {name: [correct for answer, correct in pairs if RECITAL_MARK.strip() in answer]
+               for name, pairs in sets.items()}
+    if not any(recited.values()):
+        return []
+    lines = ["", f"Variant `{variant}`, fine-tuned closed-book answers in the recited form (clause ⇒ answer; "
+                 "scored on the answer after ⇒):", "",
+             "| questions | answers | recited | right, of the recited | right, of the others |", "|---|---|---|---|---|"]
+    for name, pairs in sets.items():
+        others = [correct for answer, correct in pairs if RECITAL_MARK.strip() not in answer]
+        lines.append(f"| {name} | {len(pairs)} | {len(recited[name])} | "
+                     f"{_pct((sum(recited[name]), len(recited[name])))} | {_pct((sum(others), len(others)))} |")
+    return lines
 
 
 def main() -> int:
