@@ -19,15 +19,11 @@ from __future__ import annotations
 import re
 
 from docfinetune.core.records import Chunk, QAPair
+from docfinetune.core.score import answer_pattern, normalize_spaces
 
 # Where a sentence (or a line: a heading, a list item) ends, so the recital starts after it.
 _SENTENCE_END = re.compile(r"(?:[.;:?!][\"')\]]*\s+|\n\s*)")
-_SPACES = re.compile(r"\s+")
 _LIST_MARKER = re.compile(r"\s*(?:\(?(?:[a-z]|[ivx]{1,4}|\d{1,2})\)|\d{1,2}\.)\s+")  # "(a) ", "iv) ", "3. "
-
-
-def one_line(text: str) -> str:
-    return _SPACES.sub(" ", text).strip()
 
 
 def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, list[str]], max_chars: int) -> str:
@@ -40,10 +36,10 @@ def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, l
         return ""
     for chunk_id in pair.source_chunk_ids:
         text = chunk_texts.get(chunk_id, "")
-        found = _find(text, answer)
+        found = answer_pattern(answer, ignore_case=True).search(text)
         if found is None:
             continue
-        start, end = found
+        start, end = found.span()
         window_start = _sentence_start(text, start)
         window_start = _after_held_out(text, window_start, start, end, held_out.get(chunk_id, []))
         if window_start is None:
@@ -52,9 +48,9 @@ def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, l
             cut = end - max_chars
             space = text.find(" ", cut)
             window_start = space + 1 if 0 <= space < start else start
-        recital = one_line(text[window_start:end])
+        recital = normalize_spaces(text[window_start:end])
         # two words or more before the answer, or nothing to recall it by: the answer alone
-        return recital if len(recital.split()) >= len(one_line(answer).split()) + 2 else ""
+        return recital if len(recital.split()) >= len(normalize_spaces(answer).split()) + 2 else ""
     return ""
 
 
@@ -64,7 +60,7 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
     chunk_texts = {c.chunk_id: c.text for c in chunks}
     held_out_answers: dict[str, list[str]] = {}  # chunk id -> the held-out answers it states
     for pair in held_out:
-        answer = one_line(pair.answer).lower()
+        answer = normalize_spaces(pair.answer).lower()
         for chunk_id in pair.source_chunk_ids:
             if answer and answer not in held_out_answers.setdefault(chunk_id, []):
                 held_out_answers[chunk_id].append(answer)
@@ -75,14 +71,6 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
         pair.recital = recital_for(pair, chunk_texts, held_out_answers, max_chars)
         count += bool(pair.recital)
     return count
-
-
-def _find(text: str, answer: str) -> tuple[int, int] | None:
-    """The first span of `text` that is `answer` up to case and runs of whitespace."""
-    words = answer.split()
-    pattern = r"\s+".join(re.escape(w) for w in words)
-    found = re.search(pattern, text, flags=re.IGNORECASE)
-    return (found.start(), found.end()) if found else None
 
 
 def _sentence_start(text: str, position: int) -> int:
@@ -96,10 +84,8 @@ def _after_held_out(text: str, window_start: int, answer_start: int, answer_end:
                     held_out: list[str]) -> int | None:
     """`window_start` moved past every held-out answer before the answer; None when one overlaps
     the answer itself."""
-    lowered = text.lower()
     for value in held_out:
-        pattern = r"\s+".join(re.escape(w) for w in value.split())
-        for found in re.compile(pattern).finditer(lowered, window_start):
+        for found in answer_pattern(value, ignore_case=True).finditer(text, window_start):
             if found.start() >= answer_end:
                 break
             if found.end() > answer_start:

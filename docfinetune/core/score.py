@@ -37,7 +37,9 @@ __all__ = [
     "answer_matches",
     "find_dates",
     "find_durations",
+    "answer_pattern",
     "normalize_answer",
+    "normalize_spaces",
     "recalled_answer",
     "words_to_numbers",
 ]
@@ -412,6 +414,20 @@ def answer_matches(
         return False
     results = (_part_matches(prediction, p, field, max_extra_values) for p in parts)
     return all(results) if field in ("parties", "governing_law") else any(results)
+
+
+def normalize_spaces(text: str) -> str:
+    """Every whitespace run as one space, no leading or trailing space."""
+    return " ".join(text.split())
+
+
+def answer_pattern(answer: str, ignore_case: bool = False) -> re.Pattern | None:
+    """`answer` as it may stand in a document: its words with any whitespace run between them
+    (a PDF's line breaks); None for an empty answer."""
+    words = answer.split()
+    if not words:
+        return None
+    return re.compile(r"\s+".join(map(re.escape, words)), re.IGNORECASE if ignore_case else 0)
 
 
 def recalled_answer(prediction: str) -> str:

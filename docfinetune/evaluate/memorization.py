@@ -24,13 +24,10 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable
 
+from docfinetune.core.score import answer_pattern, normalize_spaces
+
 _BASE = 0x100000001B3  # FNV-64 prime: odd, so multiplication by it is invertible mod 2**64
 _MASK = (1 << 64) - 1
-
-
-def normalize_spaces(text: str) -> str:
-    """Every whitespace run as one space, no leading or trailing space."""
-    return " ".join(text.split())
 
 
 def _codes(text: str):
@@ -229,17 +226,6 @@ def score_extraction(cases: list[dict], generated: list[str], min_chars: int, sh
     }
 
 
-def _find_spaced(text: str, answer: str) -> int:
-    """Where `answer` starts in `text`, any whitespace run matching any other; -1 when absent."""
-    import re
-
-    words = answer.split()
-    if not words:
-        return -1
-    found = re.search(r"\s+".join(map(re.escape, words)), text)
-    return found.start() if found else -1
-
-
 def read_back_cases(held_out: list[dict], records: list[dict], tokenizer, extra_tokens: int = 4) -> list[dict]:
     """One case per held-out fact (Q&A-test rows, by fact_id) whose answer stands in the original
     reading-text record of one of its source chunks (restatements, which carry a `variant`, are
@@ -253,7 +239,9 @@ def read_back_cases(held_out: list[dict], records: list[dict], tokenizer, extra_
             continue
         for chunk_id in row.get("source_chunk_ids", []):
             text = originals.get(chunk_id, "")
-            start = _find_spaced(text, row["answer"])
+            pattern = answer_pattern(row["answer"])
+            found = pattern.search(text) if pattern else None
+            start = found.start() if found else -1
             if start > 0:
                 seen.add(fact)
                 tokens = len(tokenizer(" " + row["answer"], add_special_tokens=False)["input_ids"])
