@@ -91,6 +91,7 @@ OLD_MIX = {"build": {"generators": ["rules"], "augment_variants": 0, "rules": {"
 VARIANTS = {
     "default": {},
     "qa_with_text": {"train": {"schedule": "qa_with_text"}},
+    "phased": {"train": {"schedule": "phased"}},  # PIT++: Q&A alone first, text alone last (not yet measured)
     "old_mix": OLD_MIX,  # the recipe before coverage Q&A and restatements
     "old_mix_8_epochs": {**OLD_MIX, "train": {"epochs": 8, "micro_batch_size": 16}},  # exactly the old benchmark
     "no_coverage": {"build": {"generators": ["rules"]}},
@@ -132,8 +133,12 @@ VARIANTS = {
     "12_epochs": {"train": {"epochs": 12}},
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then
-    # closed-book answers recall their clause first (build.recite; the answer after the mark is scored)
+    # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):
+    # from the answer's sentence (lost to default in the ninth run, 2026-12-01), or from the start of its
+    # chunk's reading-text record, title and heading first, as the read-back prompt is (not yet measured)
     "recite": {"build": {"recite": True}, "generation": {"max_new_tokens": 112}},
+    "recite_record": {"build": {"recite": True, "recital_from": "record", "recital_max_chars": 700},
+                      "generation": {"max_new_tokens": 232}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
@@ -169,38 +174,50 @@ def splits(out: Path) -> int:
     return 0
 
 
-def taught(out: Path, results: Path, variant: str) -> int:
-    """Where the answer of each lawyers' / hand-written question sits in the variant's own build
-    of its contract — a training answer, a held-out (val / test) one, or no generator's answer —
-    and how often the run answered each kind, closed-book and with retrieval: whether a miss is
-    a fact the model was taught and could not recall from another phrasing, one it had to learn
-    by reading, or one no generator writes (CPU; builds each prepared contract, ~1.5 min)."""
+def _built(out: Path, results: Path, variant: str):
+    """(result row, its contract's workspace built here with the variant's recipe) for each contract
+    the variant ran on: the build is seeded, so its splits and answers are the run's."""
     import tempfile
-    from collections import Counter
 
     from docfinetune.build import build
     from docfinetune.core.config import load_pipeline
-    from docfinetune.core.score import answer_matches
     from docfinetune.core.workspace import Workspace
 
     config = load_pipeline("default", VARIANTS[variant])
-    counts: Counter = Counter()
     with tempfile.TemporaryDirectory() as scratch:
         for row in load_rows(results)[variant]:
             folder = Path(scratch) / row["contract"]
             shutil.copytree(out / row["contract"], folder)
             workspace = Workspace(folder)
             build(workspace, config)
-            # twins' answers are swapped values, not the contract's
-            answers = {name: [r["answer"] for r in workspace.read_dataset(f"qa_{name}") if not r.get("context_swap")]
-                       for name in ("train", "val", "test")}
-            kind = "hand-written" if row["contract"].startswith("quillmere") else "lawyers'"
-            for record in row["lawyers_records"]:
-                where = next((("taught" if name == "train" else "held out") for name, said in answers.items()
-                              if any(answer_matches(a, record["reference"]) for a in said)), "no generator's answer")
-                counts[kind, where] += 1
-                for system in ("finetuned", "finetuned+rag"):
-                    counts[kind, where, system] += record["answers"][system]["correct"]
+            yield row, workspace
+
+
+def _answers(workspace, name: str) -> list[dict]:
+    """A split's Q&A rows without counterfactual twins (their answers are swapped values, not the contract's)."""
+    return [r for r in workspace.read_dataset(f"qa_{name}") if not r.get("context_swap")]
+
+
+def taught(out: Path, results: Path, variant: str) -> int:
+    """Where the answer of each lawyers' / hand-written question sits in the variant's own build
+    of its contract — a training answer, a held-out (val / test) one, or no generator's answer —
+    and how often the run answered each kind, closed-book and with retrieval: whether a miss is
+    a fact the model was taught and could not recall from another phrasing, one it had to learn
+    by reading, or one no generator writes (CPU; builds each prepared contract, ~1.5 min)."""
+    from collections import Counter
+
+    from docfinetune.core.score import answer_matches
+
+    counts: Counter = Counter()
+    for row, workspace in _built(out, results, variant):
+        answers = {name: [r["answer"] for r in _answers(workspace, name)] for name in ("train", "val", "test")}
+        kind = "hand-written" if row["contract"].startswith("quillmere") else "lawyers'"
+        for record in row["lawyers_records"]:
+            where = next((("taught" if name == "train" else "held out") for name, said in answers.items()
+                          if any(answer_matches(a, record["reference"]) for a in said)), "no generator's answer")
+            counts[kind, where] += 1
+            for system in ("finetuned", "finetuned+rag"):
+                counts[kind, where, system] += record["answers"][system]["correct"]
     print(f"Variant `{variant}`: where each question's answer sits in its contract's build\n")
     print("| question set | answer is | questions | fine-tuned | fine-tuned + RAG |\n|---|---|---|---|---|")
     for kind in ("lawyers'", "hand-written"):
@@ -209,6 +226,68 @@ def taught(out: Path, results: Path, variant: str) -> int:
             if n:
                 print(f"| {kind} | {where} | {n} | {counts[kind, where, 'finetuned']}/{n} "
                       f"| {counts[kind, where, 'finetuned+rag']}/{n} |")
+    return 0
+
+
+MISS_KINDS = ("a training answer of the same field", "a training answer of another field",
+              "other words of the document", "words not in the document")
+
+
+def misses(out: Path, results: Path, variant: str) -> int:
+    """Where each wrong closed-book answer to a held-out fact comes from, in the variant's own build
+    of its contract: another fact's *training* answer (of the same field or another), other words of
+    the document, or words it does not hold. A model that answers held-out questions with taught
+    answers has learned "question like this -> one of these answers", not to read its memory of the
+    text (CPU; builds each contract again, ~1 min for 11)."""
+    from collections import Counter
+
+    from docfinetune.core.score import answer_matches, normalize_spaces, recalled_answer
+
+    def same(a: str, b: str) -> bool:
+        return answer_matches(a, b) and answer_matches(b, a)
+
+    counts: Counter = Counter()
+    for row, workspace in _built(out, results, variant):
+        test = {r["question"]: r for r in _answers(workspace, "test")}
+        train = _answers(workspace, "train")
+        _, chunks = workspace.read_corpus()
+        text = normalize_spaces(" ".join(chunk.text for chunk in chunks)).lower()
+        for record in row["held_out_records"]:
+            fact = test.get(record["question"])
+            if fact is None or "finetuned_answer" not in record:
+                counts["not found in this build"] += 1
+                continue
+            field = fact.get("field", "")
+            counts["questions", field] += 1
+            if record["finetuned"]:
+                counts["right", field] += 1
+                continue
+            said = recalled_answer(record["finetuned_answer"])
+            if any(same(said, r["answer"]) for r in train if r.get("field") == field):
+                kind = MISS_KINDS[0]
+            elif any(same(said, r["answer"]) for r in train):
+                kind = MISS_KINDS[1]
+            elif said and normalize_spaces(said).lower() in text:
+                kind = MISS_KINDS[2]
+            else:
+                kind = MISS_KINDS[3]
+            counts[kind, field] += 1
+    fields = sorted({key[1] for key in counts if isinstance(key, tuple) and key[0] == "questions"})
+
+    def total(kind: str) -> int:
+        return sum(counts[kind, f] for f in fields)
+
+    wrong = total("questions") - total("right")
+    print(f"Variant `{variant}`: the fine-tuned model's wrong closed-book answers to held-out facts "
+          f"({wrong} of {total('questions')}), by where the answer comes from\n")
+    print("| field | asked | right | " + " | ".join(f"wrong: {k}" for k in MISS_KINDS) + " |")
+    print("|---|---|---|" + "---|" * len(MISS_KINDS))
+    for f in [*fields, None]:
+        n = (lambda k: counts[k, f]) if f else total
+        print(f"| {f or 'all'} | {n('questions')} | {n('right')} | " + " | ".join(str(n(k)) for k in MISS_KINDS) + " |")
+    if counts["not found in this build"]:
+        print(f"\n{counts['not found in this build']} held-out questions are not in this build's test split "
+              "(the code changed since the run).")
     return 0
 
 
@@ -772,6 +851,10 @@ def main() -> int:
     tg.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     tg.add_argument("--results", type=Path, required=True)
     tg.add_argument("--variant", default="default")
+    ms = sub.add_parser("misses", help="where the wrong answers to held-out facts come from (CPU)")
+    ms.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
+    ms.add_argument("--results", type=Path, required=True)
+    ms.add_argument("--variant", default="default")
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     r.add_argument("--base-model", required=True)
@@ -796,6 +879,8 @@ def main() -> int:
         return splits(args.out)
     if args.step == "taught":
         return taught(args.out, args.results, args.variant)
+    if args.step == "misses":
+        return misses(args.out, args.results, args.variant)
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
                    args.gpus, args.budget_minutes, curves=not args.no_curves)

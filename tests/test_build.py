@@ -531,3 +531,39 @@ def test_build_with_recite_writes_recitals_that_train_before_the_answer_on_close
     # what the model writes is scored on the answer after the mark, not on the recital
     assert answer_matches(example["completion"], row["answer"], row["field"])
     assert not answer_matches(f"{row['recital']}{RECITAL_MARK}no such value", row["answer"], row["field"])
+
+
+def test_a_record_recital_is_its_chunks_reading_text_from_the_title_to_the_answer(ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(ingested_contract.root, workspace.root)
+    config = load_pipeline("default", {"build": {"augment_variants": 0, "recite": True, "recital_from": "record",
+                                                 "recital_max_chars": 700},
+                                       "generation": {"max_new_tokens": 231}})
+    stats = build(workspace, config)
+    records = {r["chunk_id"]: " ".join(r["text"].split()) for r in workspace.read_dataset("cpt")}
+    train = workspace.read_dataset("qa_train")
+    recited = [r for r in train if r.get("recital")]
+    closed_book = [r for r in train if not r["context_chunk_ids"]]
+    # fewer than from the sentence: this small contract's chunks hold many held-out answers, and a record
+    # recital holding one is dropped, not shortened (550 of 690 on the sample contract)
+    assert stats["qa"]["recitals"] == len(recited) > len(closed_book) / 6
+    held_out = [r for name in ("qa_val", "qa_test") for r in workspace.read_dataset(name)]
+    for row in recited:
+        record = records[row["source_chunk_ids"][0]]
+        assert record.startswith(row["recital"])  # from the record's first word: its document's title
+        assert row["recital"].lower().endswith(" ".join(row["answer"].split()).lower())
+        assert len(row["recital"]) <= 700
+        for fact in held_out:
+            if set(fact["source_chunk_ids"]) & set(row["source_chunk_ids"]):
+                assert " ".join(fact["answer"].split()).lower() not in row["recital"].lower()
+    # the recital is cut nowhere: a record longer than the limit gives none
+    short = load_pipeline("default", {"build": {"augment_variants": 0, "recite": True, "recital_from": "record",
+                                                "recital_max_chars": 200}, "generation": {"max_new_tokens": 231}})
+    build(workspace, short)
+    fewer = [r for r in workspace.read_dataset("qa_train") if r.get("recital")]
+    assert 0 < len(fewer) < len(recited) and all(records[r["source_chunk_ids"][0]].startswith(r["recital"])
+                                                  for r in fewer)

@@ -566,6 +566,32 @@ def test_qa_with_text_puts_each_chunks_qa_before_its_text_and_evaluates_every_ep
     assert set(range(EVAL_EVERY, epoch_ends[-1] + 1, EVAL_EVERY)) <= set(steps)
 
 
+def test_phased_schedule_trains_qa_alone_first_and_the_text_alone_last(reference):
+    workspace = reference["workspace"]
+    data = read_datasets(workspace)
+    t = dataclasses.replace(reference["config"].train, schedule="phased", epochs=8)
+    prompt_of = prompts_for(workspace, reference["config"], data["qa_train"])
+    examples, ends = passes_in_order(data, t, prompt_of)
+    epochs = [examples[a:b] for a, b in zip([0, *ends], ends)]
+    n_qa, n_text = len(data["qa_train"]) * t.qa_repeats, len(data["cpt"])
+    assert [len(e) for e in epochs] == [n_qa] * 2 + [n_qa + n_text] * 4 + [n_text] * 2
+    assert all(e["prompt"] for epoch in epochs[:2] for e in epoch)  # Q&A only
+    assert not any(e["prompt"] for epoch in epochs[6:] for e in epoch)  # reading text only
+    # the middle epochs are qa_with_text's, example for example
+    same, _ = passes_in_order(data, dataclasses.replace(t, schedule="qa_with_text"), prompt_of)
+    assert examples[ends[1]:ends[5]] == same[(n_qa + n_text) * 2:(n_qa + n_text) * 6]
+    # one epoch (the CPU demo) is qa_with_text's whole epoch
+    one = dataclasses.replace(t, epochs=1)
+    assert passes_in_order(data, one, prompt_of) == passes_in_order(
+        data, dataclasses.replace(one, schedule="qa_with_text"), prompt_of)
+    # train() runs it: 4 epochs are 1 of Q&A, 2 of both, 1 of text, each end evaluated
+    config = dataclasses.replace(reference["config"], train=dataclasses.replace(t, epochs=4))
+    ends = passes_in_order(data, config.train, prompt_of)[1]
+    run_dir = train(workspace, config, run_id="phased")
+    steps = [r["step"] for r in lines(run_dir)]
+    assert {math.ceil(n / MICRO_BATCH) for n in ends} <= set(steps) and steps[-1] == math.ceil(ends[-1] / MICRO_BATCH)
+
+
 def test_prepare_writes_nothing_and_takes_the_rows_it_is_given(reference, tmp_path):
     # The seam the throughput benchmark uses: the recipe's own preparation on the reading text alone.
     from docfinetune.train import prepare

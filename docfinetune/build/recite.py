@@ -8,10 +8,17 @@ start of its sentence to the end of the answer, then the answer after `RECITAL_M
 (recitation before answering: Sun et al., ICLR 2023). A question is then answered by writing the
 text the model memorised, and the answer is read off its end.
 
+Measured on the H200 (ninth run): recitals from the sentence start lose — closed-book 53/107 against
+59/107, held-out facts 36/275 against 44/275 — because the recital copies the words the question
+already quotes and fills the value from other taught answers. What the read-back continues is the
+record from its start: the document title and section heading, then the chunk's text. So recitals
+may also start there (`build.recital_from: record`), one line, the record's line breaks as spaces.
+
 A recital never holds a held-out (val or test) fact's answer where that fact is stated (its source
-chunk): those facts are still learned by reading alone (build.split's rule), so the window starts
-after any such answer. Elsewhere the same words are mentions, not the fact ("Provider", a held-out
-party role, is in most of a contract's sentences).
+chunk): those facts are still learned by reading alone (build.split's rule), so a sentence recital
+starts after any such answer and a record recital that would hold one is not written. Elsewhere the
+same words are mentions, not the fact ("Provider", a held-out party role, is in most of a
+contract's sentences).
 """
 
 from __future__ import annotations
@@ -26,11 +33,14 @@ _SENTENCE_END = re.compile(r"(?:[.;:?!][\"')\]]*\s+|\n\s*)")
 _LIST_MARKER = re.compile(r"\s*(?:\(?(?:[a-z]|[ivx]{1,4}|\d{1,2})\)|\d{1,2}\.)\s+")  # "(a) ", "iv) ", "3. "
 
 
-def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, list[str]], max_chars: int) -> str:
+def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, list[str]], max_chars: int,
+                start_at: str = "sentence") -> str:
     """The recital of `pair`: the sentence of a source chunk holding the answer, from its start (or
     later, to keep within `max_chars` and after any answer `held_out[chunk_id]` lists) to the
     answer's end, on one line; "" when no source chunk states the answer verbatim or a held-out
-    answer overlaps it."""
+    answer overlaps it. With `start_at` "record", `chunk_texts` are the reading-text records and
+    the recital runs from the record's start, or is "" when that is longer than `max_chars` or
+    holds a held-out answer."""
     answer = pair.answer.strip()
     if not answer:
         return ""
@@ -40,6 +50,10 @@ def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, l
         if found is None:
             continue
         start, end = found.span()
+        if start_at == "record":
+            stated = (answer_pattern(value, ignore_case=True).search(text, 0, end) for value in held_out.get(chunk_id, []))
+            recital = normalize_spaces(text[:end]) if end <= max_chars and not any(stated) else ""
+            return recital if len(recital.split()) >= len(normalize_spaces(answer).split()) + 2 else ""
         window_start = _sentence_start(text, start)
         window_start = _after_held_out(text, window_start, start, end, held_out.get(chunk_id, []))
         if window_start is None:
@@ -54,10 +68,13 @@ def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, l
     return ""
 
 
-def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], max_chars: int) -> int:
-    """Set `recital` on each closed-book pair (no context chunks) whose answer its source states;
-    returns how many got one."""
-    chunk_texts = {c.chunk_id: c.text for c in chunks}
+def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], max_chars: int,
+                 start_at: str = "sentence", records: list[dict] = ()) -> int:
+    """Set `recital` on each closed-book pair (no context chunks) whose answer its source states,
+    recited from its sentence or (`start_at` "record") from its chunk's reading-text record in
+    `records`; returns how many got one."""
+    chunk_texts = ({r["chunk_id"]: r["text"] for r in records} if start_at == "record"
+                   else {c.chunk_id: c.text for c in chunks})
     held_out_answers: dict[str, list[str]] = {}  # chunk id -> the held-out answers it states
     for pair in held_out:
         answer = normalize_spaces(pair.answer).lower()
@@ -68,7 +85,7 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
     for pair in pairs:
         if pair.context_chunk_ids:
             continue
-        pair.recital = recital_for(pair, chunk_texts, held_out_answers, max_chars)
+        pair.recital = recital_for(pair, chunk_texts, held_out_answers, max_chars, start_at)
         count += bool(pair.recital)
     return count
 

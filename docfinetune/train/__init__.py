@@ -101,7 +101,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
 
     tokenizer = load_tokenizer(config.model)
     prompt_of = prompts_for(workspace, config, data["qa_train"])
-    if config.train.schedule == "qa_with_text":
+    if config.train.schedule in ("qa_with_text", "phased"):
         examples, epoch_ends = passes_in_order(data, config.train, prompt_of)
         train_set = to_dataset(examples, tokenizer, config.train, shuffle=False)
     else:
@@ -621,22 +621,29 @@ def training_mix(data: dict[str, list[dict]], t: TrainConfig, prompt_of: Callabl
 
 def passes_in_order(data: dict[str, list[dict]], t: TrainConfig,
                     prompt_of: Callable[[dict], str]) -> tuple[list[dict], list[int]]:
-    """The `qa_with_text` schedule, unrolled: for each epoch, the chunks in a new seeded order,
-    each chunk's Q&A-train rows (`qa_repeats` copies) right before its reading records (the
-    original and its restatements). Returns the examples of all epochs in order and the number
-    of examples at the end of each epoch."""
-    groups: dict[str, list[dict]] = {}
+    """The `qa_with_text` and `phased` schedules, unrolled: for each epoch, the chunks in a new
+    seeded order, each chunk's Q&A-train rows (`qa_repeats` copies) right before its reading
+    records (the original and its restatements). `phased` keeps only the Q&A in the first quarter
+    of the epochs and only the reading text in the last quarter (PIT++: the question format is
+    learned before the text is stored, and the text is read last). Returns the examples of all
+    epochs in order and the number of examples at the end of each epoch."""
+    questions: dict[str, list[dict]] = {}
+    texts: dict[str, list[dict]] = {}
     for row in data["qa_train"]:
         key = (row.get("source_chunk_ids") or [""])[0] or f"qa:{row['fact_id']}"
-        groups.setdefault(key, []).extend([qa_example(prompt_of, row)] * t.qa_repeats)
+        questions.setdefault(key, []).extend([qa_example(prompt_of, row)] * t.qa_repeats)
     for row in data["cpt"]:
-        groups.setdefault(row.get("chunk_id") or f"text:{len(groups)}", []).append(
+        texts.setdefault(row.get("chunk_id") or f"text:{len(texts)}", []).append(
             {"prompt": "", "completion": row["text"]})
-    keys = sorted(groups)
+    keys = sorted(set(questions) | set(texts))
+    epochs = max(1, math.ceil(t.epochs))
+    edge = epochs // 4 if t.schedule == "phased" else 0  # 8 epochs: 2 of Q&A, 4 of both, 2 of text
     examples, ends = [], []
-    for epoch in range(max(1, math.ceil(t.epochs))):
+    for epoch in range(epochs):
         random.Random(f"{t.seed}:{epoch}").shuffle(keys)
-        examples.extend(example for key in keys for example in groups[key])
+        with_questions, with_text = epoch < epochs - edge, epoch >= edge
+        examples.extend(example for key in keys
+                        for example in questions.get(key, []) * with_questions + texts.get(key, []) * with_text)
         ends.append(len(examples))
     return examples, ends
 
