@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import pytest
@@ -227,6 +228,26 @@ def test_a_long_clause_is_asked_about_through_a_shorter_cut_of_it():
     durations = {rows[0].answer: rows for rows in facts.values() if rows[0].field == "duration"}
     assert set(durations) == {"eight (8) hours", "seventy-two (72) hours"}
     assert all(len(rows) >= 3 for rows in durations.values())
+
+
+def test_a_question_cut_by_word_count_does_not_end_on_a_dangling_word():
+    documents, chunks = _one_chunk([
+        "MASTER SERVICES AGREEMENT",
+        '6.2 Scheduled Maintenance. Provider may perform scheduled maintenance ("Scheduled Maintenance") '
+        "on Sundays between 1:00 a.m. and 5:00 a.m. Central Time, provided that Scheduled Maintenance shall "
+        "not exceed eight (8) hours in any calendar month and Provider gives Customer at least seventy-two "
+        "(72) hours' notice of any Scheduled Maintenance that is expected to cause unavailability of the "
+        "Platform.",
+        "13.1 Termination for Convenience. After the first anniversary, Customer may terminate this Agreement "
+        "for convenience on one hundred twenty (120) days' prior written notice, provided that if such "
+        "termination takes effect during the Initial Term Customer shall pay an early termination fee equal "
+        "to thirty percent (30%) of the Subscription Fees that would have been payable for the remainder of "
+        "the Initial Term, together with all fees accrued through the effective date of termination.",
+    ])
+    questions = [p.question for p in CoverageQAGenerator().generate(documents, chunks)]
+    assert any("thirty percent" not in q and "what percentage" in q for q in questions)
+    dangling = re.compile(r"(?:\b(?:of|the|to|a|an|and|or|for|with|in|on|at|by|from|within|after)|\(\w*)\?$")
+    assert not [q for q in questions if dangling.search(q)]
 
 
 def test_table_rows_pair_a_label_with_its_amount_when_switched_on():

@@ -770,6 +770,12 @@ def _find_spans(text: str, s: int, e: int, types: set[str], party_names: list[st
 # --------------------------------------------------------------------------- the generator
 
 
+# Words a clause cannot end on, and an opened parenthesis: what a cut by word count leaves dangling.
+_DANGLING_END = re.compile(
+    r"(?:[\s,]+(?:of|the|to|a|an|and|or|for|with|in|on|at|by|from|as|its|their|any|such|that|which|this|"
+    r"each|per|than|under|upon|into|within|including|after|before|between|during|without|against)|\s+\([^)\s]*)+$")  # lower case: "Schedule A" stays
+
+
 class CoverageQAGenerator:
     """Offline, deterministic short-answer Q&A about every clause (see the module docstring)."""
 
@@ -943,6 +949,8 @@ class CoverageQAGenerator:
         clause = _spaces(clause).strip(" ,;:")
         clause = re.sub(r"^(?:(?:and|or|but)\b,?|provided,?\s+(?:however,?\s+)?that|\((?:[a-z]|[ivx]+|\d+)\))\s*", "", clause)
         clause = re.sub(r"[.;:,]+$", "", clause).strip()
+        # a cut by words can end on "of the" or "(the": "... a fee equal to what percentage of the?"
+        clause = _DANGLING_END.sub("", clause)
         first = clause.split(" ", 1)[0]
         if self._lowercase_ok(first):
             clause = first.lower() + clause[len(first):]
