@@ -195,6 +195,14 @@ def test_plain_words_turn_legal_wording_into_a_user_s():
     assert "will" in plain_words(question, 1) and "within what time" in plain_words(question, 1)
 
 
+# A sentence longer than max_clause_words with two durations: its questions are asked through cuts of it.
+MAINTENANCE = ('6.2 Scheduled Maintenance. Provider may perform scheduled maintenance ("Scheduled Maintenance") '
+               "on Sundays between 1:00 a.m. and 5:00 a.m. Central Time, provided that Scheduled Maintenance shall "
+               "not exceed eight (8) hours in any calendar month and Provider gives Customer at least seventy-two "
+               "(72) hours' notice of any Scheduled Maintenance that is expected to cause unavailability of the "
+               "Platform.")
+
+
 def _one_chunk(paragraphs: list[str], title: str = "MASTER SERVICES AGREEMENT"):
     text = "\n\n".join(paragraphs)
     return [Document("msa", title, "msa.pdf")], [Chunk("msa:0000", "msa", 0, 1, 1, 0, len(text), title, text)]
@@ -218,11 +226,7 @@ def test_a_long_clause_is_asked_about_through_a_shorter_cut_of_it():
     cut gives the three phrasings a fact needs, so every duration of the sentence is asked."""
     documents, chunks = _one_chunk([
         "MASTER SERVICES AGREEMENT",
-        '6.2 Scheduled Maintenance. Provider may perform scheduled maintenance ("Scheduled Maintenance") '
-        "on Sundays between 1:00 a.m. and 5:00 a.m. Central Time, provided that Scheduled Maintenance shall "
-        "not exceed eight (8) hours in any calendar month and Provider gives Customer at least seventy-two "
-        "(72) hours' notice of any Scheduled Maintenance that is expected to cause unavailability of the "
-        "Platform.",
+        MAINTENANCE,
     ])
     facts = _by_fact(CoverageQAGenerator().generate(documents, chunks))
     durations = {rows[0].answer: rows for rows in facts.values() if rows[0].field == "duration"}
@@ -233,11 +237,7 @@ def test_a_long_clause_is_asked_about_through_a_shorter_cut_of_it():
 def test_a_question_cut_by_word_count_does_not_end_on_a_dangling_word():
     documents, chunks = _one_chunk([
         "MASTER SERVICES AGREEMENT",
-        '6.2 Scheduled Maintenance. Provider may perform scheduled maintenance ("Scheduled Maintenance") '
-        "on Sundays between 1:00 a.m. and 5:00 a.m. Central Time, provided that Scheduled Maintenance shall "
-        "not exceed eight (8) hours in any calendar month and Provider gives Customer at least seventy-two "
-        "(72) hours' notice of any Scheduled Maintenance that is expected to cause unavailability of the "
-        "Platform.",
+        MAINTENANCE,
         "13.1 Termination for Convenience. After the first anniversary, Customer may terminate this Agreement "
         "for convenience on one hundred twenty (120) days' prior written notice, provided that if such "
         "termination takes effect during the Initial Term Customer shall pay an early termination fee equal "
