@@ -238,7 +238,8 @@ def misses(out: Path, results: Path, variant: str) -> int:
     of its contract: another fact's *training* answer (of the same field or another), other words of
     the document, or words it does not hold. A model that answers held-out questions with taught
     answers has learned "question like this -> one of these answers", not to read its memory of the
-    text (CPU; builds each contract again, ~1 min for 11)."""
+    text. The same for the lawyers' and hand-written questions (no field of the build to compare:
+    any training answer). CPU; builds each contract again, ~1 min for 11."""
     from collections import Counter
 
     from docfinetune.core.score import answer_matches, normalize_spaces, recalled_answer
@@ -247,11 +248,24 @@ def misses(out: Path, results: Path, variant: str) -> int:
         return answer_matches(a, b) and answer_matches(b, a)
 
     counts: Counter = Counter()
+    asked: Counter = Counter()  # (question set, kind) for the lawyers' and hand-written questions
     for row, workspace in _built(out, results, variant):
         test = {r["question"]: r for r in _answers(workspace, "test")}
         train = _answers(workspace, "train")
         _, chunks = workspace.read_corpus()
         text = normalize_spaces(" ".join(chunk.text for chunk in chunks)).lower()
+
+        def source(said: str) -> int:  # index into MISS_KINDS, a training answer of any field as [1]
+            if any(same(said, r["answer"]) for r in train):
+                return 1
+            return 2 if said and normalize_spaces(said).lower() in text else 3
+
+        question_set = "hand-written" if row["contract"].startswith("quillmere") else "lawyers'"
+        for record in row["lawyers_records"]:
+            answer = record["answers"]["finetuned"]
+            asked[question_set, "asked"] += 1
+            asked[question_set, "right" if answer["correct"] else
+                  MISS_KINDS[source(recalled_answer(answer["answer"]))]] += 1
         for record in row["held_out_records"]:
             fact = test.get(record["question"])
             if fact is None or "finetuned_answer" not in record:
@@ -263,15 +277,8 @@ def misses(out: Path, results: Path, variant: str) -> int:
                 counts["right", field] += 1
                 continue
             said = recalled_answer(record["finetuned_answer"])
-            if any(same(said, r["answer"]) for r in train if r.get("field") == field):
-                kind = MISS_KINDS[0]
-            elif any(same(said, r["answer"]) for r in train):
-                kind = MISS_KINDS[1]
-            elif said and normalize_spaces(said).lower() in text:
-                kind = MISS_KINDS[2]
-            else:
-                kind = MISS_KINDS[3]
-            counts[kind, field] += 1
+            same_field = any(same(said, r["answer"]) for r in train if r.get("field") == field)
+            counts[MISS_KINDS[0 if same_field else source(said)], field] += 1
     fields = sorted({key[1] for key in counts if isinstance(key, tuple) and key[0] == "questions"})
 
     def total(kind: str) -> int:
@@ -285,6 +292,13 @@ def misses(out: Path, results: Path, variant: str) -> int:
     for f in [*fields, None]:
         n = (lambda k: counts[k, f]) if f else total
         print(f"| {f or 'all'} | {n('questions')} | {n('right')} | " + " | ".join(str(n(k)) for k in MISS_KINDS) + " |")
+    print(f"\nVariant `{variant}`: the fine-tuned model's closed-book answers to the lawyers' and hand-written "
+          "questions, the wrong ones by where the answer comes from\n")
+    print("| questions | asked | right | wrong: a training answer (any field) | wrong: other words of the document "
+          "| wrong: words not in the document |\n|---|---|---|---|---|---|")
+    for name in ("lawyers'", "hand-written"):
+        print(f"| {name} | {asked[name, 'asked']} | {asked[name, 'right']} | "
+              + " | ".join(str(asked[name, k]) for k in MISS_KINDS[1:]) + " |")
     if counts["not found in this build"]:
         print(f"\n{counts['not found in this build']} held-out questions are not in this build's test split "
               "(the code changed since the run).")
