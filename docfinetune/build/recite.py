@@ -13,6 +13,8 @@ Measured on the H200 (ninth run): recitals from the sentence start lose — clos
 already quotes and fills the value from other taught answers. What the read-back continues is the
 record from its start: the document title and section heading, then the chunk's text. So recitals
 may also start there (`build.recital_from: record`), one line, the record's line breaks as spaces.
+On the one contract the tenth run reached with them (duos): closed-book 3/7 against 5/7, held-out
+facts 2/23 against 5/23 — no sign that either form helps; both stay off.
 
 A recital never holds a held-out (val or test) fact's answer where that fact is stated (its source
 chunk): those facts are still learned by reading alone (build.split's rule), so a sentence recital
