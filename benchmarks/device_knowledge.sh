@@ -24,6 +24,9 @@
 #   NO_CURVES=1, the mended generator: more Q&A): 2, then 10, then 8 resumed in 266 s; 4 more in 207 s.
 #   The ninth run ("default,recite": recitals lengthen every answer): 5, 7, then 9 tasks in three calls of
 #   ~9.5 min, 5 never started; a variant that lengthens answering wants a subset (@contract+contract).
+#   The tenth ("default,phased,recite_record@4 contracts", 30 tasks): 5, 8, then 9 in calls of 585, 580 and
+#   480 s; 8 never started (recite_record reached one contract). The tracked tree must leave room for a
+#   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge

@@ -140,6 +140,11 @@ VARIANTS = {
     "recite": {"build": {"recite": True}, "generation": {"max_new_tokens": 112}},
     "recite_record": {"build": {"recite": True, "recital_from": "record", "recital_max_chars": 700},
                       "generation": {"max_new_tokens": 232}},
+    # sentence recitals, then each recited clause cut before its value and continued as plain text: the
+    # value read back from the model's memory of the text, not filled in the question's frame
+    # (generation.continue_recitals; the records keep the verdict before reading on, so one training
+    # scores both decodings)
+    "recite_read": {"build": {"recite": True}, "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
@@ -370,7 +375,10 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         # each held-out question's verdicts, for the report's table by question form
         "held_out_records": [{"question": r["question"], "field": r["field"],
                               **{s: r["answers"][s]["correct"] for s in ("base", "finetuned")},
-                              "finetuned_answer": r["answers"]["finetuned"]["answer"]}  # recited or not
+                              "finetuned_answer": r["answers"]["finetuned"]["answer"],  # recited or not
+                              # generation.continue_recitals: the verdict before reading on
+                              **({"finetuned_recited": r["answers"]["finetuned"]["recited"]["correct"]}
+                                 if "recited" in r["answers"]["finetuned"] else {})}
                              for r in held_out.get("records", [])],
     }
     for folder in (run_dir / "checkpoints").iterdir():  # a full fine-tune's checkpoint is ~2 GB
@@ -815,6 +823,7 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
                 lines.append(f"| {field} | {len(got['finetuned'])} | {_pct((sum(got['base']), len(got['base'])))} "
                              f"| {_pct((sum(got['finetuned']), len(got['finetuned'])))} | {_pct(asked)} |")
         lines += _recited_lines(variant, rows)
+        lines += _read_on_lines(variant, rows)
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})
         lines += ["", f"Variant `{variant}`, lawyers' + hand-written questions per field:", "",
                   "| field | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]
@@ -853,6 +862,33 @@ def _recited_lines(variant: str, rows: list[dict]) -> list[str]:
         others = [correct for answer, correct in pairs if RECITAL_MARK.strip() not in answer]
         lines.append(f"| {name} | {len(pairs)} | {len(recited[name])} | "
                      f"{_pct((sum(recited[name]), len(recited[name])))} | {_pct((sum(others), len(others)))} |")
+    return lines
+
+
+def _read_on_lines(variant: str, rows: list[dict]) -> list[str]:
+    """With generation.continue_recitals: the same training's closed-book answers scored before and
+    after reading on from each recital as plain text (an answer left alone counts the same in both),
+    question by question. Nothing for a variant that never read on."""
+    def before(answer: dict) -> bool:
+        return answer["recited"]["correct"] if "recited" in answer else answer["correct"]
+
+    sets = {"lawyers' + hand-written": [(before(q["answers"]["finetuned"]), q["answers"]["finetuned"]["correct"])
+                                        for r in rows for q in r["lawyers_records"]],
+            "hand-written (sample)": [(before(q["answers"]["finetuned"]), q["answers"]["finetuned"]["correct"])
+                                      for r in rows if r["contract"].startswith("quillmere") for q in r["lawyers_records"]],
+            "held-out facts": [(h.get("finetuned_recited", h["finetuned"]), h["finetuned"])
+                               for r in rows for h in r.get("held_out_records", [])]}
+    if not any("recited" in q["answers"]["finetuned"] for r in rows for q in r["lawyers_records"]) and \
+            not any("finetuned_recited" in h for r in rows for h in r.get("held_out_records", [])):
+        return []
+    lines = ["", f"Variant `{variant}`, closed-book before and after reading on from the recital "
+                 "(generation.continue_recitals; one training, two decodings):", "",
+             "| questions | asked | before | after | gained / lost |", "|---|---|---|---|---|"]
+    for name, pairs in sets.items():
+        was, now = sum(b for b, _ in pairs), sum(a for _, a in pairs)
+        gained, lost = sum(a and not b for b, a in pairs), sum(b and not a for b, a in pairs)
+        lines.append(f"| {name} | {len(pairs)} | {_pct((was, len(pairs)))} | {_pct((now, len(pairs)))} "
+                     f"| {gained} / {lost} |")
     return lines
 
 

@@ -24,9 +24,10 @@ from typing import Callable
 
 from docfinetune.core.config import GenerationConfig, PipelineConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
-from docfinetune.core.generate import format_prompt, generate, rag_prompt
+from docfinetune.core.generate import continue_recitals, format_prompt, generate, rag_prompt
 from docfinetune.core.records import Chunk, is_card
 from docfinetune.core.runs import best_system, find_run, load_answerer, resolve_checkpoint, runs_dir
+from docfinetune.core.score import RECITAL_MARK
 from docfinetune.core.workspace import Workspace
 
 BASE_MODEL = "base model"
@@ -133,6 +134,11 @@ class Asker:
         else:
             prompt = format_prompt(config.generation.prompt_template, question)
         answer, first_at = stream_answer(self.model, self.tokenizer, prompt, config.generation, on_token)
+        if config.generation.continue_recitals and not self.open_book:
+            recalled = continue_recitals(self.model, self.tokenizer, [answer], config.generation)[0]
+            if recalled != answer and on_token is not None:
+                on_token(f"\n(read on from the recital: {recalled.rsplit(RECITAL_MARK, 1)[1]})")
+            answer = recalled
         return AskResult(
             question=question,
             answer=answer,

@@ -15,7 +15,14 @@ import pytest
 
 from docfinetune.core.config import EvalConfig, GenerationConfig, load_pipeline
 from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
-from docfinetune.core.generate import chunk_pages, rag_prompt
+from docfinetune.core.generate import (
+    chunk_pages,
+    continue_recitals,
+    generate,
+    rag_prompt,
+    recital_prefix,
+    recited_value,
+)
 from docfinetune.core.records import Chunk
 from docfinetune.core.retrieve import BM25Index
 from docfinetune.core.workspace import Workspace, read_jsonl
@@ -436,3 +443,41 @@ def test_eval_config_checks_its_fields():
     moved = load_pipeline("default", {"eval": {"rag_template": "Ctx:\n{context}\n{prompt}"}})
     assert moved.generation.rag_template == "Ctx:\n{context}\n{prompt}"
     assert load_pipeline("default", {"eval": {"rag_k": 5}}).eval.rag_k == 5
+
+
+def test_a_recital_is_cut_before_its_value_and_the_value_read_off_the_continuation():
+    clause = "Customer shall notify Provider of the dispute within twenty (20) days"
+    assert recital_prefix(f"{clause} ⇒ twenty (20) days") == "Customer shall notify Provider of the dispute within"
+    # the value's case and spacing need not match the clause's
+    assert recital_prefix(f"{clause} ⇒ Twenty  (20) days") == "Customer shall notify Provider of the dispute within"
+    assert recital_prefix("twenty (20) days") is None  # no recital
+    assert recital_prefix(f"{clause} ⇒ thirty (30) days") is None  # the clause does not end with its value
+    assert recital_prefix("within twenty (20) days ⇒ twenty (20) days") is None  # too little text to read on from
+    # the value ends where the clause or sentence does, and is never longer than a short answer
+    assert recited_value(" one and one-quarter percent (1.25%) per month; provided that") == \
+        "one and one-quarter percent (1.25%) per month"
+    assert recited_value("Illinois. The parties agree") == "Illinois"
+    assert recited_value('December 31, 2025."') == "December 31, 2025"
+    # a model trained on recitals may write the mark again: its Q&A habit, not the text
+    assert recited_value("thirty (30) days ⇒ thirty (30) days") == "thirty (30) days"
+    assert recited_value("Veltrane Cold Chain Logistics, LLC\nSection 2") == "Veltrane Cold Chain Logistics, LLC"
+    assert recited_value("$5,000,000 in the aggregate") == "$5,000,000 in the aggregate"  # a comma in a number stays
+    assert len(recited_value(" ".join(["word"] * 40)).split()) == 12
+
+
+def test_continue_recitals_answers_again_from_the_plain_text_continuation_of_the_clause(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True).eval()
+    generation = GenerationConfig(continuation_tokens=12, batch_size=4)
+    clause = "Customer shall notify Provider in writing of the dispute within"
+    answers = [f"{clause} thirty (30) days ⇒ thirty (30) days", "thirty (30) days", "no recital ⇒ elsewhere"]
+    again = continue_recitals(model, tokenizer, answers, generation)
+    assert again[1:] == answers[1:]  # nothing to read on from: left as they were
+    # the clause alone, no question frame, continued greedily: what the new answer is made of
+    continuation = generate(model, tokenizer, [clause], max_new_tokens=12)[0]
+    if recited_value(continuation):
+        assert again[0] == f"{clause} {continuation.split('⇒')[0].strip()} ⇒ {recited_value(continuation)}"
+    else:  # a random model may say nothing on the first line: the answer stays
+        assert again[0] == answers[0]

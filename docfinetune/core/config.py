@@ -170,6 +170,15 @@ class GenerationConfig:
                                   "How a question is shown to the model, in training and when asking.")
     max_new_tokens: int = option(48, "Longest generated answer, in tokens.", minimum=1)
     batch_size: int = option(16, "Questions answered at once by batched greedy generation.", minimum=1)
+    continue_recitals: bool = option(
+        False, "Closed-book, with a model trained on recitals (build.recite): answer again by continuing the "
+               "recited clause, cut before its value, as plain text — no question frame — and take the value "
+               "from that continuation. Why: the fine-tuned model continues a held-out fact's own text to its "
+               "answer 89-93% of the time but answers its questions 12-16%; in the ninth run 63 of 275 held-out "
+               "recitals were the contract's own words before the answer, and 50 of those had the wrong value "
+               "(benchmarks/RESULTS.md, \"Knowledge\", tenth run). Not yet measured.")
+    continuation_tokens: int = option(32, "Longest continuation of a recital (continue_recitals), in tokens.",
+                                      minimum=1)
     rag_chunk_template: str = option(
         "[{title}, page {pages}]\n{text}",
         "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "

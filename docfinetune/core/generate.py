@@ -254,3 +254,58 @@ def answer_questions(model, tokenizer, questions: list[str], generation: Generat
     prompts = [format_prompt(generation.prompt_template, q) for q in questions]
     return generate(model, tokenizer, prompts, max_new_tokens=generation.max_new_tokens,
                     batch_size=generation.batch_size, on_progress=on_progress)
+
+
+RECITED_VALUE_WORDS = 12  # a short answer is at most ~12 words (coverage Q&A's own limit)
+_CLAUSE_END = re.compile(r"(?<=[a-z0-9)\]])\.(?:\s|$)|[;:](?:\s|$)|\n")
+
+
+def recital_prefix(answer: str, min_words: int = 4) -> str | None:
+    """The text a recited answer ("clause ⇒ value", build.recite) was recalled from, up to where
+    its value starts: the clause with the value cut off its end. None without a recital, when the
+    clause does not end with its value, or when fewer than `min_words` words are left (too little
+    text to find the memory by)."""
+    from docfinetune.core.score import RECITAL_MARK
+
+    if RECITAL_MARK not in answer:
+        return None
+    clause, value = (" ".join(part.split()) for part in answer.rsplit(RECITAL_MARK, 1))
+    if not value or not clause.lower().endswith(value.lower()):
+        return None
+    prefix = clause[:-len(value)].rstrip()
+    return prefix if len(prefix.split()) >= min_words else None
+
+
+def recited_value(continuation: str) -> str:
+    """The value at the start of a recital's continuation: up to the first sentence or clause end
+    (". ", "; ", ": ", a line break), at most RECITED_VALUE_WORDS words, without closing quotes or
+    punctuation."""
+    text = _CLAUSE_END.split(_before_mark(continuation), maxsplit=1)[0]
+    return " ".join(text.split()[:RECITED_VALUE_WORDS]).rstrip(" ,.;:'\"”’")
+
+
+def _before_mark(continuation: str) -> str:
+    """A continuation up to any recital mark: a model trained on recitals may go on to write one
+    ("thirty (30) days ⇒ thirty (30) days"), which is its Q&A habit, not the contract's text."""
+    from docfinetune.core.score import RECITAL_MARK
+
+    return continuation.split(RECITAL_MARK.strip(), 1)[0].strip()
+
+
+def continue_recitals(model, tokenizer, answers: list[str], generation: GenerationConfig) -> list[str]:
+    """`answers` (closed-book), each recited one answered again from the model's memory of the text:
+    its clause, cut before the value, is continued as plain text — the way a held-out fact is read
+    back, not in the question's frame — and the value is taken from that continuation. The new
+    answer is "<clause prefix> <continuation> ⇒ <value>"; others are returned as they were."""
+    from docfinetune.core.score import RECITAL_MARK
+
+    prefixes = {i: p for i, a in enumerate(answers) if (p := recital_prefix(a)) is not None}
+    if not prefixes:
+        return list(answers)
+    continued = generate(model, tokenizer, list(prefixes.values()), max_new_tokens=generation.continuation_tokens,
+                         batch_size=generation.batch_size)
+    out = list(answers)
+    for (i, prefix), text in zip(prefixes.items(), continued):
+        if value := recited_value(text):
+            out[i] = f"{prefix} {_before_mark(text)}{RECITAL_MARK}{value}"
+    return out

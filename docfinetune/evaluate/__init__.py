@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 
 from docfinetune.core.config import EvalConfig, GenerationConfig, PipelineConfig, load_pipeline
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.generate import format_prompt
+from docfinetune.core.generate import continue_recitals, format_prompt
 from docfinetune.core.runs import (
     Checkpoint,
     Run,
@@ -203,6 +203,7 @@ def evaluate(
     if eval_config.read_back and asked.sources.get(TEST_SOURCE) and cpt and test_path.is_file():
         read_back = memorization.read_back_cases(list(read_jsonl(test_path)), cpt, tokenizer)
     answers: dict[str, list[str]] = {}
+    recited: dict[str, list[str]] = {}  # closed-book answers before continue_recitals read on from them
     continued: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
     # The base model's work first, then the adapter merged for the fine-tuned systems (1.7x
@@ -220,6 +221,9 @@ def evaluate(
                 prompts = rag_prompts if system.endswith("+rag") else closed_book
                 answers[system] = _answer(answering, tokenizer, prompts, generation,
                                           lambda done: progress(stage, done, len(texts)))
+                if generation.continue_recitals and not system.endswith("+rag"):
+                    recited[system] = answers[system]
+                    answers[system] = continue_recitals(answering, tokenizer, answers[system], generation)
             if cases:
                 stage = f"extraction test ({name})"
                 progress(stage, 0, len(cases))
@@ -294,9 +298,17 @@ def evaluate(
     if index is not None:
         report["groundedness"] = {s: groundedness(texts, answers[s], index, eval_config.groundedness_k)
                                   for s in systems}
+    def answered(s: str, i: int, q) -> dict:
+        row = {"answer": answers[s][i], "correct": verdicts[s][i]}
+        if s in recited and recited[s][i] != answers[s][i]:  # both decodings of one training, to compare
+            before = recited[s][i]
+            row["recited"] = {"answer": before, "correct": answer_matches(before, q.reference, q.field or None)
+                              if q.reference is not None else None}
+        return row
+
     report["records"] = [
         {"question": q.question, "reference": q.reference, "field": q.field, "doc_id": q.doc_id, "source": q.source,
-         "answers": {s: {"answer": answers[s][i], "correct": verdicts[s][i]} for s in systems}}
+         "answers": {s: answered(s, i, q) for s in systems}}
         for i, q in enumerate(questions)
     ]
     report["seconds"] = round(time.perf_counter() - started, 2)
