@@ -176,7 +176,8 @@ class GenerationConfig:
                "from that continuation. Why: the fine-tuned model continues a held-out fact's own text to its "
                "answer 89-93% of the time but answers its questions 12-16%; in the ninth run 63 of 275 held-out "
                "recitals were the contract's own words before the answer, and 50 of those had the wrong value "
-               "(benchmarks/RESULTS.md, \"Knowledge\", tenth run). Not yet measured.")
+               "(benchmarks/RESULTS.md, \"Knowledge\", tenth run). In eval and ask; checkpoint selection scores the "
+               "recited answers as they are. Not yet measured.")
     continuation_tokens: int = option(32, "Longest continuation of a recital (continue_recitals), in tokens.",
                                       minimum=1)
     rag_chunk_template: str = option(
