@@ -372,6 +372,9 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         # each held-out fact read back from its own reading text, or not (evaluate's read-back)
         "read_back": {name: [{k: r[k] for k in ("fact_id", "field", "read_back")} for r in figures["records"]]
                       for name, figures in (held_out.get("read_back") or {}).get("models", {}).items()},
+        # the same facts from their sentence alone (what generation.continue_recitals reads on from)
+        "read_back_sentence": {name: [{k: r[k] for k in ("fact_id", "field", "read_back")} for r in figures["records"]]
+                               for name, figures in (held_out.get("read_back") or {}).get("from_sentence", {}).items()},
         # each held-out question's verdicts, for the report's table by question form
         "held_out_records": [{"question": r["question"], "field": r["field"],
                               **{s: r["answers"][s]["correct"] for s in ("base", "finetuned")},
@@ -813,15 +816,18 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
                           "record up to its answer and continues; beside it, the fine-tuned model's answers to "
                           "the same facts' questions (read back but not answered: remembered, not reached by a "
                           "question):", "",
-                      "| field | facts | read back: base | read back: fine-tuned | questions: fine-tuned |",
-                      "|---|---|---|---|---|"]
+                      "| field | facts | read back: base | read back: fine-tuned | questions: fine-tuned "
+                      "| from its sentence alone: fine-tuned |", "|---|---|---|---|---|---|"]
+            alone = [f for r in rows for f in r.get("read_back_sentence", {}).get("finetuned", [])]  # since the tenth
             read_fields = sorted({f["field"] for f in read["finetuned"]})
             for field in read_fields + ["all"]:
                 got = {name: [f["read_back"] for f in facts if field in ("all", f["field"])]
                        for name, facts in read.items()}
                 asked = _sum(rows, "held_out", "finetuned", set(read_fields) if field == "all" else {field})
+                short = [f["read_back"] for f in alone if field in ("all", f["field"])]
                 lines.append(f"| {field} | {len(got['finetuned'])} | {_pct((sum(got['base']), len(got['base'])))} "
-                             f"| {_pct((sum(got['finetuned']), len(got['finetuned'])))} | {_pct(asked)} |")
+                             f"| {_pct((sum(got['finetuned']), len(got['finetuned'])))} | {_pct(asked)} "
+                             f"| {_pct((sum(short), len(short))) if short else '–'} |")
         lines += _recited_lines(variant, rows)
         lines += _read_on_lines(variant, rows)
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})

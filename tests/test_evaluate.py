@@ -36,6 +36,7 @@ from docfinetune.evaluate.memorization import (
     read_back_cases,
     score_extraction,
     score_read_back,
+    sentence_cases,
     split_record,
 )
 from docfinetune.evaluate.questions import load_questions
@@ -191,6 +192,12 @@ def test_read_back_cases_cut_each_held_out_fact_s_own_record_before_its_answer(m
     assert continue_cases(None, None, cases, batch_size=2) == ["<8:pay>", "<5:of>"]
     assert calls == [5, 8]
 
+    # the answer's sentence alone, one line: what a recital cut before its value leaves
+    assert [c["prompt"] for c in sentence_cases(cases, min_words=2)] == ["Customer shall pay", "Governed by the laws of the State of"]
+    assert [c["fact_id"] for c in sentence_cases(cases, min_words=4)] == ["f2"]  # "Customer shall pay": 3 words
+    assert sentence_cases(cases, max_chars=20, min_words=2)[1]["prompt"] == "laws of the State of"  # nearest words
+    assert sentence_cases(cases, max_chars=18, min_words=2)[1]["prompt"] == "of the State of"  # never half a word
+
     scored = score_read_back(cases, [" Within thirty\n(30) days of invoice.", " Ohio, and the courts"])
     assert (scored["facts"], scored["read_back"]) == (2, 1)
     assert scored["by_field"] == {"duration": {"read_back": 1, "facts": 1},
@@ -300,6 +307,10 @@ def test_eval_answers_every_question_with_all_four_systems_and_writes_the_report
     for figures in read_back["models"].values():
         assert figures["facts"] == read_back["facts"] == len(figures["records"])
         assert figures["read_back"] == sum(r["read_back"] for r in figures["records"])
+    # the same facts from their sentence alone: a subset, each model's own
+    assert set(read_back["from_sentence"]) == {"base", "finetuned"}
+    for figures in read_back["from_sentence"].values():
+        assert figures["facts"] <= read_back["facts"] and figures["facts"] == len(figures["records"])
     grounded = report["groundedness"]["finetuned"]
     assert grounded["grounded"] + grounded["hallucinated"] == grounded["answers"] == report["systems"]["finetuned"]["answered"]
 

@@ -28,10 +28,8 @@ from __future__ import annotations
 import re
 
 from docfinetune.core.records import Chunk, QAPair
-from docfinetune.core.score import answer_pattern, normalize_spaces
+from docfinetune.core.score import answer_pattern, normalize_spaces, sentence_start
 
-# Where a sentence (or a line: a heading, a list item) ends, so the recital starts after it.
-_SENTENCE_END = re.compile(r"(?:[.;:?!][\"')\]]*\s+|\n\s*)")
 _LIST_MARKER = re.compile(r"\s*(?:\(?(?:[a-z]|[ivx]{1,4}|\d{1,2})\)|\d{1,2}\.)\s+")  # "(a) ", "iv) ", "3. "
 
 
@@ -56,7 +54,7 @@ def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, l
             stated = (answer_pattern(value, ignore_case=True).search(text, 0, end) for value in held_out.get(chunk_id, []))
             recital = normalize_spaces(text[:end]) if end <= max_chars and not any(stated) else ""
             return recital if len(recital.split()) >= len(normalize_spaces(answer).split()) + 2 else ""
-        window_start = _sentence_start(text, start)
+        window_start = sentence_start(text, start)
         window_start = _after_held_out(text, window_start, start, end, held_out.get(chunk_id, []))
         if window_start is None:
             return ""
@@ -90,13 +88,6 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
         pair.recital = recital_for(pair, chunk_texts, held_out_answers, max_chars, start_at)
         count += bool(pair.recital)
     return count
-
-
-def _sentence_start(text: str, position: int) -> int:
-    start = 0
-    for end in _SENTENCE_END.finditer(text, 0, position):
-        start = end.end()
-    return start
 
 
 def _after_held_out(text: str, window_start: int, answer_start: int, answer_end: int,

@@ -41,6 +41,7 @@ __all__ = [
     "normalize_answer",
     "normalize_spaces",
     "recalled_answer",
+    "sentence_start",
     "words_to_numbers",
 ]
 
@@ -419,6 +420,19 @@ def answer_matches(
 def normalize_spaces(text: str) -> str:
     """Every whitespace run as one space, no leading or trailing space."""
     return " ".join(text.split())
+
+
+# Where a sentence (or a line: a heading, a list item) ends; a clause after ";" or ":" counts as one.
+_SENTENCE_END = re.compile(r"(?:[.;:?!][\"')\]]*\s+|\n\s*)")
+
+
+def sentence_start(text: str, position: int) -> int:
+    """Where the sentence holding `position` starts: after the last sentence end before it (a
+    recital's start, build.recite)."""
+    start = 0
+    for end in _SENTENCE_END.finditer(text, 0, position):
+        start = end.end()
+    return start
 
 
 def answer_pattern(answer: str, ignore_case: bool = False) -> re.Pattern | None:

@@ -202,10 +202,12 @@ def evaluate(
     test_path = workspace.dataset_file("qa_test")
     if eval_config.read_back and asked.sources.get(TEST_SOURCE) and cpt and test_path.is_file():
         read_back = memorization.read_back_cases(list(read_jsonl(test_path)), cpt, tokenizer)
+    from_sentence = memorization.sentence_cases(read_back)
     answers: dict[str, list[str]] = {}
     recited: dict[str, list[str]] = {}  # closed-book answers before continue_recitals read on from them
     continued: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
+    read_sentence: dict[str, list[str]] = {}
     # The base model's work first, then the adapter merged for the fine-tuned systems (1.7x
     # faster answers on CPU, `merge_adapter`); merged weights are never switched back.
     for name in ("base", "finetuned"):
@@ -235,6 +237,8 @@ def evaluate(
                 stage = f"read-back of held-out facts ({name})"
                 progress(stage, 0, len(read_back))
                 read[name] = memorization.continue_cases(answering, tokenizer, read_back, generation.batch_size)
+                read_sentence[name] = memorization.continue_cases(answering, tokenizer, from_sentence,
+                                                                  generation.batch_size)
                 progress(stage, len(read_back), len(read_back))
 
     verdicts = {s: [answer_matches(a, q.reference, q.field or None) if q.reference is not None else None
@@ -293,7 +297,10 @@ def evaluate(
     report["read_back"] = None
     if read_back:
         report["read_back"] = {"facts": len(read_back), "models": {
-            name: memorization.score_read_back(read_back, generated) for name, generated in read.items()}}
+            name: memorization.score_read_back(read_back, generated) for name, generated in read.items()},
+            # the same facts from their sentence alone (what continue_recitals reads on from)
+            "from_sentence": {name: memorization.score_read_back(from_sentence, generated)
+                              for name, generated in read_sentence.items()}}
 
     if index is not None:
         report["groundedness"] = {s: groundedness(texts, answers[s], index, eval_config.groundedness_k)

@@ -24,7 +24,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable
 
-from docfinetune.core.score import answer_pattern, normalize_spaces
+from docfinetune.core.score import answer_pattern, normalize_spaces, sentence_start
 
 _BASE = 0x100000001B3  # FNV-64 prime: odd, so multiplication by it is invertible mod 2**64
 _MASK = (1 << 64) - 1
@@ -250,6 +250,23 @@ def read_back_cases(held_out: list[dict], records: list[dict], tokenizer, extra_
                               "max_new_tokens": tokens + extra_tokens})
                 break
     return cases
+
+
+def sentence_cases(cases: list[dict], max_chars: int = 160, min_words: int = 4) -> list[dict]:
+    """The read-back cases cut to the answer's own sentence, one line, at most `max_chars` (the
+    words nearest the answer kept): the prompt a sentence recital leaves when it is cut before its
+    value (generation.continue_recitals), so the two read-backs tell how much of the memory a
+    sentence alone reaches. Cases with fewer than `min_words` words left are dropped, as there."""
+    out = []
+    for case in cases:
+        prompt = case["prompt"]
+        tail = normalize_spaces(prompt[sentence_start(prompt, len(prompt)):])
+        cut = len(tail) - max_chars
+        if cut > 0:  # whole words only
+            tail = tail[cut:] if tail[cut - 1] == " " else tail[cut:].split(" ", 1)[-1]
+        if len(tail.split()) >= min_words:
+            out.append({**case, "prompt": tail})
+    return out
 
 
 def continue_cases(model, tokenizer, cases: list[dict], batch_size: int) -> list[str]:

@@ -153,10 +153,16 @@ def render_markdown(report: dict) -> str:
                 f"{read_back['facts']} held-out facts whose answer stands in their reading-text record: the model "
                 "gets the record up to the answer and continues greedily for the answer's length and 4 tokens; read "
                 "back when the continuation states the answer (the questions' scorer). Beside the held-out questions' accuracy: a fact read back but not answered is "
-                "remembered and not reached by its questions.", ""]
-        out += _table(["model", "read back"],
-                      [[name, f"{r['read_back']}/{r['facts']} ({_pct(r['read_back'] / r['facts'])})"]
-                       for name, r in read_back["models"].items()])
+                "remembered and not reached by its questions. From its sentence alone: the same with only the "
+                "answer's sentence before it, as a recital cut before its value gives (facts with 4 words or more "
+                "there).", ""]
+        alone = read_back.get("from_sentence", {})
+
+        def share(r: dict | None) -> str:
+            return f"{r['read_back']}/{r['facts']} ({_pct(r['read_back'] / r['facts'])})" if r and r["facts"] else "–"
+
+        out += _table(["model", "read back", "from its sentence alone"],
+                      [[name, share(r), share(alone.get(name))] for name, r in read_back["models"].items()])
     grounded = report.get("groundedness")
     if grounded:
         out += ["", "## Groundedness", "",
