@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 from docfinetune.core.config import GenerationConfig
 from docfinetune.core.records import Chunk
+from docfinetune.core.score import RECITAL_MARK
 
 TextFn = Callable[[str], None]
 
@@ -265,8 +266,6 @@ def recital_prefix(answer: str, min_words: int = 4) -> str | None:
     its value starts: the clause with the value cut off its end. None without a recital, when the
     clause does not end with its value, or when fewer than `min_words` words are left (too little
     text to find the memory by)."""
-    from docfinetune.core.score import RECITAL_MARK
-
     if RECITAL_MARK not in answer:
         return None
     clause, value = (" ".join(part.split()) for part in answer.rsplit(RECITAL_MARK, 1))
@@ -287,8 +286,6 @@ def recited_value(continuation: str) -> str:
 def _before_mark(continuation: str) -> str:
     """A continuation up to any recital mark: a model trained on recitals may go on to write one
     ("thirty (30) days ⇒ thirty (30) days"), which is its Q&A habit, not the contract's text."""
-    from docfinetune.core.score import RECITAL_MARK
-
     return continuation.split(RECITAL_MARK.strip(), 1)[0].strip()
 
 
@@ -297,8 +294,6 @@ def continue_recitals(model, tokenizer, answers: list[str], generation: Generati
     its clause, cut before the value, is continued as plain text — the way a held-out fact is read
     back, not in the question's frame — and the value is taken from that continuation. The new
     answer is "<clause prefix> <continuation> ⇒ <value>"; others are returned as they were."""
-    from docfinetune.core.score import RECITAL_MARK
-
     prefixes = {i: p for i, a in enumerate(answers) if (p := recital_prefix(a)) is not None}
     if not prefixes:
         return list(answers)
