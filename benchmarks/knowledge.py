@@ -137,14 +137,20 @@ VARIANTS = {
     # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):
     # from the answer's sentence (lost to default in the ninth run, 2026-12-01), or from the start of its
     # chunk's reading-text record, title and heading first, as the read-back prompt is (not yet measured)
-    "recite": {"build": {"recite": True}, "generation": {"max_new_tokens": 112}},
+    # (both as measured: without reading on, the default since the eleventh run)
+    "recite": {"build": {"recite": True}, "generation": {"max_new_tokens": 112, "continue_recitals": False}},
     "recite_record": {"build": {"recite": True, "recital_from": "record", "recital_max_chars": 700},
-                      "generation": {"max_new_tokens": 232}},
+                      "generation": {"max_new_tokens": 232, "continue_recitals": False}},
     # sentence recitals, then each recited clause cut before its value and continued as plain text: the
     # value read back from the model's memory of the text, not filled in the question's frame
     # (generation.continue_recitals; the records keep the verdict before reading on, so one training
     # scores both decodings)
     "recite_read": {"build": {"recite": True}, "generation": {"max_new_tokens": 112, "continue_recitals": True}},
+    # recitals on the coverage generator's rows only, read on; the ~15 rules fields answered plainly: in the
+    # eleventh run recite_read's held-out gain was all coverage facts', and the users' questions it lost include
+    # rules fields (2026-12-02)
+    "recite_coverage": {"build": {"recite": True, "recite_generators": ["coverage"]},
+                        "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
@@ -376,7 +382,7 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "read_back_sentence": {name: [{k: r[k] for k in ("fact_id", "field", "read_back")} for r in figures["records"]]
                                for name, figures in (held_out.get("read_back") or {}).get("from_sentence", {}).items()},
         # each held-out question's verdicts, for the report's table by question form
-        "held_out_records": [{"question": r["question"], "field": r["field"],
+        "held_out_records": [{"question": r["question"], "field": r["field"], "generator": r.get("generator", ""),
                               **{s: r["answers"][s]["correct"] for s in ("base", "finetuned")},
                               "finetuned_answer": r["answers"]["finetuned"]["answer"],  # recited or not
                               # generation.continue_recitals: the verdict before reading on
@@ -695,6 +701,54 @@ def paired(by_variant: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def against_runs(by_variant: dict[str, list[dict]], baselines: list[tuple[str, list[dict]]]) -> list[str]:
+    """Each variant against the rows of earlier runs (`--baseline FILE[:VARIANT]`), question by question
+    on the contracts both ran: a variant measured without the default beside it is compared with
+    each of the default's runs, whose spread (three runs, 2026-12-01: 7-10 of 112 closed-book answers
+    differ between two) says which differences count. Held-out facts are matched by question text
+    (a generator change rewording one drops it from the pair)."""
+    out: list[str] = []
+    for variant, rows in by_variant.items():
+        for name, base_rows in baselines:
+            base = {r["contract"]: r for r in base_rows}
+            shared = [r for r in rows if r["contract"] in base]
+            if not shared:
+                continue
+            if not out:
+                out = ["", "Against earlier runs, question by question on the contracts both ran (baseline → variant; "
+                           "gained / lost):", "",
+                       "| variant | baseline | contracts | lawyers' + hand-written: fine-tuned | gained / lost "
+                       "| hand-written (sample): fine-tuned | fine-tuned + RAG | held-out: fine-tuned |",
+                       "|---|---|---|---|---|---|---|---|"]
+            tally = {k: [0, 0, 0] for k in ("closed", "hand", "rag", "held")}  # [baseline right, variant right, n]
+            moved = [0, 0]
+            for r in shared:
+                before = {(q["question"], i): q for i, q in enumerate(base[r["contract"]]["lawyers_records"])}
+                for i, q in enumerate(r["lawyers_records"]):
+                    was = before.get((q["question"], i))
+                    if was is None:
+                        continue
+                    for key, system in (("closed", "finetuned"), ("rag", "finetuned+rag")) + (
+                            (("hand", "finetuned"),) if r["contract"] == "quillmere-msa" else ()):
+                        a, b = was["answers"][system]["correct"], q["answers"][system]["correct"]
+                        tally[key][0] += a
+                        tally[key][1] += b
+                        tally[key][2] += 1
+                    a, b = was["answers"]["finetuned"]["correct"], q["answers"]["finetuned"]["correct"]
+                    moved[0] += b and not a
+                    moved[1] += a and not b
+                held = {h["question"]: h["finetuned"] for h in base[r["contract"]].get("held_out_records", [])}
+                for h in r.get("held_out_records", []):
+                    if h["question"] in held:
+                        tally["held"][0] += held[h["question"]]
+                        tally["held"][1] += h["finetuned"]
+                        tally["held"][2] += 1
+            cells = {k: f"{a} → **{b}** of {n}" if n else "–" for k, (a, b, n) in tally.items()}
+            out.append(f"| {variant} | {name} | {len(shared)} | {cells['closed']} | {moved[0]} / {moved[1]} "
+                       f"| {cells['hand']} | {cells['rag']} | {cells['held']} |")
+    return out
+
+
 def selection_rules(by_variant: dict[str, list[dict]]) -> list[str]:
     """What each selection rule would have scored on the lawyers' / hand-written questions, from
     the checkpoint curves (every checkpoint answered them), beside the best single checkpoint per
@@ -741,10 +795,14 @@ def selection_rules(by_variant: dict[str, list[dict]]) -> list[str]:
     return out
 
 
-def report(results: Path, write: bool, rescored: bool = False) -> int:
+def report(results: Path, write: bool, rescored: bool = False, baselines: list[str] = ()) -> int:
     from results import machine, publish
 
     by_variant = load_rows(results)
+    earlier = []
+    for spec in baselines:  # FILE or FILE:VARIANT (default: the file's default rows)
+        path, _, variant = spec.partition(":")
+        earlier.append((f"{Path(path).name.split('.')[0]}:{variant or 'default'}", load_rows(Path(path))[variant or "default"]))
     if not by_variant:
         print(f"no results under {results}")
         return 1
@@ -775,6 +833,7 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
         if len(rows) > len(SUBSET):
             lines.append(_variant_row(variant, rows))
     lines += paired(by_variant)
+    lines += against_runs(by_variant, earlier)
     lines += selection_rules(by_variant)
     for variant, rows in by_variant.items():
         if len(rows) <= len(SUBSET):
@@ -809,6 +868,15 @@ def report(results: Path, write: bool, rescored: bool = False) -> int:
             for form in ("forward", "cloze", "locator (reverse)"):
                 asked = [h for h in records if question_form(h["question"]) == form]
                 lines.append(f"| {form} | {len(asked)} | {_pct((sum(h['base'] for h in asked), len(asked)))} "
+                             f"| {_pct((sum(h['finetuned'] for h in asked), len(asked)))} |")
+        by_generator = [h for h in records if h.get("generator")]
+        if by_generator:  # rows since 2026-12-02's eleventh session
+            lines += ["", f"Variant `{variant}`, held-out facts by the generator that wrote them (rules: the ~15 "
+                          "contract fields; coverage: a fact from every clause):", "",
+                      "| generator | questions | base | fine-tuned |", "|---|---|---|---|"]
+            for generator in sorted({h["generator"] for h in by_generator}):
+                asked = [h for h in by_generator if h["generator"] == generator]
+                lines.append(f"| {generator} | {len(asked)} | {_pct((sum(h['base'] for h in asked), len(asked)))} "
                              f"| {_pct((sum(h['finetuned'] for h in asked), len(asked)))} |")
         read = {name: [f for r in rows for f in r.get("read_back", {}).get(name, [])] for name in ("base", "finetuned")}
         if read["finetuned"]:  # rows since 2026-12-01's seventh session
@@ -930,6 +998,9 @@ def main() -> int:
     t.add_argument("--write-results", action="store_true")
     t.add_argument("--rescore", action="store_true",
                    help="score the stored answers again with today's scorer (after a scorer fix)")
+    t.add_argument("--baseline", action="append", default=[], metavar="FILE[:VARIANT]",
+                   help="earlier results to compare each variant with, question by question (default: their "
+                        "default rows); repeat for several runs")
     args = parser.parse_args()
     if args.step == "prepare":
         return prepare(args.out)
@@ -942,7 +1013,7 @@ def main() -> int:
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
                    args.gpus, args.budget_minutes, curves=not args.no_curves)
-    return report(args.results, args.write_results, args.rescore)
+    return report(args.results, args.write_results, args.rescore, args.baseline)
 
 
 if __name__ == "__main__":

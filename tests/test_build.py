@@ -533,6 +533,29 @@ def test_build_with_recite_writes_recitals_that_train_before_the_answer_on_close
     assert not answer_matches(f"{row['recital']}{RECITAL_MARK}no such value", row["answer"], row["field"])
 
 
+def test_recite_generators_limits_recitals_to_the_named_generators_rows(ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.errors import ConfigError
+    from docfinetune.core.workspace import Workspace
+
+    with pytest.raises(ConfigError, match="recite_generators"):
+        load_pipeline("default", {"build": {"recite": True, "recite_generators": ["rulez"]},
+                                  "generation": {"max_new_tokens": 112}})
+    recited = {}
+    for name, generators in (("all", ["rules", "coverage", "llm", "user"]), ("coverage", ["coverage"])):
+        workspace = Workspace(tmp_path / name)
+        shutil.copytree(ingested_contract.root, workspace.root)
+        build(workspace, load_pipeline("default", {"build": {"augment_variants": 0, "recite": True,
+                                                             "recite_generators": generators},
+                                                   "generation": {"max_new_tokens": 112}}))
+        recited[name] = {(r["question"], r["answer"]): r["generator"]
+                         for r in workspace.read_dataset("qa_train") if r.get("recital")}
+    assert "rules" in recited["all"].values() and "coverage" in recited["all"].values()
+    # the coverage rows keep the recitals they get with every generator; the rules rows get none
+    assert recited["coverage"] == {k: g for k, g in recited["all"].items() if g == "coverage"}
+
+
 def test_a_record_recital_is_its_chunks_reading_text_from_the_title_to_the_answer(ingested_contract, tmp_path):
     from docfinetune.build import build
     from docfinetune.core.config import load_pipeline

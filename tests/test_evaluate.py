@@ -276,6 +276,7 @@ def test_eval_answers_every_question_with_all_four_systems_and_writes_the_report
     assert list(report["systems"]) == list(SYSTEMS)
     for record, row in zip(report["records"], test_rows):
         assert record["question"] == row["question"] and record["reference"] == row["answer"]
+        assert record["generator"] == row["generator"] != ""  # which generator wrote the held-out fact
         assert set(record["answers"]) == set(SYSTEMS)
         assert all(isinstance(a["correct"], bool) for a in record["answers"].values())
     for system, row in report["systems"].items():

@@ -69,10 +69,10 @@ def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, l
 
 
 def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], max_chars: int,
-                 start_at: str = "sentence", records: list[dict] = ()) -> int:
-    """Set `recital` on each closed-book pair (no context chunks) whose answer its source states,
-    recited from its sentence or (`start_at` "record") from its chunk's reading-text record in
-    `records`; returns how many got one."""
+                 start_at: str = "sentence", records: list[dict] = (), generators: tuple[str, ...] | None = None) -> int:
+    """Set `recital` on each closed-book pair (no context chunks) of `generators` (None: all) whose
+    answer its source states, recited from its sentence or (`start_at` "record") from its chunk's
+    reading-text record in `records`; returns how many got one."""
     chunk_texts = ({r["chunk_id"]: r["text"] for r in records} if start_at == "record"
                    else {c.chunk_id: c.text for c in chunks})
     held_out_answers: dict[str, list[str]] = {}  # chunk id -> the held-out answers it states
@@ -83,7 +83,7 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
                 held_out_answers[chunk_id].append(answer)
     count = 0
     for pair in pairs:
-        if pair.context_chunk_ids:
+        if pair.context_chunk_ids or (generators is not None and pair.generator not in generators):
             continue
         pair.recital = recital_for(pair, chunk_texts, held_out_answers, max_chars, start_at)
         count += bool(pair.recital)

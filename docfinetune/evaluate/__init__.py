@@ -315,7 +315,7 @@ def evaluate(
 
     report["records"] = [
         {"question": q.question, "reference": q.reference, "field": q.field, "doc_id": q.doc_id, "source": q.source,
-         "answers": {s: answered(s, i, q) for s in systems}}
+         "generator": q.generator, "answers": {s: answered(s, i, q) for s in systems}}
         for i, q in enumerate(questions)
     ]
     report["seconds"] = round(time.perf_counter() - started, 2)

@@ -28,6 +28,7 @@ class Question:
     field: str = ""
     doc_id: str = ""
     source: str = TEST_SOURCE  # qa_test, or the questions file's name
+    generator: str = ""  # the Q&A generator that wrote a Q&A-test row (rules, coverage...); "" a file's
 
 
 @dataclass
@@ -65,7 +66,8 @@ def held_out_questions(workspace: Workspace) -> list[Question]:
     path = workspace.dataset_file("qa_test")
     if not path.is_file():
         return []
-    return [Question(row["question"], row["answer"], row.get("field") or "", row.get("doc_id") or "")
+    return [Question(row["question"], row["answer"], row.get("field") or "", row.get("doc_id") or "",
+                     generator=row.get("generator") or "")
             for row in read_jsonl(path)]
 
 
