@@ -25,7 +25,10 @@
 #   The ninth run ("default,recite": recitals lengthen every answer): 5, 7, then 9 tasks in three calls of
 #   ~9.5 min, 5 never started; a variant that lengthens answering wants a subset (@contract+contract).
 #   The tenth ("default,phased,recite_record@4 contracts", 30 tasks): 5, 8, then 9 in calls of 585, 580 and
-#   480 s; 8 never started (recite_record reached one contract). The tracked tree must leave room for a
+#   480 s; 8 never started (recite_record reached one contract). The eleventh (recite_read alone, 13 tasks): 2, then 10 in
+#   calls of 584 and 580 s (buffalowildwings cut short in both); then "default@legacy+duos+hemispherx" 1 3 trained
+#   hemispherx alone in 5.3 minutes and started nothing else (MINUTES 3): a contract alone needs MINUTES ≥ 5 to
+#   let a second one start, and a call of ~7 minutes holds two of the smaller ones at most. The tracked tree must leave room for a
 #   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).

@@ -147,8 +147,7 @@ VARIANTS = {
     # scores both decodings)
     "recite_read": {"build": {"recite": True}, "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     # recitals on the coverage generator's rows only, read on; the ~15 rules fields answered plainly: in the
-    # eleventh run recite_read's held-out gain was all coverage facts', and the users' questions it lost include
-    # rules fields (2026-12-02)
+    # eleventh run recite_read's held-out gain was all coverage facts' (2026-12-02; not yet measured)
     "recite_coverage": {"build": {"recite": True, "recite_generators": ["coverage"]},
                         "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},

@@ -410,8 +410,8 @@ class BuildConfig:
         ["rules", "coverage", "llm", "user"],
         "With recite: the generators whose closed-book rows get recitals (user: the --qa files' rows); the "
         "others keep plain answers. Why: in the eleventh run recitals read on answered held-out coverage facts "
-        "61/187 against the default's 12-21 of ~180, but rules-field facts 19/104 against 23-24 of 92, and the "
-        "users' questions they lost include rules fields (parties, effective date, renewal notice).")
+        "61/187 against the default's 12-21 of ~180, but rules-field facts 19/104 against 23-24 of 92 "
+        "(benchmarks/RESULTS.md, \"Knowledge\"). Unmeasured as a subset.")
     recital_max_chars: int = option(160, "Longest recital in characters (sentence: the words nearest the answer "
                                          "kept; record: longer ones not written).", minimum=20)
     curate_max_question_chars: int = option(300, "Longer questions are dropped.", minimum=1)
