@@ -150,6 +150,12 @@ VARIANTS = {
     # eleventh run recite_read's held-out gain was all coverage facts' (2026-12-02; not yet measured)
     "recite_coverage": {"build": {"recite": True, "recite_generators": ["coverage"]},
                         "generation": {"max_new_tokens": 112, "continue_recitals": True}},
+    # every recited row also kept plain; each question answered both ways and the recited answer, read on,
+    # kept when its recital holds half the question's words (build.recite_both): on the eleventh run's stored
+    # answers, a recite model's recitals chosen so beside a default model's plain answers kept the users'
+    # questions at the default's and the held-out facts near the recite model's (2026-12-02; not yet measured)
+    "recite_both": {"build": {"recite": True, "recite_both": True},
+                    "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
@@ -386,7 +392,10 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
                               "finetuned_answer": r["answers"]["finetuned"]["answer"],  # recited or not
                               # generation.continue_recitals: the verdict before reading on
                               **({"finetuned_recited": r["answers"]["finetuned"]["recited"]["correct"]}
-                                 if "recited" in r["answers"]["finetuned"] else {})}
+                                 if "recited" in r["answers"]["finetuned"] else {}),
+                              # build.recite_both: the plain and the read-on answers the answer was chosen from
+                              **{f"finetuned_{key}": r["answers"]["finetuned"][key]["correct"]
+                                 for key in ("plain", "read_on") if key in r["answers"]["finetuned"]}}
                              for r in held_out.get("records", [])],
     }
     for folder in (run_dir / "checkpoints").iterdir():  # a full fine-tune's checkpoint is ~2 GB
@@ -897,6 +906,7 @@ def report(results: Path, write: bool, rescored: bool = False, baselines: list[s
                              f"| {_pct((sum(short), len(short))) if short else '–'} |")
         lines += _recited_lines(variant, rows)
         lines += _read_on_lines(variant, rows)
+        lines += _both_ways_lines(variant, rows)
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})
         lines += ["", f"Variant `{variant}`, lawyers' + hand-written questions per field:", "",
                   "| field | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]
@@ -951,6 +961,8 @@ def _read_on_lines(variant: str, rows: list[dict]) -> list[str]:
                                       for r in rows if r["contract"].startswith("quillmere") for q in r["lawyers_records"]],
             "held-out facts": [(h.get("finetuned_recited", h["finetuned"]), h["finetuned"])
                                for r in rows for h in r.get("held_out_records", [])]}
+    if any("finetuned_plain" in h or "finetuned_read_on" in h for r in rows for h in r.get("held_out_records", [])):
+        return []  # build.recite_both: _both_ways_lines has these with the plain answers beside them
     if not any("recited" in q["answers"]["finetuned"] for r in rows for q in r["lawyers_records"]) and \
             not any("finetuned_recited" in h for r in rows for h in r.get("held_out_records", [])):
         return []
@@ -962,6 +974,33 @@ def _read_on_lines(variant: str, rows: list[dict]) -> list[str]:
         gained, lost = sum(a and not b for b, a in pairs), sum(b and not a for b, a in pairs)
         lines.append(f"| {name} | {len(pairs)} | {_pct((was, len(pairs)))} | {_pct((now, len(pairs)))} "
                      f"| {gained} / {lost} |")
+    return lines
+
+
+def _both_ways_lines(variant: str, rows: list[dict]) -> list[str]:
+    """build.recite_both: each closed-book question answered plainly and for a recital (before and
+    after reading on), and the answer chosen by generation.recital_min_overlap — four scorings of one
+    training."""
+    keys = ("plain", "recited", "read_on")
+
+    def verdicts(answer: dict) -> tuple[bool, ...]:
+        return (*(answer[k]["correct"] if k in answer else answer["correct"] for k in keys), answer["correct"])
+
+    def held_verdicts(held: dict) -> tuple[bool, ...]:
+        return (*(held.get(f"finetuned_{k}", held["finetuned"]) for k in keys), held["finetuned"])
+
+    if not any("finetuned_plain" in h or "finetuned_read_on" in h for r in rows for h in r.get("held_out_records", [])):
+        return []
+    sets = {"lawyers' + hand-written": [verdicts(q["answers"]["finetuned"]) for r in rows for q in r["lawyers_records"]],
+            "hand-written (sample)": [verdicts(q["answers"]["finetuned"]) for r in rows
+                                      if r["contract"].startswith("quillmere") for q in r["lawyers_records"]],
+            "held-out facts": [held_verdicts(h) for r in rows for h in r.get("held_out_records", [])]}
+    lines = ["", f"Variant `{variant}`, closed-book answered plainly and for a recital (before and after reading on), "
+                 "and the answer chosen between them (build.recite_both; one training, four scorings):", "",
+             "| questions | asked | plain | recited | recited, read on | chosen |", "|---|---|---|---|---|---|"]
+    for name, verdict_rows in sets.items():
+        cells = [_pct((sum(v[k] for v in verdict_rows), len(verdict_rows))) for k in range(4)]
+        lines.append(f"| {name} | {len(verdict_rows)} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 from docfinetune.core.config import GenerationConfig, PipelineConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
-from docfinetune.core.generate import continue_recitals, format_prompt, generate, rag_prompt
+from docfinetune.core.generate import continue_recitals, format_prompt, generate, plain_or_recited, rag_prompt
 from docfinetune.core.records import Chunk, is_card
 from docfinetune.core.runs import best_system, find_run, load_answerer, resolve_checkpoint, runs_dir
 from docfinetune.core.score import RECITAL_MARK
@@ -134,11 +134,8 @@ class Asker:
         else:
             prompt = format_prompt(config.generation.prompt_template, question)
         answer, first_at = stream_answer(self.model, self.tokenizer, prompt, config.generation, on_token)
-        if config.generation.continue_recitals and not self.open_book:
-            recalled = continue_recitals(self.model, self.tokenizer, [answer], config.generation)[0]
-            if recalled != answer and on_token is not None:
-                on_token(f"\n(read on from the recital: {recalled.rsplit(RECITAL_MARK, 1)[1]})")
-            answer = recalled
+        if not self.open_book:
+            answer = self.recalled(question, answer, on_token)
         return AskResult(
             question=question,
             answer=answer,
@@ -154,6 +151,28 @@ class Asker:
             cited={c.chunk_id: self.chunk_at[(c.doc_id, c.char_start)] for c, _ in found
                    if is_card(c) and (c.doc_id, c.char_start) in self.chunk_at},
         )
+
+    def recalled(self, question: str, answer: str, on_token: TokenFn | None) -> str:
+        """The closed-book `answer` (already streamed) after the model's recital decodings: with
+        build.recite_both the question asked again for a recital, read on, and kept when its recital
+        quotes the question; otherwise a recited answer read on (generation.continue_recitals)."""
+        generation = self.config.generation
+        if self.config.build.recite_both and self.chosen is not None:
+            recited = generate(self.model, self.tokenizer, [format_prompt(generation.recite_prompt_template, question)],
+                               max_new_tokens=generation.max_new_tokens, batch_size=1)[0]
+            if generation.continue_recitals:
+                recited = continue_recitals(self.model, self.tokenizer, [recited], generation)[0]
+            if plain_or_recited(question, answer, recited, generation) == answer:
+                return answer
+            if on_token is not None:
+                on_token(f"\n(recited, the clause the question quotes: {recited})")
+            return recited
+        if not generation.continue_recitals:
+            return answer
+        read = continue_recitals(self.model, self.tokenizer, [answer], generation)[0]
+        if read != answer and on_token is not None:
+            on_token(f"\n(read on from the recital: {read.rsplit(RECITAL_MARK, 1)[1]})")
+        return read
 
 
 def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | None = None,

@@ -255,3 +255,28 @@ def test_a_frozen_output_layer_gets_a_contiguous_input_while_generating(tiny_mod
     answers = generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=2, stop_at_line_end=False)
     assert len(answers) == 2 and seen and all(seen)
     assert len(model.get_output_embeddings()._forward_pre_hooks) == 0
+
+
+def test_ask_with_recite_both_prints_the_recital_only_when_it_quotes_the_question(monkeypatch):
+    from types import SimpleNamespace
+
+    import docfinetune.ask as ask_module
+    from docfinetune.ask import Asker
+
+    config = load_pipeline("default", {"build": {"recite": True, "recite_both": True},
+                                       "generation": {"max_new_tokens": 112, "continue_recitals": False}})
+    recital = "Customer shall pay each undisputed invoice within forty-five (45) days ⇒ forty-five (45) days"
+    prompts = []
+    monkeypatch.setattr(ask_module, "generate", lambda model, tokenizer, asked, **kw: prompts.extend(asked) or [recital])
+    asker = SimpleNamespace(config=config, chosen=object(), model=None, tokenizer=None)
+    printed = []
+    quoting = "Within how many days shall Customer pay each undisputed invoice?"
+    assert Asker.recalled(asker, quoting, "thirty (30) days", printed.append) == recital
+    assert prompts == [f"Question: {quoting}\nRecite the clause, then answer:"]
+    assert printed == [f"\n(recited, the clause the question quotes: {recital})"]
+    printed.clear()
+    topic = "When are the vendor's bills due?"
+    assert Asker.recalled(asker, topic, "thirty (30) days", printed.append) == "thirty (30) days" and not printed
+    # the base model (no run) is never asked twice
+    assert Asker.recalled(SimpleNamespace(config=config, chosen=None, model=None, tokenizer=None), quoting,
+                          "thirty (30) days", printed.append) == "thirty (30) days" and len(prompts) == 2

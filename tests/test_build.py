@@ -556,6 +556,40 @@ def test_recite_generators_limits_recitals_to_the_named_generators_rows(ingested
     assert recited["coverage"] == {k: g for k, g in recited["all"].items() if g == "coverage"}
 
 
+def test_recite_both_keeps_each_recited_row_plain_and_adds_its_recited_copy_asked_for_a_recital(
+        ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.errors import ConfigError
+    from docfinetune.core.workspace import Workspace
+    from docfinetune.train import prompts_for, qa_example
+
+    with pytest.raises(ConfigError, match="recite_both: needs build.recite"):
+        load_pipeline("default", {"build": {"recite_both": True}})
+    built = {}
+    for name, settings in (("plain", {}), ("recite", {"recite": True}), ("both", {"recite": True, "recite_both": True})):
+        workspace = Workspace(tmp_path / name)
+        shutil.copytree(ingested_contract.root, workspace.root)
+        config = load_pipeline("default", {"build": {"augment_variants": 0, **settings},
+                                           "generation": {"max_new_tokens": 112}})
+        stats = build(workspace, config)
+        built[name] = (workspace, config, workspace.read_dataset("qa_train"), stats)
+    plain, recited, (workspace, config, both, stats) = built["plain"][2], built["recite"][2], built["both"]
+    copies = [r for r in recited if r.get("recital")]
+    unrecited = [{k: v for k, v in r.items() if k != "recital"} for r in both[:len(plain)]]
+    assert unrecited == plain and not any(r.get("recital") for r in both[:len(plain)])  # the plain rows, unchanged
+    assert both[len(plain):] == copies and stats["qa"]["recitals"] == len(copies) > 0  # then the recited copies
+    prompt_of = prompts_for(workspace, config, both)
+    asked = [qa_example(prompt_of, r) for r in both]
+    closed = [(r, a) for r, a in zip(both, asked) if not r["context_chunk_ids"]]
+    assert all(a["prompt"].endswith("\nRecite the clause, then answer:") == bool(r.get("recital")) for r, a in closed)
+    assert all(a["prompt"].endswith("\nAnswer:") for r, a in closed if not r.get("recital"))
+    # the recite build alone asks its recited rows in the plain prompt, as measured
+    recite_workspace, recite_config, _, _ = built["recite"]
+    assert all(qa_example(prompts_for(recite_workspace, recite_config, copies), r)["prompt"].endswith("\nAnswer:")
+               for r in copies)
+
+
 def test_a_record_recital_is_its_chunks_reading_text_from_the_title_to_the_answer(ingested_contract, tmp_path):
     from docfinetune.build import build
     from docfinetune.core.config import load_pipeline

@@ -17,9 +17,11 @@ from docfinetune.core.config import EvalConfig, GenerationConfig, load_pipeline
 from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
 from docfinetune.core.generate import (
     chunk_pages,
+    closed_book_answers,
     continue_recitals,
     generate,
     rag_prompt,
+    recital_overlap,
     recital_prefix,
     recited_value,
 )
@@ -477,6 +479,35 @@ def test_a_recital_is_cut_before_its_value_and_the_value_read_off_the_continuati
     assert len(recited_value(" ".join(["word"] * 40)).split()) == 12
 
 
+def test_eval_with_recite_both_answers_closed_book_both_ways_and_keeps_both_in_each_record(built, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = load_pipeline("default", {"model": {"base_model": str(tiny_model_dir), "device": "cpu"},
+                                       "generation": {**FAST, "max_new_tokens": 112},
+                                       "eval": {"max_questions": 8, "extraction_chunks": 0, "read_back": False},
+                                       "build": {"recite": True, "recite_both": True}})
+    make_fake_run(built, config, "run-1", (10, 20), 20, targets=("q_proj", "v_proj", "down_proj"))  # answers in its config
+    report = evaluate(built, config=config, systems=("base", "finetuned"))
+    questions = [r["question"] for r in report["records"]]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    generation = config.generation
+    asked = {template: generate(base, tokenizer, [template.format(question=q) for q in questions],
+                                max_new_tokens=generation.max_new_tokens, batch_size=4)
+             for template in (generation.prompt_template, generation.recite_prompt_template)}
+    # the base model answers once, plainly: no recital to choose
+    assert [r["answers"]["base"]["answer"] for r in report["records"]] == asked[generation.prompt_template]
+    assert not any({"plain", "read_on"} & set(r["answers"]["base"]) for r in report["records"])
+    # the fine-tuned model both ways: a random model recites nothing, so the plain answer is kept and
+    # the one asked for a recital is kept beside it
+    for record in report["records"]:
+        tuned = record["answers"]["finetuned"]
+        assert "plain" not in tuned and "⇒" not in tuned["answer"]
+        if "read_on" in tuned:
+            assert tuned["read_on"]["answer"] != tuned["answer"] and isinstance(tuned["read_on"]["correct"], bool)
+    assert any("read_on" in r["answers"]["finetuned"] for r in report["records"])
+
+
 def test_continue_recitals_answers_again_from_the_plain_text_continuation_of_the_clause(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -493,3 +524,38 @@ def test_continue_recitals_answers_again_from_the_plain_text_continuation_of_the
         assert again[0] == f"{clause} {continuation.split('⇒')[0].strip()} ⇒ {recited_value(continuation)}"
     else:  # a random model may say nothing on the first line: the answer stays
         assert again[0] == answers[0]
+
+
+def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_question():
+    clause = "the obligations of this Article VII shall survive for a period of five (5) years"
+    quoting = "For how many years shall the obligations of this Article VII survive?"
+    topic = "How long do the confidentiality obligations last after termination?"
+    wrong = clause.replace("five (5)", "six (6)")
+    # the question's words, stopwords and contract boilerplate ("shall") left out, found in the recital
+    assert recital_overlap(quoting, f"{clause} ⇒ five (5) years") == pytest.approx(5 / 6)  # all but "many"
+    assert recital_overlap(topic, f"{clause} ⇒ five (5) years") == pytest.approx(1 / 5)  # "obligations"
+    assert recital_overlap(topic, "five (5) years") is None  # nothing recited
+    asked: list[tuple[str, int]] = []
+    said = {f"Question: {quoting}\nAnswer:": "three (3) years", f"Question: {topic}\nAnswer:": "two (2) years",
+            # the recital right up to the value, which is filled in from other answers; read on, it is the text's
+            f"Question: {quoting}\nRecite the clause, then answer:": f"{wrong} ⇒ six (6) years",
+            f"Question: {topic}\nRecite the clause, then answer:": f"{wrong} ⇒ six (6) years",
+            "the obligations of this Article VII shall survive for a period of": "five (5) years. The Customer"}
+
+    def ask(prompts: list[str], max_new_tokens: int) -> list[str]:
+        asked.extend((p, max_new_tokens) for p in prompts)
+        return [said[p] for p in prompts]
+
+    generation = GenerationConfig(max_new_tokens=112, continuation_tokens=20)
+    got = closed_book_answers(ask, [quoting, topic], generation, recite_both=True)
+    read = "the obligations of this Article VII shall survive for a period of five (5) years. The Customer ⇒ five (5) years"
+    assert got["plain"] == ["three (3) years", "two (2) years"]
+    assert got["read_on"] == [read, read]  # both recitals read on from the clause's text, not the question
+    assert got["answer"] == [read, "two (2) years"]  # the topic question's recital quotes too little of it
+    assert sorted({n for _, n in asked}) == [20, 112]  # continuations are continuation_tokens long
+    # without recite_both: one plain ask, read on when it recites
+    asked.clear()
+    plain = closed_book_answers(ask, [quoting], generation)
+    assert plain == {"answer": ["three (3) years"], "recited": ["three (3) years"]} and len(asked) == 1
+    tighter = GenerationConfig(max_new_tokens=112, recital_min_overlap=0.0)
+    assert closed_book_answers(ask, [topic], tighter, recite_both=True)["answer"][0].endswith("five (5) years")

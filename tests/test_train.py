@@ -452,6 +452,31 @@ def test_without_validation_questions_training_goes_on_padded(reference, tmp_pat
         train(workspace, config, run_id="no-val")
 
 
+def test_with_recite_both_checkpoints_are_scored_on_the_answers_ask_would_give(reference, tmp_path, monkeypatch):
+    import docfinetune.train as train_stage
+
+    calls = []
+
+    def spy(ask, questions, generation, recite_both=False):
+        got = real(ask, questions, generation, recite_both)
+        calls.append((recite_both, got))
+        return got
+
+    real = train_stage.closed_book_answers
+    monkeypatch.setattr(train_stage, "closed_book_answers", spy)
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    tiny = tiny_config(reference["config"].model.base_model, max_steps=2, eval_every_steps=2)
+    config = load_pipeline("default", {**tiny.to_dict(), "build": {**tiny.to_dict()["build"], "recite": True,
+                                                                    "recite_both": True, "recital_max_chars": 20},
+                                       "generation": {"batch_size": 8, "max_new_tokens": 61}})
+    run_dir = train(workspace, config, run_id="both")
+    rows = lines(run_dir)
+    assert [r["step"] for r in rows] == [2] and rows[0]["questions"] > 0
+    # each checkpoint's questions asked plainly and for a recital, the answer chosen as eval and ask choose
+    assert calls and all(both and set(got) == {"answer", "recited", "plain", "read_on"} for both, got in calls)
+    assert any(r.get("recital") for r in workspace.read_dataset("qa_train"))
+
+
 def test_bad_settings_are_reported_together_before_a_model_loads(reference, tmp_path):
     workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
     for name in ("cpt", "qa_train"):

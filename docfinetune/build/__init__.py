@@ -112,7 +112,8 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                                                        build_config.open_book_counterfactual_share,
                                                        build_config.split_seed)
     recitals = (add_recitals(splits["train"], chunks, splits["val"] + splits["test"], build_config.recital_max_chars,
-                             build_config.recital_from, originals, tuple(build_config.recite_generators))
+                             build_config.recital_from, originals, tuple(build_config.recite_generators),
+                             keep_plain=build_config.recite_both)
                 if build_config.recite else 0)
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])

@@ -25,6 +25,7 @@ contract's sentences).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from docfinetune.core.records import Chunk, QAPair
@@ -69,10 +70,12 @@ def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, l
 
 
 def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], max_chars: int,
-                 start_at: str = "sentence", records: list[dict] = (), generators: tuple[str, ...] | None = None) -> int:
+                 start_at: str = "sentence", records: list[dict] = (), generators: tuple[str, ...] | None = None,
+                 keep_plain: bool = False) -> int:
     """Set `recital` on each closed-book pair (no context chunks) of `generators` (None: all) whose
     answer its source states, recited from its sentence or (`start_at` "record") from its chunk's
-    reading-text record in `records`; returns how many got one."""
+    reading-text record in `records`; with `keep_plain` the pair stays as it was and a recited copy
+    is appended to `pairs` (build.recite_both). Returns how many got one."""
     chunk_texts = ({r["chunk_id"]: r["text"] for r in records} if start_at == "record"
                    else {c.chunk_id: c.text for c in chunks})
     held_out_answers: dict[str, list[str]] = {}  # chunk id -> the held-out answers it states
@@ -81,13 +84,20 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
         for chunk_id in pair.source_chunk_ids:
             if answer and answer not in held_out_answers.setdefault(chunk_id, []):
                 held_out_answers[chunk_id].append(answer)
-    count = 0
+    copies = []
     for pair in pairs:
         if pair.context_chunk_ids or (generators is not None and pair.generator not in generators):
             continue
-        pair.recital = recital_for(pair, chunk_texts, held_out_answers, max_chars, start_at)
-        count += bool(pair.recital)
-    return count
+        recital = recital_for(pair, chunk_texts, held_out_answers, max_chars, start_at)
+        if recital and keep_plain:
+            copies.append(dataclasses.replace(pair, recital=recital, meta=dict(pair.meta),
+                                              source_chunk_ids=list(pair.source_chunk_ids)))
+        elif recital:
+            pair.recital = recital
+            copies.append(pair)
+    if keep_plain:
+        pairs += copies
+    return len(copies)
 
 
 def _after_held_out(text: str, window_start: int, answer_start: int, answer_end: int,

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 from docfinetune.core.config import GenerationConfig
 from docfinetune.core.records import Chunk
+from docfinetune.core.retrieve import LEGAL_STOPWORDS, tokenize
 from docfinetune.core.score import RECITAL_MARK
 
 TextFn = Callable[[str], None]
@@ -290,17 +291,63 @@ def _before_mark(continuation: str) -> str:
 
 
 def continue_recitals(model, tokenizer, answers: list[str], generation: GenerationConfig) -> list[str]:
-    """`answers` (closed-book), each recited one answered again from the model's memory of the text:
-    its clause, cut before the value, is continued as plain text — the way a held-out fact is read
-    back, not in the question's frame — and the value is taken from that continuation. The new
-    answer is "<clause prefix> <continuation> ⇒ <value>"; others are returned as they were."""
+    """`answers` (closed-book), each recited one answered again from the model's memory of the text
+    (`read_on`), the continuations generated greedily here."""
+    return read_on(answers, lambda prompts: generate(model, tokenizer, prompts,
+                                                     max_new_tokens=generation.continuation_tokens,
+                                                     batch_size=generation.batch_size))
+
+
+def read_on(answers: list[str], continue_texts: Callable[[list[str]], list[str]]) -> list[str]:
+    """Each recited answer of `answers` answered again: its clause, cut before the value, is
+    continued as plain text by `continue_texts` (prompts -> continuations) — the way a held-out
+    fact is read back, not in the question's frame — and the value is taken from that
+    continuation. The new answer is "<clause prefix> <continuation> ⇒ <value>"; others are
+    returned as they were."""
     prefixes = {i: p for i, a in enumerate(answers) if (p := recital_prefix(a)) is not None}
     if not prefixes:
         return list(answers)
-    continued = generate(model, tokenizer, list(prefixes.values()), max_new_tokens=generation.continuation_tokens,
-                         batch_size=generation.batch_size)
+    continued = continue_texts(list(prefixes.values()))
     out = list(answers)
     for (i, prefix), text in zip(prefixes.items(), continued):
         if value := recited_value(text):
             out[i] = f"{prefix} {_before_mark(text)}{RECITAL_MARK}{value}"
     return out
+
+
+def recital_overlap(question: str, answer: str) -> float | None:
+    """The share of the question's words (stopwords and contract boilerplate left out) that the
+    answer's recital holds; None when the answer recites nothing."""
+    if RECITAL_MARK not in answer:
+        return None
+    asked = {w for w in tokenize(question) if w not in LEGAL_STOPWORDS}
+    recited = set(tokenize(answer.rsplit(RECITAL_MARK, 1)[0]))
+    return len(asked & recited) / len(asked) if asked else 0.0
+
+
+def closed_book_answers(ask: Callable[[list[str], int], list[str]], questions: list[str],
+                        generation: GenerationConfig, recite_both: bool = False) -> dict[str, list[str]]:
+    """Closed-book answers to `questions`, `ask(prompts, max_new_tokens)` generating greedily:
+    {"answer": what the pipeline answers, "recited": the answers before reading on
+    (continue_recitals), and with recite_both "plain": the plain answers, "read_on": the recited ones
+    read on}. With recite_both each
+    question is asked plainly (prompt_template) and for a recital (recite_prompt_template), and the
+    recited answer, read on, is kept when its recital holds `recital_min_overlap` of the question's
+    words: a question quoting its clause is answered from the memory of the text, a topic
+    question plainly."""
+    plain = ask([format_prompt(generation.prompt_template, q) for q in questions], generation.max_new_tokens)
+    recited = (ask([format_prompt(generation.recite_prompt_template, q) for q in questions],
+                   generation.max_new_tokens) if recite_both else plain)
+    read = (read_on(recited, lambda prompts: ask(prompts, generation.continuation_tokens))
+            if generation.continue_recitals else recited)
+    if not recite_both:
+        return {"answer": read, "recited": recited}
+    chosen = [plain_or_recited(q, p, r, generation) for q, p, r in zip(questions, plain, read)]
+    return {"answer": chosen, "recited": recited, "plain": plain, "read_on": read}
+
+
+def plain_or_recited(question: str, plain: str, recited: str, generation: GenerationConfig) -> str:
+    """build.recite_both's choice: the recited answer when its recital holds at least
+    `recital_min_overlap` of the question's words (the question quotes its clause), else the plain one."""
+    share = recital_overlap(question, recited)
+    return recited if share is not None and share >= generation.recital_min_overlap else plain

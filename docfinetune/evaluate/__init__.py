@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 
 from docfinetune.core.config import EvalConfig, GenerationConfig, PipelineConfig, load_pipeline
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.generate import continue_recitals, format_prompt
+from docfinetune.core.generate import closed_book_answers, generate
 from docfinetune.core.runs import (
     Checkpoint,
     Run,
@@ -187,7 +187,6 @@ def evaluate(
             yield model
 
     generation = pipeline.generation
-    closed_book = [format_prompt(generation.prompt_template, q) for q in texts]
     # The extraction test's prompts: the first part of sampled training records.
     cases: list[dict] = []
     cpt_path = workspace.dataset_file("cpt")
@@ -205,6 +204,8 @@ def evaluate(
     from_sentence = memorization.sentence_cases(read_back)
     answers: dict[str, list[str]] = {}
     recited: dict[str, list[str]] = {}  # closed-book answers before continue_recitals read on from them
+    plain: dict[str, list[str]] = {}  # build.recite_both: the plain closed-book answers ...
+    read_on: dict[str, list[str]] = {}  # ... and the recited ones read on, the answer chosen from the two
     continued: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
     read_sentence: dict[str, list[str]] = {}
@@ -220,12 +221,17 @@ def evaluate(
             for system in group:
                 stage = f"answering ({system})"
                 progress(stage, 0, len(texts))
-                prompts = rag_prompts if system.endswith("+rag") else closed_book
-                answers[system] = _answer(answering, tokenizer, prompts, generation,
-                                          lambda done: progress(stage, done, len(texts)))
-                if generation.continue_recitals and not system.endswith("+rag"):
-                    recited[system] = answers[system]
-                    answers[system] = continue_recitals(answering, tokenizer, answers[system], generation)
+                step = lambda done: progress(stage, done, len(texts))  # noqa: E731
+                if system.endswith("+rag"):
+                    answers[system] = _answer(answering, tokenizer, rag_prompts, generation, step)
+                    continue
+                got = closed_book_answers(
+                    lambda prompts, tokens: generate(answering, tokenizer, prompts, max_new_tokens=tokens,
+                                                     batch_size=generation.batch_size, on_progress=step),
+                    texts, generation, pipeline.build.recite_both and name == "finetuned")
+                answers[system], recited[system] = got["answer"], got["recited"]
+                if "plain" in got:
+                    plain[system], read_on[system] = got["plain"], got["read_on"]
             if cases:
                 stage = f"extraction test ({name})"
                 progress(stage, 0, len(cases))
@@ -307,10 +313,11 @@ def evaluate(
                                   for s in systems}
     def answered(s: str, i: int, q) -> dict:
         row = {"answer": answers[s][i], "correct": verdicts[s][i]}
-        if s in recited and recited[s][i] != answers[s][i]:  # both decodings of one training, to compare
-            before = recited[s][i]
-            row["recited"] = {"answer": before, "correct": answer_matches(before, q.reference, q.field or None)
-                              if q.reference is not None else None}
+        # the decodings of one training the answer came from, to compare
+        for key, given in (("recited", recited), ("plain", plain), ("read_on", read_on)):
+            if s in given and given[s][i] != answers[s][i]:
+                row[key] = {"answer": given[s][i], "correct": answer_matches(given[s][i], q.reference, q.field or None)
+                            if q.reference is not None else None}
         return row
 
     report["records"] = [

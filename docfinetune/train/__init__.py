@@ -32,7 +32,7 @@ with peft_import():  # transformers' trainer module imports peft, and peft bitsa
 from docfinetune.core import distributed
 from docfinetune.core.config import PipelineConfig, TrainConfig
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.generate import format_prompt, generate, rag_prompt, swapped_context
+from docfinetune.core.generate import closed_book_answers, format_prompt, generate, rag_prompt, swapped_context
 from docfinetune.core.models import resolve_device
 from docfinetune.core.runs import (
     CHECKPOINT_METRICS_FILE,
@@ -453,8 +453,10 @@ class RunRecorder(TrainerCallback):
         model answer what it only read?) and to a sample of the training questions (did it
         learn what it was taught?), scored by the project's one scorer."""
         asked = self.questions + self.taught
-        prompts = [format_prompt(self.generation.prompt_template, q["question"]) for q in asked]
-        predictions = self.answers(model, prompts)
+        # as eval and ask answer: read on from recitals, both ways with build.recite_both
+        predictions = closed_book_answers(lambda prompts, tokens: self.answers(model, prompts, tokens),
+                                          [q["question"] for q in asked], self.generation,
+                                          self.config.build.recite_both)["answer"]
         results = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(predictions, asked)]
         val, taught = results[:len(self.questions)], results[len(self.questions):]
         examples = [{"question": q["question"], "reference": q["answer"], "prediction": p, "correct": ok}
@@ -473,12 +475,13 @@ class RunRecorder(TrainerCallback):
                 "taught_open_book_accuracy": sum(taught_open) / len(taught_open) if taught_open else None,
                 "examples": examples}
 
-    def answers(self, model, prompts: list[str]) -> list[str]:
-        """Greedy answers in order; with several processes each answers its share of the
-        prompts and all get every answer (an FSDP model: shares of one length, generated in step)."""
+    def answers(self, model, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers in order (at most `max_new_tokens`, default generation.max_new_tokens); with
+        several processes each answers its share of the prompts and all get every answer (an FSDP
+        model: shares of one length, generated in step)."""
         in_step = self.sharded
         mine, real = distributed.share(prompts, equal=in_step)
-        answers = generate(model, self.tokenizer, mine, max_new_tokens=self.generation.max_new_tokens,
+        answers = generate(model, self.tokenizer, mine, max_new_tokens=max_new_tokens or self.generation.max_new_tokens,
                            batch_size=self.generation.batch_size, synced_gpus=in_step) if mine else []
         return distributed.gather(answers[:real])
 
@@ -608,6 +611,8 @@ def prompts_for(workspace: Workspace | None, config: PipelineConfig,
                                   row.get("context_swap"))
         if context:
             return rag_prompt(row["question"], context, titles, generation)
+        if row.get("recital") and config.build.recite_both:  # the recited copy of a row also kept plain
+            return format_prompt(generation.recite_prompt_template, row["question"])
         return format_prompt(generation.prompt_template, row["question"])
 
     return prompt_of
