@@ -28,7 +28,9 @@
 #   480 s; 8 never started (recite_record reached one contract). The eleventh (recite_read alone, 13 tasks): 2, then 10 in
 #   calls of 584 and 580 s (buffalowildwings cut short in both); then "default@legacy+duos+hemispherx" 1 3 trained
 #   hemispherx alone in 5.3 minutes and started nothing else (MINUTES 3): a contract alone needs MINUTES ≥ 5 to
-#   let a second one start, and a call of ~7 minutes holds two of the smaller ones at most. The tracked tree must leave room for a
+#   let a second one start, and a call of ~7 minutes holds two of the smaller ones at most.
+#   recite_both answers every closed-book question twice (and reads on), in each checkpoint's evaluation too:
+#   expect it slower than recite_read (8-12 minutes a contract with 8 sharing) and give it two full calls. The tracked tree must leave room for a
 #   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
