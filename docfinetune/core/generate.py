@@ -327,14 +327,13 @@ def recital_overlap(question: str, answer: str) -> float | None:
 
 def closed_book_answers(ask: Callable[[list[str], int], list[str]], questions: list[str],
                         generation: GenerationConfig, recite_both: bool = False) -> dict[str, list[str]]:
-    """Closed-book answers to `questions`, `ask(prompts, max_new_tokens)` generating greedily:
-    {"answer": what the pipeline answers, "recited": the answers before reading on
-    (continue_recitals), and with recite_both "plain": the plain answers, "read_on": the recited ones
-    read on}. With recite_both each
-    question is asked plainly (prompt_template) and for a recital (recite_prompt_template), and the
-    recited answer, read on, is kept when its recital holds `recital_min_overlap` of the question's
-    words: a question quoting its clause is answered from the memory of the text, a topic
-    question plainly."""
+    """Closed-book answers to `questions`, `ask(prompts, max_new_tokens)` generating greedily, as
+    checkpoint selection, eval and ask answer: {"answer": what the pipeline answers, "recited": the
+    answers before reading on (continue_recitals)}, and with recite_both "plain" and "read_on". With
+    recite_both each question is asked plainly (prompt_template) and for a recital
+    (recite_prompt_template), and the recited answer, read on, is kept when its recital holds
+    `recital_min_overlap` of the question's words: a question quoting its clause is answered from
+    the memory of the text, a topic question plainly."""
     plain = ask([format_prompt(generation.prompt_template, q) for q in questions], generation.max_new_tokens)
     recited = (ask([format_prompt(generation.recite_prompt_template, q) for q in questions],
                    generation.max_new_tokens) if recite_both else plain)

@@ -221,7 +221,10 @@ def evaluate(
             for system in group:
                 stage = f"answering ({system})"
                 progress(stage, 0, len(texts))
-                step = lambda done: progress(stage, done, len(texts))  # noqa: E731
+
+                def step(done: int, stage: str = stage) -> None:
+                    progress(stage, done, len(texts))
+
                 if system.endswith("+rag"):
                     answers[system] = _answer(answering, tokenizer, rag_prompts, generation, step)
                     continue
