@@ -137,7 +137,7 @@ VARIANTS = {
     # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):
     # from the answer's sentence (lost to default in the ninth run, 2026-12-01), or from the start of its
     # chunk's reading-text record, title and heading first, as the read-back prompt is (not yet measured)
-    # (both as measured: without reading on, the default since the eleventh run)
+    # (both pinned as they were measured: without reading on, which is on by default since the eleventh run)
     "recite": {"build": {"recite": True}, "generation": {"max_new_tokens": 112, "continue_recitals": False}},
     "recite_record": {"build": {"recite": True, "recital_from": "record", "recital_max_chars": 700},
                       "generation": {"max_new_tokens": 232, "continue_recitals": False}},
