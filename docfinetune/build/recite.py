@@ -16,6 +16,13 @@ may also start there (`build.recital_from: record`), one line, the record's line
 On the one contract the tenth run reached with them (duos): closed-book 3/7 against 5/7, held-out
 facts 2/23 against 5/23 — no sign that either form helps; both stay off.
 
+Read on (generation.continue_recitals: the recited clause, cut before its value, continued as plain
+text), sentence recitals answer twice the held-out facts (eleventh run: 80/291 against the
+default's 36-44 of ~275) but lose the users' topic questions (the sample's clause questions 9/42
+against 14-15): from a topic the model recites a wrong clause. `build.recite_generators` limits
+recitals to some generators' rows; `build.recite_both` keeps every recited row plain as well, so
+a question can be answered both ways and the recital kept only when it quotes the question.
+
 A recital never holds a held-out (val or test) fact's answer where that fact is stated (its source
 chunk): those facts are still learned by reading alone (build.split's rule), so a sentence recital
 starts after any such answer and a record recital that would hold one is not written. Elsewhere the
