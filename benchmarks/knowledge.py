@@ -948,28 +948,41 @@ def _recited_lines(variant: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def _decodings(rows: list[dict], keys: tuple[str, ...]) -> dict[str, list[tuple[bool, ...]]]:
+    """For each question set, each closed-book answer's verdicts under the decodings `keys` that
+    eval keeps beside it ("recited", "plain", "read_on"; one that equals the answer is not kept, so
+    it scores as the answer), then the answer's own."""
+    def verdicts(answer: dict) -> tuple[bool, ...]:
+        return (*(answer[k]["correct"] if k in answer else answer["correct"] for k in keys), answer["correct"])
+
+    def held_verdicts(held: dict) -> tuple[bool, ...]:
+        return (*(held.get(f"finetuned_{k}", held["finetuned"]) for k in keys), held["finetuned"])
+
+    return {"lawyers' + hand-written": [verdicts(q["answers"]["finetuned"]) for r in rows for q in r["lawyers_records"]],
+            "hand-written (sample)": [verdicts(q["answers"]["finetuned"]) for r in rows
+                                      if r["contract"].startswith("quillmere") for q in r["lawyers_records"]],
+            "held-out facts": [held_verdicts(h) for r in rows for h in r.get("held_out_records", [])]}
+
+
+def _answered_both_ways(rows: list[dict]) -> bool:
+    """Whether the rows come from a build.recite_both training (eval kept plain / read-on answers)."""
+    return any("finetuned_plain" in h or "finetuned_read_on" in h for r in rows for h in r.get("held_out_records", []))
+
+
 def _read_on_lines(variant: str, rows: list[dict]) -> list[str]:
     """With generation.continue_recitals: the same training's closed-book answers scored before and
     after reading on from each recital as plain text (an answer left alone counts the same in both),
-    question by question. Nothing for a variant that never read on."""
-    def before(answer: dict) -> bool:
-        return answer["recited"]["correct"] if "recited" in answer else answer["correct"]
-
-    sets = {"lawyers' + hand-written": [(before(q["answers"]["finetuned"]), q["answers"]["finetuned"]["correct"])
-                                        for r in rows for q in r["lawyers_records"]],
-            "hand-written (sample)": [(before(q["answers"]["finetuned"]), q["answers"]["finetuned"]["correct"])
-                                      for r in rows if r["contract"].startswith("quillmere") for q in r["lawyers_records"]],
-            "held-out facts": [(h.get("finetuned_recited", h["finetuned"]), h["finetuned"])
-                               for r in rows for h in r.get("held_out_records", [])]}
-    if any("finetuned_plain" in h or "finetuned_read_on" in h for r in rows for h in r.get("held_out_records", [])):
-        return []  # build.recite_both: _both_ways_lines has these with the plain answers beside them
+    question by question. Nothing for a variant that never read on, nor for build.recite_both
+    (`_both_ways_lines` has these with the plain answers beside them)."""
+    if _answered_both_ways(rows):
+        return []
     if not any("recited" in q["answers"]["finetuned"] for r in rows for q in r["lawyers_records"]) and \
             not any("finetuned_recited" in h for r in rows for h in r.get("held_out_records", [])):
         return []
     lines = ["", f"Variant `{variant}`, closed-book before and after reading on from the recital "
                  "(generation.continue_recitals; one training, two decodings):", "",
              "| questions | asked | before | after | gained / lost |", "|---|---|---|---|---|"]
-    for name, pairs in sets.items():
+    for name, pairs in _decodings(rows, ("recited",)).items():
         was, now = sum(b for b, _ in pairs), sum(a for _, a in pairs)
         gained, lost = sum(a and not b for b, a in pairs), sum(b and not a for b, a in pairs)
         lines.append(f"| {name} | {len(pairs)} | {_pct((was, len(pairs)))} | {_pct((now, len(pairs)))} "
@@ -981,24 +994,12 @@ def _both_ways_lines(variant: str, rows: list[dict]) -> list[str]:
     """build.recite_both: each closed-book question answered plainly and for a recital (before and
     after reading on), and the answer chosen by generation.recital_min_overlap — four scorings of one
     training."""
-    keys = ("plain", "recited", "read_on")
-
-    def verdicts(answer: dict) -> tuple[bool, ...]:
-        return (*(answer[k]["correct"] if k in answer else answer["correct"] for k in keys), answer["correct"])
-
-    def held_verdicts(held: dict) -> tuple[bool, ...]:
-        return (*(held.get(f"finetuned_{k}", held["finetuned"]) for k in keys), held["finetuned"])
-
-    if not any("finetuned_plain" in h or "finetuned_read_on" in h for r in rows for h in r.get("held_out_records", [])):
+    if not _answered_both_ways(rows):
         return []
-    sets = {"lawyers' + hand-written": [verdicts(q["answers"]["finetuned"]) for r in rows for q in r["lawyers_records"]],
-            "hand-written (sample)": [verdicts(q["answers"]["finetuned"]) for r in rows
-                                      if r["contract"].startswith("quillmere") for q in r["lawyers_records"]],
-            "held-out facts": [held_verdicts(h) for r in rows for h in r.get("held_out_records", [])]}
     lines = ["", f"Variant `{variant}`, closed-book answered plainly and for a recital (before and after reading on), "
                  "and the answer chosen between them (build.recite_both; one training, four scorings):", "",
              "| questions | asked | plain | recited | recited, read on | chosen |", "|---|---|---|---|---|---|"]
-    for name, verdict_rows in sets.items():
+    for name, verdict_rows in _decodings(rows, ("plain", "recited", "read_on")).items():
         cells = [_pct((sum(v[k] for v in verdict_rows), len(verdict_rows))) for k in range(4)]
         lines.append(f"| {name} | {len(verdict_rows)} | " + " | ".join(cells) + " |")
     return lines
