@@ -948,6 +948,74 @@ def _recited_lines(variant: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def recitals(out: Path, results: Path, variant: str, baselines: list[str], thetas: list[float]) -> int:
+    """Where a recite variant gains and loses against plain runs (`--baseline FILE[:VARIANT]`), on the
+    contracts both ran: the users' questions by kind (the lawyers' rules fields, the sample's rules
+    fields, the sample's clause questions), held-out facts by the generator that wrote them (the
+    variant's build of each contract names it; CPU, ~1 min for 12), and the per-question choice
+    build.recite_both makes: the recited answer when its recital holds at least θ of the question's
+    words (generation.recital_min_overlap), else the baseline's plain answer — two trainings, so an
+    estimate of what one model answering both ways could keep (2026-12-02)."""
+    from docfinetune.build.cards import CARD_FIELDS
+    from docfinetune.core.generate import recital_overlap
+
+    recited = {r["contract"]: r for r in load_rows(results)[variant]}
+    generator = {}  # (contract, held-out question) -> the generator that wrote it
+    for row, workspace in _built(out, results, variant):
+        for fact in workspace.read_dataset("qa_test"):
+            generator[row["contract"], fact["question"]] = fact["generator"]
+
+    def kind(contract: str, field: str) -> str:
+        asked = "the sample's" if contract.startswith("quillmere") else "the lawyers'"
+        return f"{asked} {'rules fields' if field in CARD_FIELDS else 'clause questions'}"
+
+    def keep(question: str, answer: str, theta: float | None) -> bool:  # the recited answer, at θ
+        share = recital_overlap(question, answer)
+        return theta is None or (share is not None and share >= theta)
+
+    for spec in baselines:
+        path, _, base_variant = spec.partition(":")
+        base = {r["contract"]: r for r in load_rows(Path(path))[base_variant or "default"]}
+        shared = sorted(set(base) & set(recited))
+        print(f"\n{variant} against {Path(path).name}:{base_variant or 'default'}, {len(shared)} contracts")
+        kinds: dict[str, list[int]] = {}  # kind -> [baseline right, variant right, asked]
+        held_kinds: dict[str, list[int]] = {}
+        for contract in shared:
+            for was, now in zip(base[contract]["lawyers_records"], recited[contract]["lawyers_records"]):
+                tally = kinds.setdefault(kind(contract, now["field"]), [0, 0, 0])
+                tally[0] += was["answers"]["finetuned"]["correct"]
+                tally[1] += now["answers"]["finetuned"]["correct"]
+                tally[2] += 1
+            plain = {h["question"]: h["finetuned"] for h in base[contract].get("held_out_records", [])}
+            for h in recited[contract]["held_out_records"]:
+                if h["question"] not in plain:  # reworded since the baseline ran (86613b6)
+                    continue
+                tally = held_kinds.setdefault(generator[contract, h["question"]], [0, 0, 0])
+                tally[0] += plain[h["question"]]
+                tally[1] += h["finetuned"]
+                tally[2] += 1
+        for name, (was, now, n) in {**kinds, **{f"held-out, {g}": t for g, t in held_kinds.items()}}.items():
+            print(f"  {name}: {was} -> {now} of {n}")
+        for theta in [None, *thetas]:
+            users = [0, 0, 0]  # chosen right, asked, the sample's right
+            held = [0, 0]
+            for contract in shared:
+                for was, now in zip(base[contract]["lawyers_records"], recited[contract]["lawyers_records"]):
+                    source = now if keep(now["question"], now["answers"]["finetuned"]["answer"], theta) else was
+                    users[0] += source["answers"]["finetuned"]["correct"]
+                    users[1] += 1
+                    users[2] += contract.startswith("quillmere") and source["answers"]["finetuned"]["correct"]
+                plain = {h["question"]: h["finetuned"] for h in base[contract].get("held_out_records", [])}
+                for h in recited[contract]["held_out_records"]:
+                    if h["question"] in plain:
+                        held[0] += h["finetuned"] if keep(h["question"], h["finetuned_answer"], theta) \
+                            else plain[h["question"]]
+                        held[1] += 1
+            label = "recited always" if theta is None else f"θ {theta:g}"
+            print(f"  {label}: users' {users[0]}/{users[1]} (the sample's {users[2]}), held-out {held[0]}/{held[1]}")
+    return 0
+
+
 def _decodings(rows: list[dict], keys: tuple[str, ...]) -> dict[str, list[tuple[bool, ...]]]:
     """For each question set, each closed-book answer's verdicts under the decodings `keys` that
     eval keeps beside it ("recited", "plain", "read_on"; one that equals the answer is not kept, so
@@ -1032,6 +1100,13 @@ def main() -> int:
     r.add_argument("--budget-minutes", type=float, default=1e9, help="start no task after this long")
     r.add_argument("--no-curves", action="store_true",
                    help="answer the questions with the selected checkpoint only, not with every one (faster)")
+    rc = sub.add_parser("recitals", help="a recite variant against plain runs: by kind of question, by "
+                                          "generator, and build.recite_both's choice at each θ (CPU)")
+    rc.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
+    rc.add_argument("--results", type=Path, required=True)
+    rc.add_argument("--variant", default="recite_read")
+    rc.add_argument("--baseline", action="append", required=True, metavar="FILE[:VARIANT]")
+    rc.add_argument("--theta", default="0.3,0.4,0.5,0.6,0.7", help="overlap thresholds, comma-separated")
     t = sub.add_parser("report")
     t.add_argument("--results", type=Path, required=True)
     t.add_argument("--write-results", action="store_true")
@@ -1049,6 +1124,9 @@ def main() -> int:
         return taught(args.out, args.results, args.variant)
     if args.step == "misses":
         return misses(args.out, args.results, args.variant)
+    if args.step == "recitals":
+        return recitals(args.out, args.results, args.variant, args.baseline,
+                        [float(t) for t in args.theta.split(",")])
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
                    args.gpus, args.budget_minutes, curves=not args.no_curves)
