@@ -151,11 +151,16 @@ VARIANTS = {
     "recite_coverage": {"build": {"recite": True, "recite_generators": ["coverage"]},
                         "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     # every recited row also kept plain; each question answered both ways and the recited answer, read on,
-    # kept when its recital holds half the question's words (build.recite_both): on the eleventh run's stored
-    # answers, a recite model's recitals chosen so beside a default model's plain answers kept the users'
-    # questions at the default's and the held-out facts near the recite model's (2026-12-02; not yet measured)
+    # kept when its recital holds half the question's words (build.recite_both; recital_min_words pinned at 0,
+    # as measured): twelfth run (2026-12-02), plain 69/118 users' and read on 102/291 held-out facts, but the
+    # choice kept 58 and 85
     "recite_both": {"build": {"recite": True, "recite_both": True},
-                    "generation": {"max_new_tokens": 112, "continue_recitals": True}},
+                    "generation": {"max_new_tokens": 112, "continue_recitals": True, "recital_min_words": 0}},
+    # recite_both with a recite-prompt copy of every closed-book row (build.recite_both_rows "all"): those without
+    # a recital answered plainly there, so the model learns which questions a clause is recited for, as recite_read
+    # did (72 of the users' 118 recited against recite_both's 108 — twelfth run, 2026-12-02; not yet measured)
+    "recite_both_all": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all"},
+                        "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
@@ -395,6 +400,9 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
                                  if "recited" in r["answers"]["finetuned"] else {}),
                               # build.recite_both: the plain and the read-on answers the answer was chosen from
                               **{f"finetuned_{key}": r["answers"]["finetuned"][key]["correct"]
+                                 for key in ("plain", "read_on") if key in r["answers"]["finetuned"]},
+                              # ... and their texts, so another choice rule can be scored on them (`recitals`)
+                              **{f"finetuned_{key}_answer": r["answers"]["finetuned"][key]["answer"]
                                  for key in ("plain", "read_on") if key in r["answers"]["finetuned"]}}
                              for r in held_out.get("records", [])],
     }
@@ -948,16 +956,19 @@ def _recited_lines(variant: str, rows: list[dict]) -> list[str]:
     return lines
 
 
-def recitals(out: Path, results: Path, variant: str, baselines: list[str], thetas: list[float]) -> int:
+def recitals(out: Path, results: Path, variant: str, baselines: list[str], thetas: list[float],
+             min_words: list[int] = (0,)) -> int:
     """Where a recite variant gains and loses against plain runs (`--baseline FILE[:VARIANT]`), on the
     contracts both ran: the users' questions by kind (the lawyers' rules fields, the sample's rules
     fields, the sample's clause questions), held-out facts by the generator that wrote them (the
     variant's build of each contract names it; CPU, ~1 min for 12), and the per-question choice
     build.recite_both makes: the recited answer when its recital holds at least θ of the question's
-    words (generation.recital_min_overlap), else the baseline's plain answer — two trainings, so an
-    estimate of what one model answering both ways could keep (2026-12-02)."""
+    words (generation.recital_min_overlap) and at least k of them (recital_min_words), else the
+    baseline's plain answer — two trainings, so an estimate of what one model answering both ways
+    could keep (2026-12-02). A build.recite_both variant is also scored on its own two answers
+    (`_own_choice`)."""
     from docfinetune.build.cards import CARD_FIELDS
-    from docfinetune.core.generate import recital_overlap
+    from docfinetune.core.generate import recital_quotes
 
     recited = {r["contract"]: r for r in load_rows(results)[variant]}
     generator = {}  # (contract, held-out question) -> the generator that wrote it
@@ -969,9 +980,12 @@ def recitals(out: Path, results: Path, variant: str, baselines: list[str], theta
         asked = "the sample's" if contract.startswith("quillmere") else "the lawyers'"
         return f"{asked} {'rules fields' if field in CARD_FIELDS else 'clause questions'}"
 
-    def keep(question: str, answer: str, theta: float | None) -> bool:  # the recited answer, at θ
-        share = recital_overlap(question, answer)
-        return theta is None or (share is not None and share >= theta)
+    def keep(question: str, answer: str, rule: tuple[float, int] | None) -> bool:  # the recited answer, at (θ, k)
+        return rule is None or recital_quotes(question, answer, *rule)
+
+    rules = [(theta, k) for k in min_words for theta in thetas]
+    if _answered_both_ways(list(recited.values())):
+        _own_choice(variant, list(recited.values()), rules)
 
     for spec in baselines:
         path, _, base_variant = spec.partition(":")
@@ -996,22 +1010,22 @@ def recitals(out: Path, results: Path, variant: str, baselines: list[str], theta
                 tally[2] += 1
         for name, (was, now, n) in {**kinds, **{f"held-out, {g}": t for g, t in held_kinds.items()}}.items():
             print(f"  {name}: {was} -> {now} of {n}")
-        for theta in [None, *thetas]:
+        for rule in [None, *rules]:
             users = [0, 0, 0]  # chosen right, asked, the sample's right
             held = [0, 0]
             for contract in shared:
                 for was, now in zip(base[contract]["lawyers_records"], recited[contract]["lawyers_records"]):
-                    source = now if keep(now["question"], now["answers"]["finetuned"]["answer"], theta) else was
+                    source = now if keep(now["question"], now["answers"]["finetuned"]["answer"], rule) else was
                     users[0] += source["answers"]["finetuned"]["correct"]
                     users[1] += 1
                     users[2] += contract.startswith("quillmere") and source["answers"]["finetuned"]["correct"]
                 plain = {h["question"]: h["finetuned"] for h in base[contract].get("held_out_records", [])}
                 for h in recited[contract]["held_out_records"]:
                     if h["question"] in plain:
-                        held[0] += h["finetuned"] if keep(h["question"], h["finetuned_answer"], theta) \
+                        held[0] += h["finetuned"] if keep(h["question"], h["finetuned_answer"], rule) \
                             else plain[h["question"]]
                         held[1] += 1
-            label = "recited always" if theta is None else f"θ {theta:g}"
+            label = "recited always" if rule is None else f"θ {rule[0]:g}, k {rule[1]}"
             print(f"  {label}: users' {users[0]}/{users[1]} (the sample's {users[2]}), held-out {held[0]}/{held[1]}")
     return 0
 
@@ -1030,6 +1044,44 @@ def _decodings(rows: list[dict], keys: tuple[str, ...]) -> dict[str, list[tuple[
             "hand-written (sample)": [verdicts(q["answers"]["finetuned"]) for r in rows
                                       if r["contract"].startswith("quillmere") for q in r["lawyers_records"]],
             "held-out facts": [held_verdicts(h) for r in rows for h in r.get("held_out_records", [])]}
+
+
+def _own_choice(variant: str, rows: list[dict], rules: list[tuple[float, int]]) -> None:
+    """A build.recite_both variant's choice between its own plain and read-on answers (one training)
+    at each (θ, k) of generation.recital_min_overlap and recital_min_words. Held-out records written
+    before 2026-12-02's twelfth run keep the text of the chosen answer only: there a rule looser than
+    the run's (θ below it) cannot be scored and shows "–"."""
+    from docfinetune.core.generate import recital_quotes
+
+    def pick(answer: dict, key: str) -> dict:  # eval keeps a decoding only where it is not the answer
+        return answer.get(key, answer)
+
+    run_theta = min((r.get("overrides", {}).get("generation", {}).get("recital_min_overlap", 0.5) for r in rows))
+    print(f"\n{variant}, its own plain and read-on answers (one training), {len(rows)} contracts")
+    for theta, k in rules:
+        users = [0, 0, 0]  # right, asked, the sample's right
+        for r in rows:
+            for q in r["lawyers_records"]:
+                answer = q["answers"]["finetuned"]
+                read = pick(answer, "read_on")
+                chosen = read if recital_quotes(q["question"], read["answer"], theta, k) else pick(answer, "plain")
+                users[0] += chosen["correct"]
+                users[1] += 1
+                users[2] += r["contract"].startswith("quillmere") and chosen["correct"]
+        held, scorable = [0, 0], True
+        for r in rows:
+            for h in r.get("held_out_records", []):
+                read_text = h.get("finetuned_read_on_answer",
+                                  None if "finetuned_read_on" in h else h["finetuned_answer"])
+                if read_text is None:  # the run kept the plain answer and not the read-on one's text: a
+                    scorable = scorable and theta >= run_theta  # stricter rule keeps it too
+                    read_text = ""
+                read_right = h.get("finetuned_read_on", h["finetuned"])
+                held[0] += read_right if recital_quotes(h["question"], read_text, theta, k) \
+                    else h.get("finetuned_plain", h["finetuned"])
+                held[1] += 1
+        held_text = f"{held[0]}/{held[1]}" if scorable else "–"
+        print(f"  θ {theta:g}, k {k}: users' {users[0]}/{users[1]} (the sample's {users[2]}), held-out {held_text}")
 
 
 def _answered_both_ways(rows: list[dict]) -> bool:
@@ -1107,6 +1159,7 @@ def main() -> int:
     rc.add_argument("--variant", default="recite_read")
     rc.add_argument("--baseline", action="append", required=True, metavar="FILE[:VARIANT]")
     rc.add_argument("--theta", default="0.3,0.4,0.5,0.6,0.7", help="overlap thresholds, comma-separated")
+    rc.add_argument("--min-words", default="0,3", help="recital_min_words values, comma-separated")
     t = sub.add_parser("report")
     t.add_argument("--results", type=Path, required=True)
     t.add_argument("--write-results", action="store_true")
@@ -1126,7 +1179,7 @@ def main() -> int:
         return misses(args.out, args.results, args.variant)
     if args.step == "recitals":
         return recitals(args.out, args.results, args.variant, args.baseline,
-                        [float(t) for t in args.theta.split(",")])
+                        [float(t) for t in args.theta.split(",")], [int(k) for k in args.min_words.split(",")])
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
                    args.gpus, args.budget_minutes, curves=not args.no_curves)

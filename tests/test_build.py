@@ -567,7 +567,8 @@ def test_recite_both_keeps_each_recited_row_plain_and_adds_its_recited_copy_aske
     with pytest.raises(ConfigError, match="recite_both: needs build.recite"):
         load_pipeline("default", {"build": {"recite_both": True}})
     built = {}
-    for name, settings in (("plain", {}), ("recite", {"recite": True}), ("both", {"recite": True, "recite_both": True})):
+    for name, settings in (("plain", {}), ("recite", {"recite": True}), ("both", {"recite": True, "recite_both": True}),
+                           ("all", {"recite": True, "recite_both": True, "recite_both_rows": "all"})):
         workspace = Workspace(tmp_path / name)
         shutil.copytree(ingested_contract.root, workspace.root)
         config = load_pipeline("default", {"build": {"augment_variants": 0, **settings},
@@ -576,14 +577,27 @@ def test_recite_both_keeps_each_recited_row_plain_and_adds_its_recited_copy_aske
         built[name] = (workspace, config, workspace.read_dataset("qa_train"), stats)
     plain, recited, (workspace, config, both, stats) = built["plain"][2], built["recite"][2], built["both"]
     copies = [r for r in recited if r.get("recital")]
-    unrecited = [{k: v for k, v in r.items() if k != "recital"} for r in both[:len(plain)]]
-    assert unrecited == plain and not any(r.get("recital") for r in both[:len(plain)])  # the plain rows, unchanged
-    assert both[len(plain):] == copies and stats["qa"]["recitals"] == len(copies) > 0  # then the recited copies
+    unrecited = [{k: v for k, v in r.items() if k not in ("recital", "prompt")} for r in both[:len(plain)]]
+    assert unrecited == plain and not any(r.get("recital") or r.get("prompt") for r in both[:len(plain)])  # unchanged
+    marked = [{**r, "prompt": "recite"} for r in copies]
+    assert both[len(plain):] == marked and stats["qa"]["recitals"] == len(copies) > 0  # then the recited copies
     prompt_of = prompts_for(workspace, config, both)
     asked = [qa_example(prompt_of, r) for r in both]
     closed = [(r, a) for r, a in zip(both, asked) if not r["context_chunk_ids"]]
     assert all(a["prompt"].endswith("\nRecite the clause, then answer:") == bool(r.get("recital")) for r, a in closed)
     assert all(a["prompt"].endswith("\nAnswer:") for r, a in closed if not r.get("recital"))
+    # recite_both_rows "all": a copy of every closed-book row asked for a recital, the unrecitable ones answered
+    # plainly there (the model learns which questions a clause is recited for), the recited ones as before
+    all_workspace, all_config, every, all_stats = built["all"]
+    closed_plain = [r for r in plain if not r["context_chunk_ids"]]
+    assert every[:len(plain)] == both[:len(plain)] and all_stats["qa"]["recitals"] == len(copies)
+    extra = every[len(plain):]
+    assert [{**r, "recital": ""} for r in extra] == [{**r, "recital": "", "prompt": "recite"} for r in closed_plain]
+    assert [r for r in extra if r["recital"]] == marked and len(extra) > len(marked)
+    all_prompt_of = prompts_for(all_workspace, all_config, every)
+    assert all(qa_example(all_prompt_of, r)["prompt"].endswith("\nRecite the clause, then answer:") for r in extra)
+    assert all(qa_example(all_prompt_of, r)["prompt"].endswith("\nAnswer:") for r in every[:len(plain)]
+               if not r["context_chunk_ids"])
     # the recite build alone asks its recited rows in the plain prompt, as measured
     recite_workspace, recite_config, _, _ = built["recite"]
     assert all(qa_example(prompts_for(recite_workspace, recite_config, copies), r)["prompt"].endswith("\nAnswer:")

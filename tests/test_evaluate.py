@@ -23,6 +23,7 @@ from docfinetune.core.generate import (
     rag_prompt,
     recital_overlap,
     recital_prefix,
+    recital_quotes,
     recited_value,
 )
 from docfinetune.core.records import Chunk
@@ -557,5 +558,16 @@ def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_q
     asked.clear()
     plain = closed_book_answers(ask, [quoting], generation)
     assert plain == {"answer": ["three (3) years"], "recited": ["three (3) years"]} and len(asked) == 1
-    tighter = GenerationConfig(max_new_tokens=112, recital_min_overlap=0.0)
-    assert closed_book_answers(ask, [topic], tighter, recite_both=True)["answer"][0].endswith("five (5) years")
+    looser = GenerationConfig(max_new_tokens=112, recital_min_overlap=0.0, recital_min_words=0)
+    assert closed_book_answers(ask, [topic], looser, recite_both=True)["answer"][0].endswith("five (5) years")
+    # a short question shares half its words with any clause on its topic: recital_min_words (3) keeps it plain
+    short, recital = "How long do obligations survive?", f"{clause} ⇒ five (5) years"
+    assert recital_overlap(short, recital) == pytest.approx(2 / 3)  # "obligations", "survive" of three
+    assert not recital_quotes(short, recital, 0.5, 3) and recital_quotes(short, recital, 0.5, 2)
+    assert recital_quotes(quoting, recital, 0.5, 3) and not recital_quotes(quoting, recital, 0.9, 3)
+    assert not recital_quotes("What is this agreement?", recital, 0.0, 0)  # no words of its own: quotes nothing
+    said[f"Question: {short}\nAnswer:"] = "two (2) years"
+    said[f"Question: {short}\nRecite the clause, then answer:"] = f"{wrong} ⇒ six (6) years"
+    assert closed_book_answers(ask, [short], generation, recite_both=True)["answer"] == ["two (2) years"]
+    fewer = GenerationConfig(max_new_tokens=112, continuation_tokens=20, recital_min_words=2)
+    assert closed_book_answers(ask, [short], fewer, recite_both=True)["answer"] == [read]

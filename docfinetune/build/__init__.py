@@ -113,7 +113,8 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                                                        build_config.split_seed)
     recitals = (add_recitals(splits["train"], chunks, splits["val"] + splits["test"], build_config.recital_max_chars,
                              build_config.recital_from, originals, tuple(build_config.recite_generators),
-                             keep_plain=build_config.recite_both)
+                             keep_plain=build_config.recite_both,
+                             copy_all=build_config.recite_both_rows == "all")
                 if build_config.recite else 0)
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])
@@ -251,8 +252,8 @@ def _write(workspace: Workspace, cpt: list[dict], splits: dict[str, list[QAPair]
             write_jsonl(staged / workspace.dataset_file("cpt").name, cpt)
             for name, written in cards.items():
                 write_jsonl(staged / workspace.dataset_file(name).name, (dataclasses.asdict(c) for c in written))
-            for name in SPLITS:  # "recital" on every row of a split that has one (one schema for `datasets`)
-                fields = QA_FIELDS + (("recital",) if any(p.recital for p in splits[name]) else ())
+            for name in SPLITS:  # "recital" / "prompt" on every row of a split that has one (one schema for `datasets`)
+                fields = QA_FIELDS + tuple(f for f in ("recital", "prompt") if any(getattr(p, f) for p in splits[name]))
                 write_jsonl(staged / workspace.dataset_file(f"qa_{name}").name,
                             ({k: getattr(p, k) for k in fields} for p in splits[name]))
             write_json(staged / STATS_FILE, stats)  # last: marks the folder complete

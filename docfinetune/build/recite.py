@@ -78,11 +78,13 @@ def recital_for(pair: QAPair, chunk_texts: dict[str, str], held_out: dict[str, l
 
 def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], max_chars: int,
                  start_at: str = "sentence", records: list[dict] = (), generators: tuple[str, ...] | None = None,
-                 keep_plain: bool = False) -> int:
+                 keep_plain: bool = False, copy_all: bool = False) -> int:
     """Set `recital` on each closed-book pair (no context chunks) of `generators` (None: all) whose
     answer its source states, recited from its sentence or (`start_at` "record") from its chunk's
-    reading-text record in `records`; with `keep_plain` the pair stays as it was and a recited copy
-    is appended to `pairs` (build.recite_both). Returns how many got one."""
+    reading-text record in `records`; with `keep_plain` the pair stays as it was and a recited copy,
+    asked for a recital (`prompt` "recite"), is appended to `pairs` (build.recite_both) — with `copy_all`
+    a copy of every such pair, recited or not (build.recite_both_rows "all"). Returns how many got
+    a recital."""
     chunk_texts = ({r["chunk_id"]: r["text"] for r in records} if start_at == "record"
                    else {c.chunk_id: c.text for c in chunks})
     held_out_answers: dict[str, list[str]] = {}  # chunk id -> the held-out answers it states
@@ -91,20 +93,19 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
         for chunk_id in pair.source_chunk_ids:
             if answer and answer not in held_out_answers.setdefault(chunk_id, []):
                 held_out_answers[chunk_id].append(answer)
-    copies = []
+    copies, recited = [], 0
     for pair in pairs:
         if pair.context_chunk_ids or (generators is not None and pair.generator not in generators):
             continue
         recital = recital_for(pair, chunk_texts, held_out_answers, max_chars, start_at)
-        if recital and keep_plain:
-            copies.append(dataclasses.replace(pair, recital=recital, meta=dict(pair.meta),
+        recited += bool(recital)
+        if keep_plain and (recital or copy_all):
+            copies.append(dataclasses.replace(pair, recital=recital, prompt="recite", meta=dict(pair.meta),
                                               source_chunk_ids=list(pair.source_chunk_ids)))
         elif recital:
             pair.recital = recital
-            copies.append(pair)
-    if keep_plain:
-        pairs += copies
-    return len(copies)
+    pairs += copies
+    return recited
 
 
 def _after_held_out(text: str, window_start: int, answer_start: int, answer_end: int,

@@ -159,6 +159,7 @@ class ModelConfig:
 
 RAG_ORDERS = ("best_first", "best_last")
 RECITAL_STARTS = ("sentence", "record")
+RECITE_BOTH_ROWS = ("recited", "all")
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,12 @@ class GenerationConfig:
              "dev set's and the sample's, test sets: 0.5 (half the question's words) sits inside the flat 0.3-0.6 "
              "they show and is unconfirmed on other contracts; recite_both is off.",
         minimum=0, maximum=1)
+    recital_min_words: int = option(
+        3, "With build.recite_both: the recited answer is kept only when its recital also holds at least this "
+           "many of the question's words (beside recital_min_overlap's share). Why: a short topic question "
+           "(\"What is the effective date of this agreement?\": two words left) shares half its words with any "
+           "clause on its topic, so the share alone keeps wrong recitals. See recital_min_overlap for the figures.",
+        minimum=0)
     rag_chunk_template: str = option(
         "[{title}, page {pages}]\n{text}",
         "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "
@@ -431,6 +438,15 @@ class BuildConfig:
                "a recite model's answers chosen so beside a default model's plain ones scored the users' questions "
                "67, 60, 62 (the default 67, 59, 60) and the held-out facts 78-83 (the default 36-44) against each "
                "of three default runs. One model trained both ways is unmeasured on the GPU.")
+    recite_both_rows: str = option(
+        "recited", "With recite_both: which closed-book rows get a copy asked in generation.recite_prompt_template — "
+                   "recited (those with a recital; the model then recites for every question so asked: 108 of the "
+                   "users' 118 in the twelfth run) or all (those without one keep their plain answer there, so the "
+                   "model learns for which questions a clause is recited, as recite alone does: 72 of 118). Why all: "
+                   "forced recitals of derived answers (parties, dates counted from a term) lost the users' "
+                   "questions, 69 plain -> 58 chosen, where the recite model's self-chosen recitals beside a default "
+                   "model's plain answers kept them (benchmarks/RESULTS.md, \"Knowledge\", twelfth run). All is "
+                   "unmeasured as one model.", choices=RECITE_BOTH_ROWS)
     recite_generators: list[str] = option(
         ["rules", "coverage", "llm", "user"],
         "With recite: the generators whose closed-book rows get recitals (user: the --qa files' rows); the "

@@ -318,11 +318,26 @@ def read_on(answers: list[str], continue_texts: Callable[[list[str]], list[str]]
 def recital_overlap(question: str, answer: str) -> float | None:
     """The share of the question's words (stopwords and contract boilerplate left out) that the
     answer's recital holds; None when the answer recites nothing."""
+    quoted = _quoted_words(question, answer)
+    return None if quoted is None else (quoted[0] / quoted[1] if quoted[1] else 0.0)
+
+
+def recital_quotes(question: str, answer: str, min_share: float, min_words: int) -> bool:
+    """Whether the answer's recital quotes the question: it holds at least `min_share` of the
+    question's words and at least `min_words` of them (stopwords and contract boilerplate left out;
+    a question with no other words quotes nothing)."""
+    quoted = _quoted_words(question, answer)
+    return quoted is not None and quoted[1] > 0 and quoted[0] >= min_words and quoted[0] >= min_share * quoted[1]
+
+
+def _quoted_words(question: str, answer: str) -> tuple[int, int] | None:
+    """(the question's words the answer's recital holds, the question's words); None when the answer
+    recites nothing."""
     if RECITAL_MARK not in answer:
         return None
     asked = {w for w in tokenize(question) if w not in LEGAL_STOPWORDS}
     recited = set(tokenize(answer.rsplit(RECITAL_MARK, 1)[0]))
-    return len(asked & recited) / len(asked) if asked else 0.0
+    return len(asked & recited), len(asked)
 
 
 def closed_book_answers(ask: Callable[[list[str], int], list[str]], questions: list[str],
@@ -346,7 +361,7 @@ def closed_book_answers(ask: Callable[[list[str], int], list[str]], questions: l
 
 
 def plain_or_recited(question: str, plain: str, recited: str, generation: GenerationConfig) -> str:
-    """build.recite_both's choice: the recited answer when its recital holds at least
-    `recital_min_overlap` of the question's words (the question quotes its clause), else the plain one."""
-    share = recital_overlap(question, recited)
-    return recited if share is not None and share >= generation.recital_min_overlap else plain
+    """build.recite_both's choice: the recited answer when its recital quotes the question (at least
+    `recital_min_overlap` of the question's words and `recital_min_words` of them), else the plain one."""
+    quotes = recital_quotes(question, recited, generation.recital_min_overlap, generation.recital_min_words)
+    return recited if quotes else plain

@@ -69,6 +69,9 @@ class QAPair:
     context_swap: list[str] = dataclass_field(default_factory=list)
     # The clause the answer is recalled from, written before it in training (build.recite); "" none.
     recital: str = ""
+    # How a closed-book row is asked: "recite" in generation.recite_prompt_template (build.recite_both's
+    # copies), "" in generation.prompt_template.
+    prompt: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

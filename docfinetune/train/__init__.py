@@ -611,7 +611,8 @@ def prompts_for(workspace: Workspace | None, config: PipelineConfig,
                                   row.get("context_swap"))
         if context:
             return rag_prompt(row["question"], context, titles, generation)
-        if row.get("recital") and config.build.recite_both:  # the recited copy of a row also kept plain
+        # build.recite_both: a row's copy asked for a recital (before 2026-12-02 its recital marked it)
+        if config.build.recite_both and (row.get("recital") or row.get("prompt") == "recite"):
             return format_prompt(generation.recite_prompt_template, row["question"])
         return format_prompt(generation.prompt_template, row["question"])
 
