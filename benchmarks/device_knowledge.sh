@@ -30,7 +30,9 @@
 #   hemispherx alone in 5.3 minutes and started nothing else (MINUTES 3): a contract alone needs MINUTES ≥ 5 to
 #   let a second one start, and a call of ~7 minutes holds two of the smaller ones at most.
 #   recite_both answers every closed-book question twice (and reads on), in each checkpoint's evaluation too:
-#   expect it slower than recite_read (8-12 minutes a contract with 8 sharing) and give it two full calls. The tracked tree must leave room for a
+#   the twelfth run (recite_both alone, 13 tasks): 1, then 9, then 2 in calls of 584, 579 and 524 s (MINUTES 9, 5,
+#   8; median 7.65 minutes a contract with 8 sharing); buffalowildwings never finished. recite_both_all trains
+#   more rows still: give it three full calls, or limit it (@contract+contract) to leave room for a second variant. The tracked tree must leave room for a
 #   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
