@@ -401,9 +401,10 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
                               # build.recite_both: the plain and the read-on answers the answer was chosen from
                               **{f"finetuned_{key}": r["answers"]["finetuned"][key]["correct"]
                                  for key in ("plain", "read_on") if key in r["answers"]["finetuned"]},
-                              # ... and their texts, so another choice rule can be scored on them (`recitals`)
+                              # ... and their texts (the recited one's too), so another choice rule can be
+                              # scored on them (`recitals`)
                               **{f"finetuned_{key}_answer": r["answers"]["finetuned"][key]["answer"]
-                                 for key in ("plain", "read_on") if key in r["answers"]["finetuned"]}}
+                                 for key in ("plain", "read_on", "recited") if key in r["answers"]["finetuned"]}}
                              for r in held_out.get("records", [])],
     }
     for folder in (run_dir / "checkpoints").iterdir():  # a full fine-tune's checkpoint is ~2 GB

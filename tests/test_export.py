@@ -284,6 +284,21 @@ def test_the_model_card_names_documents_figures_and_the_confidentiality(scratch:
     assert "Not evaluated" in (other / "README.md").read_text()
 
 
+def test_the_model_card_says_what_a_recite_model_answers_beyond_the_served_prompt():
+    from docfinetune.export.card import _recital_lines
+
+    assert _recital_lines(load_pipeline("default")) == []  # no recitals: nothing to say
+    both = "\n".join(_recital_lines(load_pipeline("default", {"build": {"recite": True, "recite_both": True},
+                                                                "generation": {"max_new_tokens": 112}})))
+    assert "Question: {question}\nRecite the clause, then answer:" in both
+    assert "at least 0.5 of the question's words and 3 of them" in both and "plain prompt only" in both
+    assert "reads on from a recited clause" in both  # continue_recitals is on by default
+    alone = "\n".join(_recital_lines(load_pipeline("default", {"build": {"recite": True},
+                                                                 "generation": {"continue_recitals": False,
+                                                                                "max_new_tokens": 112}})))
+    assert "the text after the last ⇒" in alone and "Recite the clause" not in alone and "reads on" not in alone
+
+
 def test_the_cli_exports_the_selected_checkpoint_into_the_workspace(trained: Workspace, run_cli, tmp_path):
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(trained.root, workspace.root)

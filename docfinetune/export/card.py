@@ -158,6 +158,27 @@ def _warning(found: dict | None) -> str:
             "confidentially as the documents themselves; do not upload them to a public model hub.")
 
 
+def _recital_lines(c) -> list[str]:
+    """What a model trained with recitals (build.recite) answers under the served prompt, and what
+    `docfinetune ask` does beyond it — the chat template and Modelfile ask the closed-book prompt only."""
+    if not c.build.recite:
+        return []
+    lines = ["Some closed-book answers recite their clause first: `<clause> ⇒ <answer>` (build.recite); the answer "
+             "is the text after the last ⇒."]
+    if c.build.recite_both:
+        lines[0] = ("The model was also trained to recite the clause before answering, asked this way "
+                    "(build.recite_both); it answers `<clause> ⇒ <answer>`:")
+        lines += ["", "```", c.generation.recite_prompt_template, "```", "",
+                  "`docfinetune ask` asks both ways and keeps the recited answer only when its clause holds at least "
+                  f"{c.generation.recital_min_overlap:g} of the question's words and {c.generation.recital_min_words} "
+                  "of them; a server given the chat template or Modelfile asks the plain prompt only."]
+    if c.generation.continue_recitals:
+        lines += ["", "`docfinetune ask` also reads on from a recited clause as plain text and takes the answer from "
+                      "that continuation (generation.continue_recitals); a server returns the recited answer as "
+                      "generated."]
+    return [*lines, ""]
+
+
 def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt: str, dtype: str, full: bool,
            docs: list[dict], found: dict | None, serving: list[str]) -> str:
     """README.md's text."""
@@ -196,5 +217,6 @@ def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt
             "The tokenizer's chat template (tokenizer_config.json, chat_template.jinja) and the Modelfile write "
             "exactly this: the last user message is the question, a system message is the context. Answers are "
             f"greedy and end at the first line break (at most {c.generation.max_new_tokens} tokens).", "",
+            *_recital_lines(c),
             "## Serving", "", *serving, ""]
     return "\n".join(out)
