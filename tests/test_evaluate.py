@@ -488,8 +488,14 @@ def test_eval_with_recite_both_answers_closed_book_both_ways_and_keeps_both_in_e
                                        "eval": {"max_questions": 8, "extraction_chunks": 0, "read_back": False},
                                        "build": {"recite": True, "recite_both": True}})
     make_fake_run(built, config, "run-1", (10, 20), 20, targets=("q_proj", "v_proj", "down_proj"))  # answers in its config
-    report = evaluate(built, config=config, systems=("base", "finetuned"))
+    events = []
+    report = evaluate(built, config=config, systems=("base", "finetuned"),
+                      on_progress=lambda stage, done, total: events.append((stage, done, total)))
     questions = [r["question"] for r in report["records"]]
+    # each closed-book pass is a stage of its own that ends full: plain, then for a recital (then reading on)
+    n = len(questions)
+    assert ("answering (base)", n, n) in events and not any(e[0].startswith("answering (base), pass") for e in events)
+    assert ("answering (finetuned)", n, n) in events and ("answering (finetuned), pass 2", n, n) in events
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     generation = config.generation

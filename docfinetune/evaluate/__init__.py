@@ -228,10 +228,17 @@ def evaluate(
                 if system.endswith("+rag"):
                     answers[system] = _answer(answering, tokenizer, rag_prompts, generation, step)
                     continue
-                got = closed_book_answers(
-                    lambda prompts, tokens: generate(answering, tokenizer, prompts, max_new_tokens=tokens,
-                                                     batch_size=generation.batch_size, on_progress=step),
-                    texts, generation, pipeline.build.recite_both and name == "finetuned")
+                passes = []  # closed-book may ask more than once (for a recital, reading on): a stage each
+
+                def ask(prompts: list[str], tokens: int, stage: str = stage) -> list[str]:
+                    passes.append(prompts)
+                    named = stage if len(passes) == 1 else f"{stage}, pass {len(passes)}"
+                    progress(named, 0, len(prompts))
+                    return generate(answering, tokenizer, prompts, max_new_tokens=tokens,
+                                    batch_size=generation.batch_size,
+                                    on_progress=lambda done: progress(named, done, len(prompts)))
+
+                got = closed_book_answers(ask, texts, generation, pipeline.build.recite_both and name == "finetuned")
                 answers[system], recited[system] = got["answer"], got["recited"]
                 if "plain" in got:
                     plain[system], read_on[system] = got["plain"], got["read_on"]
