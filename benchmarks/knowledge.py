@@ -404,7 +404,10 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
                               # ... and their texts (the recited one's too), so another choice rule can be
                               # scored on them (`recitals`)
                               **{f"finetuned_{key}_answer": r["answers"]["finetuned"][key]["answer"]
-                                 for key in ("plain", "read_on", "recited") if key in r["answers"]["finetuned"]}}
+                                 for key in ("plain", "read_on", "recited") if key in r["answers"]["finetuned"]},
+                              # ... and how sure the model was of the plain and the recited one
+                              **({"finetuned_confidence": r["answers"]["finetuned"]["confidence"]}
+                                 if "confidence" in r["answers"]["finetuned"] else {})}
                              for r in held_out.get("records", [])],
     }
     for folder in (run_dir / "checkpoints").iterdir():  # a full fine-tune's checkpoint is ~2 GB
@@ -1047,25 +1050,40 @@ def _decodings(rows: list[dict], keys: tuple[str, ...]) -> dict[str, list[tuple[
             "held-out facts": [held_verdicts(h) for r in rows for h in r.get("held_out_records", [])]}
 
 
-def _own_choice(variant: str, rows: list[dict], rules: list[tuple[float, int]]) -> None:
+def _own_choice(variant: str, rows: list[dict], rules: list[tuple[float, int]],
+                confidences: tuple[float, ...] = (0.3, 0.5, 0.7)) -> None:
     """A build.recite_both variant's choice between its own plain and read-on answers (one training)
-    at each (θ, k) of generation.recital_min_overlap and recital_min_words. Held-out records written
-    before 2026-12-02's twelfth run keep the text of the chosen answer only: there a rule looser than
-    the run's (θ below it) cannot be scored and shows "–"."""
-    from docfinetune.core.generate import recital_quotes
+    at each (θ, k) of generation.recital_min_overlap and recital_min_words; where eval recorded how
+    sure the model was of each answer (2026-12-02 on), also the choice by confidence: the read-on
+    answer when it recites and the model was surer of its recital than of its plain answer, and the
+    (θ, k) rule with the plain answer kept whenever its confidence reaches c. Held-out records
+    written before the twelfth run's keep the text of the chosen answer only: there a rule looser
+    than the run's (θ below it) cannot be scored and shows "–"."""
+    from docfinetune.core.generate import RECITAL_MARK, recital_quotes
 
     def pick(answer: dict, key: str) -> dict:  # eval keeps a decoding only where it is not the answer
         return answer.get(key, answer)
 
     run_theta = min((r.get("overrides", {}).get("generation", {}).get("recital_min_overlap", 0.5) for r in rows))
+    sure = all("confidence" in q["answers"]["finetuned"] for r in rows for q in r["lawyers_records"])
+    choices = [(f"θ {theta:g}, k {k}", theta, lambda q, text, c, t=theta, n=k: recital_quotes(q, text, t, n))
+               for theta, k in rules]
+    if sure:
+        choices.append(("surer of the recital", 0.0,
+                        lambda q, text, c: RECITAL_MARK in text and c["recited"] > c["plain"]))
+        theta, k = rules[len(rules) // 2] if rules else (0.5, 3)
+        choices += [(f"θ {theta:g}, k {k}, plain kept at confidence ≥ {bar:g}", theta,
+                     lambda q, text, c, t=theta, n=k, b=bar: c["plain"] < b and recital_quotes(q, text, t, n))
+                    for bar in confidences]
     print(f"\n{variant}, its own plain and read-on answers (one training), {len(rows)} contracts")
-    for theta, k in rules:
+    for label, theta, read_it in choices:
         users = [0, 0, 0]  # right, asked, the sample's right
         for r in rows:
             for q in r["lawyers_records"]:
                 answer = q["answers"]["finetuned"]
                 read = pick(answer, "read_on")
-                chosen = read if recital_quotes(q["question"], read["answer"], theta, k) else pick(answer, "plain")
+                chosen = read if read_it(q["question"], read["answer"], answer.get("confidence")) \
+                    else pick(answer, "plain")
                 users[0] += chosen["correct"]
                 users[1] += 1
                 users[2] += r["contract"].startswith("quillmere") and chosen["correct"]
@@ -1077,12 +1095,15 @@ def _own_choice(variant: str, rows: list[dict], rules: list[tuple[float, int]]) 
                 if read_text is None:  # the run kept the plain answer and not the read-on one's text: a
                     scorable = scorable and theta >= run_theta  # stricter rule keeps it too
                     read_text = ""
+                confidence = h.get("finetuned_confidence")
+                if confidence is None and sure:
+                    scorable = False
                 read_right = h.get("finetuned_read_on", h["finetuned"])
-                held[0] += read_right if recital_quotes(h["question"], read_text, theta, k) \
+                held[0] += read_right if read_it(h["question"], read_text, confidence) \
                     else h.get("finetuned_plain", h["finetuned"])
                 held[1] += 1
         held_text = f"{held[0]}/{held[1]}" if scorable else "–"
-        print(f"  θ {theta:g}, k {k}: users' {users[0]}/{users[1]} (the sample's {users[2]}), held-out {held_text}")
+        print(f"  {label}: users' {users[0]}/{users[1]} (the sample's {users[2]}), held-out {held_text}")
 
 
 def _answered_both_ways(rows: list[dict]) -> bool:

@@ -16,6 +16,7 @@ import pytest
 from docfinetune.core.config import EvalConfig, GenerationConfig, load_pipeline
 from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
 from docfinetune.core.generate import (
+    answer_confidence,
     chunk_pages,
     closed_book_answers,
     continue_recitals,
@@ -513,6 +514,11 @@ def test_eval_with_recite_both_answers_closed_book_both_ways_and_keeps_both_in_e
         if "read_on" in tuned:
             assert tuned["read_on"]["answer"] != tuned["answer"] and isinstance(tuned["read_on"]["correct"], bool)
     assert any("read_on" in r["answers"]["finetuned"] for r in report["records"])
+    # how sure the fine-tuned model was of its plain and its recited answer, each in its own prompt
+    for record in report["records"]:
+        sure = record["answers"]["finetuned"]["confidence"]
+        assert set(sure) == {"plain", "recited"} and all(0.0 <= v <= 1.0 for v in sure.values())
+    assert ("answering (finetuned), confidence", n, n) in events and "confidence" not in report["records"][0]["answers"]["base"]
 
 
 def test_continue_recitals_answers_again_from_the_plain_text_continuation_of_the_clause(tiny_model_dir):
@@ -531,6 +537,28 @@ def test_continue_recitals_answers_again_from_the_plain_text_continuation_of_the
         assert again[0] == f"{clause} {continuation.split('⇒')[0].strip()} ⇒ {recited_value(continuation)}"
     else:  # a random model may say nothing on the first line: the answer stays
         assert again[0] == answers[0]
+
+
+def test_answer_confidence_is_the_mean_probability_of_the_answer_tokens_as_training_reads_them(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True).eval()
+    prompts = ["Question: Who is the Supplier?\nAnswer:",
+               "Question: Which state's law governs this agreement between the two parties?\nAnswer:"]
+    answers = ["Quillfeather Widgets, Inc.", "the State of Ohio"]
+    batched = answer_confidence(model, tokenizer, prompts, answers, batch_size=2)  # left-padded together
+    for prompt, answer, got in zip(prompts, answers, batched):
+        # by hand: one unpadded forward pass over prompt + " " + answer, the answer's tokens by offset
+        encoded = tokenizer(f"{prompt} {answer}", return_offsets_mapping=True, split_special_tokens=True)
+        ids = encoded["input_ids"]
+        first = next(i for i, (start, _) in enumerate(encoded["offset_mapping"]) if start >= len(prompt) and i > 0)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+        expected = math.exp(sum(logits[t - 1, ids[t]].item() for t in range(first, len(ids))) / (len(ids) - first))
+        assert got == pytest.approx(expected, rel=1e-4)
+    assert answer_confidence(model, tokenizer, prompts, ["", " "]) == [0.0, 0.0]  # nothing said
 
 
 def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_question():

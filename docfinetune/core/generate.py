@@ -184,6 +184,50 @@ def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_to
     return [texts[i] for i in range(len(rows))]
 
 
+def answer_confidence(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], *,
+                      batch_size: int = 8) -> list[float]:
+    """How sure the model is of each answer after its prompt: the geometric mean of its answer
+    tokens' probabilities, read as training reads a Q&A row (prompt + " " + answer, tokenized
+    together, the answer's tokens told apart by character offset); 0.0 for an empty answer. One
+    forward pass a batch; only the answer positions' logits are kept (`logits_to_keep`), as a
+    Gemma 3 logit row is 262,144 wide."""
+    import torch
+
+    rows, firsts = [], []  # token ids; index of the first answer token
+    for prompt, answer in zip(prompts, answers):
+        encoded = tokenizer(f"{prompt} {answer.strip()}", return_offsets_mapping=True, split_special_tokens=True)
+        ids = list(encoded["input_ids"])
+        starts = [start for start, _ in encoded["offset_mapping"]]
+        first = next((i for i, start in enumerate(starts) if start >= len(prompt) and i > 0), len(ids))
+        rows.append(ids)
+        firsts.append(first if answer.strip() else len(ids))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    scores: list[float] = []
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        for start in range(0, len(rows), batch_size):
+            batch, batch_firsts = rows[start:start + batch_size], firsts[start:start + batch_size]
+            encoded = _left_padded(batch, pad_id, device)
+            positions = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding: count from 0
+            keep = max(len(r) - f for r, f in zip(batch, batch_firsts)) + 1
+            with torch.no_grad():
+                logits = model(**encoded, position_ids=positions, logits_to_keep=keep).logits
+            for b, (ids, first) in enumerate(zip(batch, batch_firsts)):
+                if first >= len(ids):
+                    scores.append(0.0)
+                    continue
+                targets = torch.tensor(ids[first:], device=logits.device)
+                # the logit at column c of the kept block predicts the token at absolute position width-keep+c+1
+                cols = torch.arange(len(ids) - first, device=logits.device) + (keep - 1 - (len(ids) - first))
+                predicted = logits[b, cols].float().log_softmax(-1).gather(-1, targets[:, None])
+                scores.append(float(predicted.mean().exp()))
+    finally:
+        model.train(was_training)
+    return scores
+
+
 @contextlib.contextmanager
 def _contiguous_output_layer_input(model):
     """Hand the output layer a contiguous input while generating.

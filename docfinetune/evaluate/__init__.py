@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 
 from docfinetune.core.config import EvalConfig, GenerationConfig, PipelineConfig, load_pipeline
 from docfinetune.core.errors import ConfigError, WorkspaceError
-from docfinetune.core.generate import closed_book_answers, generate
+from docfinetune.core.generate import answer_confidence, closed_book_answers, format_prompt, generate
 from docfinetune.core.runs import (
     Checkpoint,
     Run,
@@ -206,6 +206,7 @@ def evaluate(
     recited: dict[str, list[str]] = {}  # closed-book answers before continue_recitals read on from them
     plain: dict[str, list[str]] = {}  # build.recite_both: the plain closed-book answers ...
     read_on: dict[str, list[str]] = {}  # ... and the recited ones read on, the answer chosen from the two
+    confidence: dict[str, dict[str, list[float]]] = {}  # ... and how sure the model was of the plain and recited
     continued: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
     read_sentence: dict[str, list[str]] = {}
@@ -242,6 +243,16 @@ def evaluate(
                 answers[system], recited[system] = got["answer"], got["recited"]
                 if "plain" in got:
                     plain[system], read_on[system] = got["plain"], got["read_on"]
+                    # how sure the model was of each, in the prompt it was asked: what a choice by confidence
+                    # between the two would read (recorded, not used)
+                    stage = f"{stage}, confidence"
+                    progress(stage, 0, len(texts))
+                    confidence[system] = {
+                        key: answer_confidence(answering, tokenizer, [format_prompt(template, q) for q in texts],
+                                               got[key], batch_size=min(generation.batch_size, 8))
+                        for key, template in (("plain", generation.prompt_template),
+                                              ("recited", generation.recite_prompt_template))}
+                    progress(stage, len(texts), len(texts))
             if cases:
                 stage = f"extraction test ({name})"
                 progress(stage, 0, len(cases))
@@ -328,6 +339,8 @@ def evaluate(
             if s in given and given[s][i] != answers[s][i]:
                 row[key] = {"answer": given[s][i], "correct": answer_matches(given[s][i], q.reference, q.field or None)
                             if q.reference is not None else None}
+        if s in confidence:
+            row["confidence"] = {key: round(values[i], 4) for key, values in confidence[s].items()}
         return row
 
     report["records"] = [
