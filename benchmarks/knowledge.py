@@ -919,6 +919,7 @@ def report(results: Path, write: bool, rescored: bool = False, baselines: list[s
         lines += _recited_lines(variant, rows)
         lines += _read_on_lines(variant, rows)
         lines += _both_ways_lines(variant, rows)
+        lines += _confidence_lines(variant, rows)
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})
         lines += ["", f"Variant `{variant}`, lawyers' + hand-written questions per field:", "",
                   "| field | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]
@@ -1144,6 +1145,37 @@ def _both_ways_lines(variant: str, rows: list[dict]) -> list[str]:
     for name, verdict_rows in _decodings(rows, ("plain", "recited", "read_on")).items():
         cells = [_pct((sum(v[k] for v in verdict_rows), len(verdict_rows))) for k in range(4)]
         lines.append(f"| {name} | {len(verdict_rows)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _confidence_lines(variant: str, rows: list[dict]) -> list[str]:
+    """build.recite_both, where eval recorded how sure the model was of each answer: the plain and
+    the read-on answers' accuracy by the plain answer's confidence — whether a sure plain answer is
+    a right one, and an unsure one is where reading on helps."""
+    bins = (0.0, 0.3, 0.5, 0.7, 0.9, 1.01)
+    sets: dict[str, list[tuple[float, bool, bool]]] = {"lawyers' + hand-written": [], "held-out facts": []}
+    for r in rows:
+        for q in r["lawyers_records"]:
+            answer = q["answers"]["finetuned"]
+            if "confidence" in answer:
+                sets["lawyers' + hand-written"].append((answer["confidence"]["plain"],
+                                                        answer.get("plain", answer)["correct"],
+                                                        answer.get("read_on", answer)["correct"]))
+        for h in r.get("held_out_records", []):
+            if "finetuned_confidence" in h:
+                sets["held-out facts"].append((h["finetuned_confidence"]["plain"], h.get("finetuned_plain", h["finetuned"]),
+                                               h.get("finetuned_read_on", h["finetuned"])))
+    if not any(sets.values()):
+        return []
+    lines = ["", f"Variant `{variant}`, closed-book by how sure the model was of its plain answer (the geometric mean "
+                 "of its tokens' probabilities): the plain and the read-on answers' accuracy in each band:", "",
+             "| questions | plain answer's confidence | asked | plain | read on |", "|---|---|---|---|---|"]
+    for name, scored in sets.items():
+        for low, high in zip(bins, bins[1:]):
+            band = [(p, ro) for c, p, ro in scored if low <= c < high]
+            if band:
+                lines.append(f"| {name} | {low:g}–{min(high, 1):g} | {len(band)} | {_pct((sum(p for p, _ in band), len(band)))} "
+                             f"| {_pct((sum(ro for _, ro in band), len(band)))} |")
     return lines
 
 
