@@ -1060,6 +1060,7 @@ def _own_choice(variant: str, rows: list[dict], rules: list[tuple[float, int]],
     (θ, k) rule with the plain answer kept whenever its confidence reaches c. Held-out records
     written before the twelfth run's keep the text of the chosen answer only: there a rule looser
     than the run's (θ below it) cannot be scored and shows "–"."""
+    from docfinetune.core.config import GenerationConfig
     from docfinetune.core.generate import RECITAL_MARK, recital_quotes
 
     def pick(answer: dict, key: str) -> dict:  # eval keeps a decoding only where it is not the answer
@@ -1072,7 +1073,8 @@ def _own_choice(variant: str, rows: list[dict], rules: list[tuple[float, int]],
     if sure:
         choices.append(("surer of the recital", 0.0,
                         lambda q, text, c: RECITAL_MARK in text and c["recited"] > c["plain"]))
-        theta, k = rules[len(rules) // 2] if rules else (0.5, 3)
+        generation = GenerationConfig()  # the (θ, k) the pipeline chooses by
+        theta, k = generation.recital_min_overlap, generation.recital_min_words
         choices += [(f"θ {theta:g}, k {k}, plain kept at confidence ≥ {bar:g}", theta,
                      lambda q, text, c, t=theta, n=k, b=bar: c["plain"] < b and recital_quotes(q, text, t, n))
                     for bar in confidences]

@@ -229,11 +229,11 @@ def evaluate(
                 if system.endswith("+rag"):
                     answers[system] = _answer(answering, tokenizer, rag_prompts, generation, step)
                     continue
-                passes = []  # closed-book may ask more than once (for a recital, reading on): a stage each
+                passes = [0]  # closed-book may ask more than once (for a recital, reading on): a stage each
 
                 def ask(prompts: list[str], tokens: int, stage: str = stage) -> list[str]:
-                    passes.append(prompts)
-                    named = stage if len(passes) == 1 else f"{stage}, pass {len(passes)}"
+                    passes[0] += 1
+                    named = stage if passes[0] == 1 else f"{stage}, pass {passes[0]}"
                     progress(named, 0, len(prompts))
                     return generate(answering, tokenizer, prompts, max_new_tokens=tokens,
                                     batch_size=generation.batch_size,
