@@ -37,6 +37,8 @@
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
+#   (.venv/bin/python benchmarks/knowledge.py keep --results knowledge --out benchmarks/results/<name>.json.gz
+#   stores the rows for the record)
 #   (the last call's knowledge.tgz holds every call's results: /tmp/knowledge stays while the machine is warm)
 set -euo pipefail
 case "${1:-}" in

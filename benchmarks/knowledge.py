@@ -1181,6 +1181,15 @@ def _confidence_lines(variant: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def keep(results: Path, out: Path) -> int:
+    """A run's rows (results/<variant>/<contract>.json, as `run` writes them) stored as one gzipped
+    {variant: rows} file for benchmarks/results/ — byte-identical for the same rows (no timestamp)."""
+    rows = load_rows(results)
+    out.write_bytes(gzip.compress(json.dumps(rows).encode(), 9, mtime=0))
+    print(f"{out}: " + ", ".join(f"{variant} {len(r)} contracts" for variant, r in rows.items()))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="step", required=True)
@@ -1216,6 +1225,9 @@ def main() -> int:
     rc.add_argument("--baseline", action="append", required=True, metavar="FILE[:VARIANT]")
     rc.add_argument("--theta", default="0.3,0.4,0.5,0.6,0.7", help="overlap thresholds, comma-separated")
     rc.add_argument("--min-words", default="0,3", help="recital_min_words values, comma-separated")
+    kp = sub.add_parser("keep", help="a run's rows as one gzipped file for benchmarks/results/")
+    kp.add_argument("--results", type=Path, required=True, help="the folder `run` wrote (results/<variant>/*.json)")
+    kp.add_argument("--out", type=Path, required=True)
     t = sub.add_parser("report")
     t.add_argument("--results", type=Path, required=True)
     t.add_argument("--write-results", action="store_true")
@@ -1236,6 +1248,8 @@ def main() -> int:
     if args.step == "recitals":
         return recitals(args.out, args.results, args.variant, args.baseline,
                         [float(t) for t in args.theta.split(",")], [int(k) for k in args.min_words.split(",")])
+    if args.step == "keep":
+        return keep(args.results, args.out)
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
                    args.gpus, args.budget_minutes, curves=not args.no_curves)
