@@ -24,7 +24,7 @@ from typing import Callable
 
 from docfinetune.core.config import GenerationConfig, PipelineConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
-from docfinetune.core.generate import continue_recitals, format_prompt, generate, plain_or_recited, rag_prompt
+from docfinetune.core.generate import closed_book_answers, format_prompt, generate, rag_prompt
 from docfinetune.core.records import Chunk, is_card
 from docfinetune.core.runs import best_system, find_run, load_answerer, resolve_checkpoint, runs_dir
 from docfinetune.core.score import RECITAL_MARK
@@ -153,27 +153,24 @@ class Asker:
         )
 
     def recalled(self, question: str, answer: str, on_token: TokenFn | None) -> str:
-        """The closed-book `answer` (already streamed) after the model's recital decodings: with
-        build.recite_both the question asked again for a recital, read on, and kept when its recital
-        quotes the question; otherwise a recited answer read on (generation.continue_recitals)."""
+        """The closed-book `answer` (already streamed) after the model's recital decodings, as eval
+        and checkpoint selection answer (`closed_book_answers`): with build.recite_both the question
+        asked again for a recital, read on, and kept when its recital quotes the question; otherwise
+        a recited answer read on (generation.continue_recitals)."""
         generation = self.config.generation
-        if self.config.build.recite_both and self.chosen is not None:
-            recited = generate(self.model, self.tokenizer, [format_prompt(generation.recite_prompt_template, question)],
-                               max_new_tokens=generation.max_new_tokens, batch_size=1)[0]
-            if generation.continue_recitals:
-                recited = continue_recitals(self.model, self.tokenizer, [recited], generation)[0]
-            if plain_or_recited(question, answer, recited, generation) == answer:
-                return answer
-            if on_token is not None:
-                on_token(f"\n(recited, the clause the question quotes: {recited})")
-            return recited
-        if not generation.continue_recitals:
-            return answer
-        read = continue_recitals(self.model, self.tokenizer, [answer], generation)[0]
-        if read != answer and on_token is not None:
-            on_token(f"\n(read on from the recital: {read.rsplit(RECITAL_MARK, 1)[1]})")
-        return read
+        both = self.config.build.recite_both and self.chosen is not None
+        streamed = format_prompt(generation.prompt_template, question)
 
+        def ask_more(prompts: list[str], max_new_tokens: int) -> list[str]:  # the plain answer is streamed
+            if prompts == [streamed]:
+                return [answer]
+            return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=1)
+
+        chosen = closed_book_answers(ask_more, [question], generation, both)["answer"][0]
+        if chosen != answer and on_token is not None:
+            on_token(f"\n(recited, the clause the question quotes: {chosen})" if both
+                     else f"\n(read on from the recital: {chosen.rsplit(RECITAL_MARK, 1)[1]})")
+        return chosen
 
 def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | None = None,
         base: bool = False, sources: int = 0, on_token: TokenFn | None = None,

@@ -280,3 +280,25 @@ def test_ask_with_recite_both_prints_the_recital_only_when_it_quotes_the_questio
     # the base model (no run) is never asked twice
     assert Asker.recalled(SimpleNamespace(config=config, chosen=None, model=None, tokenizer=None), quoting,
                           "thirty (30) days", printed.append) == "thirty (30) days" and len(prompts) == 2
+
+
+def test_ask_reads_on_from_a_recited_answer_and_prints_the_value_read(monkeypatch):
+    from types import SimpleNamespace
+
+    import docfinetune.ask as ask_module
+    from docfinetune.ask import Asker
+
+    config = load_pipeline("default", {"build": {"recite": True}, "generation": {"max_new_tokens": 112}})
+    clause = "Customer shall pay each undisputed invoice within"
+    asked = []
+    monkeypatch.setattr(ask_module, "generate",
+                        lambda model, tokenizer, prompts, **kw: asked.extend(prompts) or ["forty-five (45) days of receipt."])
+    asker = SimpleNamespace(config=config, chosen=object(), model=None, tokenizer=None)
+    printed = []
+    got = Asker.recalled(asker, "When must invoices be paid?", f"{clause} thirty (30) days ⇒ thirty (30) days",
+                         printed.append)
+    assert asked == [clause]  # the clause cut before its value, continued as plain text
+    assert got.endswith("⇒ forty-five (45) days of receipt") and printed == ["\n(read on from the recital: forty-five (45) days of receipt)"]
+    printed.clear()
+    assert Asker.recalled(asker, "When must invoices be paid?", "thirty (30) days", printed.append) == "thirty (30) days"
+    assert not printed and asked == [clause]  # nothing recited: nothing read on

@@ -219,7 +219,8 @@ def answer_confidence(model, tokenizer, prompts: Sequence[str], answers: Sequenc
                     scores.append(0.0)
                     continue
                 targets = torch.tensor(ids[first:], device=logits.device)
-                # the logit at column c of the kept block predicts the token at absolute position width-keep+c+1
+                # column c of the `keep` last positions predicts the token after it: an answer of n tokens
+                # ending the row is predicted by columns keep-1-n ... keep-2
                 cols = torch.arange(len(ids) - first, device=logits.device) + (keep - 1 - (len(ids) - first))
                 predicted = logits[b, cols].float().log_softmax(-1).gather(-1, targets[:, None])
                 scores.append(float(predicted.mean().exp()))
