@@ -250,6 +250,21 @@ def test_a_question_cut_by_word_count_does_not_end_on_a_dangling_word():
     assert not [q for q in questions if dangling.search(q)]
 
 
+def test_a_clause_cut_after_its_auxiliary_verb_ends_before_it():
+    """A section reference's clause is cut short; cut after "shall" it asked "... in which section
+    shall?" (90 of 19,406 questions on cuad-dev/more ended on an auxiliary)."""
+    documents, chunks = _one_chunk([
+        "MASTER SERVICES AGREEMENT",
+        "6.7 Domain Names. The license set forth in Section 6.1 shall include the right of the Customer to use "
+        "the Supplier Domain Names solely in connection with the applicable Licensed Trademarks in the Customer "
+        "Field during the Trademark License Term, in the ordinary course of business in a manner generally "
+        "consistent with past practice.",
+    ])
+    questions = [p.question for p in CoverageQAGenerator().generate(documents, chunks)]
+    assert "According to Section 6.7 of this agreement, the license set forth in which section?" in questions
+    assert not [q for q in questions if re.search(r"\b(?:shall|will|may|must|is|be)\W*$", q)]
+
+
 def test_table_rows_pair_a_label_with_its_amount_when_switched_on():
     documents, chunks = _one_chunk([
         "MASTER SERVICES AGREEMENT",

@@ -22,7 +22,6 @@ from docfinetune.core.generate import (
     continue_recitals,
     generate,
     rag_prompt,
-    recital_overlap,
     recital_prefix,
     recital_quotes,
     recited_value,
@@ -197,8 +196,8 @@ def test_read_back_cases_cut_each_held_out_fact_s_own_record_before_its_answer(m
     assert calls == [5, 8]
 
     # the answer's sentence alone, one line: what a recital cut before its value leaves
-    assert [c["prompt"] for c in sentence_cases(cases, min_words=2)] == ["Customer shall pay", "Governed by the laws of the State of"]
-    assert [c["fact_id"] for c in sentence_cases(cases, min_words=4)] == ["f2"]  # "Customer shall pay": 3 words
+    assert [c["prompt"] for c in sentence_cases(cases, 160, min_words=2)] == ["Customer shall pay", "Governed by the laws of the State of"]
+    assert [c["fact_id"] for c in sentence_cases(cases, 160, min_words=4)] == ["f2"]  # "Customer shall pay": 3 words
     assert sentence_cases(cases, max_chars=20, min_words=2)[1]["prompt"] == "laws of the State of"  # nearest words
     assert sentence_cases(cases, max_chars=18, min_words=2)[1]["prompt"] == "of the State of"  # never half a word
 
@@ -567,9 +566,11 @@ def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_q
     topic = "How long do the confidentiality obligations last after termination?"
     wrong = clause.replace("five (5)", "six (6)")
     # the question's words, stopwords and contract boilerplate ("shall") left out, found in the recital
-    assert recital_overlap(quoting, f"{clause} ⇒ five (5) years") == pytest.approx(5 / 6)  # all but "many"
-    assert recital_overlap(topic, f"{clause} ⇒ five (5) years") == pytest.approx(1 / 5)  # "obligations"
-    assert recital_overlap(topic, "five (5) years") is None  # nothing recited
+    recited = f"{clause} ⇒ five (5) years"
+    # quoting: 5 of its 6 words (all but "many"); topic: 1 of 5 ("obligations")
+    assert [recital_quotes(quoting, recited, share, n) for share, n in ((0.8, 5), (0.9, 0), (0.0, 6))] == [True, False, False]
+    assert [recital_quotes(topic, recited, share, n) for share, n in ((0.2, 1), (0.25, 0), (0.2, 2))] == [True, False, False]
+    assert not recital_quotes(topic, "five (5) years", 0.0, 0)  # nothing recited
     asked: list[tuple[str, int]] = []
     said = {f"Question: {quoting}\nAnswer:": "three (3) years", f"Question: {topic}\nAnswer:": "two (2) years",
             # the recital right up to the value, which is filled in from other answers; read on, it is the text's
@@ -596,7 +597,7 @@ def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_q
     assert closed_book_answers(ask, [topic], looser, recite_both=True)["answer"][0].endswith("five (5) years")
     # a short question shares half its words with any clause on its topic: recital_min_words (3) keeps it plain
     short, recital = "How long do obligations survive?", f"{clause} ⇒ five (5) years"
-    assert recital_overlap(short, recital) == pytest.approx(2 / 3)  # "obligations", "survive" of three
+    assert recital_quotes(short, recital, 0.66, 2) and not recital_quotes(short, recital, 0.67, 0)  # 2 of 3 words
     assert not recital_quotes(short, recital, 0.5, 3) and recital_quotes(short, recital, 0.5, 2)
     assert recital_quotes(quoting, recital, 0.5, 3) and not recital_quotes(quoting, recital, 0.9, 3)
     assert not recital_quotes("What is this agreement?", recital, 0.0, 0)  # no words of its own: quotes nothing

@@ -304,10 +304,11 @@ def answer_questions(model, tokenizer, questions: list[str], generation: Generat
 
 
 RECITED_VALUE_WORDS = 12  # a short answer is at most ~12 words (coverage Q&A's own limit)
+RECITAL_PREFIX_MIN_WORDS = 4  # fewer words before the value are too little text to find the memory by
 _CLAUSE_END = re.compile(r"(?<=[a-z0-9)\]])\.(?:\s|$)|[;:](?:\s|$)|\n")
 
 
-def recital_prefix(answer: str, min_words: int = 4) -> str | None:
+def recital_prefix(answer: str, min_words: int = RECITAL_PREFIX_MIN_WORDS) -> str | None:
     """The text a recited answer ("clause ⇒ value", build.recite) was recalled from, up to where
     its value starts: the clause with the value cut off its end. None without a recital, when the
     clause does not end with its value, or when fewer than `min_words` words are left (too little
@@ -358,13 +359,6 @@ def read_on(answers: list[str], continue_texts: Callable[[list[str]], list[str]]
         if value := recited_value(text):
             out[i] = f"{prefix} {_before_mark(text)}{RECITAL_MARK}{value}"
     return out
-
-
-def recital_overlap(question: str, answer: str) -> float | None:
-    """The share of the question's words (stopwords and contract boilerplate left out) that the
-    answer's recital holds; None when the answer recites nothing."""
-    quoted = _quoted_words(question, answer)
-    return None if quoted is None else (quoted[0] / quoted[1] if quoted[1] else 0.0)
 
 
 def recital_quotes(question: str, answer: str, min_share: float, min_words: int) -> bool:

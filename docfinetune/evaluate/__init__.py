@@ -201,7 +201,7 @@ def evaluate(
     test_path = workspace.dataset_file("qa_test")
     if eval_config.read_back and asked.sources.get(TEST_SOURCE) and cpt and test_path.is_file():
         read_back = memorization.read_back_cases(list(read_jsonl(test_path)), cpt, tokenizer)
-    from_sentence = memorization.sentence_cases(read_back)
+    from_sentence = memorization.sentence_cases(read_back, pipeline.build.recital_max_chars)
     answers: dict[str, list[str]] = {}
     recited: dict[str, list[str]] = {}  # closed-book answers before continue_recitals read on from them
     plain: dict[str, list[str]] = {}  # build.recite_both: the plain closed-book answers ...

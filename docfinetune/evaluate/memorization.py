@@ -24,6 +24,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable
 
+from docfinetune.core.generate import RECITAL_PREFIX_MIN_WORDS
 from docfinetune.core.score import answer_pattern, normalize_spaces, sentence_start
 
 _BASE = 0x100000001B3  # FNV-64 prime: odd, so multiplication by it is invertible mod 2**64
@@ -252,11 +253,12 @@ def read_back_cases(held_out: list[dict], records: list[dict], tokenizer, extra_
     return cases
 
 
-def sentence_cases(cases: list[dict], max_chars: int = 160, min_words: int = 4) -> list[dict]:
+def sentence_cases(cases: list[dict], max_chars: int, min_words: int = RECITAL_PREFIX_MIN_WORDS) -> list[dict]:
     """The read-back cases cut to the answer's own sentence, one line, at most `max_chars` (the
     words nearest the answer kept): the prompt a sentence recital leaves when it is cut before its
-    value (generation.continue_recitals), so the two read-backs tell how much of the memory a
-    sentence alone reaches. Cases with fewer than `min_words` words left are dropped, as there."""
+    value (generation.continue_recitals; `max_chars` is build.recital_max_chars), so the two
+    read-backs tell how much of the memory a sentence alone reaches. Cases with fewer than
+    `min_words` words left are dropped, as there."""
     out = []
     for case in cases:
         prompt = case["prompt"]

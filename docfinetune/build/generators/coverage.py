@@ -771,9 +771,13 @@ def _find_spans(text: str, s: int, e: int, types: set[str], party_names: list[st
 
 
 # Words a clause cannot end on, and an opened parenthesis: what a cut by word count leaves dangling.
+_AUXILIARY = r"shall|will|may|must|can|could|would|should|is|are|was|were|be|been|being|has|have|had|do|does|not"
 _DANGLING_END = re.compile(
     r"(?:[\s,]+(?:of|the|to|a|an|and|or|for|with|in|on|at|by|from|as|its|their|any|such|that|which|this|"
-    r"each|per|than|under|upon|into|within|including|after|before|between|during|without|against)|\s+\([^)\s]*)+$")  # lower case: "Schedule A" stays
+    r"each|per|than|under|upon|into|within|including|after|before|between|during|without|against|"
+    rf"{_AUXILIARY})|\s+\([^)\s]*)+$")  # lower case: "Schedule A" stays
+# A cut that stops on a verb's auxiliary stopped inside a new clause ("..., either party may").
+_PREDICATE_CUT = re.compile(rf"\s(?:{_AUXILIARY})[\s,.;:]*$")
 
 
 class CoverageQAGenerator:
@@ -945,7 +949,10 @@ class CoverageQAGenerator:
         return cs_abs, ce_abs, lead
 
     def _render(self, text: str, a: int, b: int, span: _Span, filler: str) -> str:
-        clause = text[a : span.rstart] + filler + text[span.rend : b]
+        tail = text[span.rend : b]
+        if _PREDICATE_CUT.search(tail) and "," in tail:  # end where that clause began (90 of 19,406 on more/)
+            tail = tail[: tail.rindex(",")]
+        clause = text[a : span.rstart] + filler + tail
         clause = _spaces(clause).strip(" ,;:")
         clause = re.sub(r"^(?:(?:and|or|but)\b,?|provided,?\s+(?:however,?\s+)?that|\((?:[a-z]|[ivx]+|\d+)\))\s*", "", clause)
         clause = re.sub(r"[.;:,]+$", "", clause).strip()
