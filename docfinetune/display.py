@@ -98,6 +98,8 @@ def datasets_table(stats: dict) -> Table:
                  f"{qa.get('counterfactual_rows', 0)}); ")
     if "fact_cards" in qa:
         extra += f"fact cards {qa['fact_cards']} (held out {qa.get('held_out_fact_cards', 0)}); "
+    if qa.get("choice_rows"):
+        extra += f"multiple choice {qa['choice_rows']}; "
     table.caption = escape(f"Q&A generated {qa['generated']}, yours {qa['user_rows']}, kept {qa['kept']}; "
                            f"{extra}dropped: {dropped}")
     return table

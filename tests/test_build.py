@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -638,3 +640,58 @@ def test_a_record_recital_is_its_chunks_reading_text_from_the_title_to_the_answe
     fewer = [r for r in workspace.read_dataset("qa_train") if r.get("recital")]
     assert 0 < len(fewer) < len(recited) and all(records[r["source_chunk_ids"][0]].startswith(r["recital"])
                                                   for r in fewer)
+
+
+def test_a_multiple_choice_row_shows_its_answer_among_same_kind_training_values():
+    from docfinetune.build.choices import CHOICE_DIRECTION, choice_rows
+
+    taught = [_field_pair("Within what period must the Customer pay?", "forty-five (45) days", "duration"),
+              _field_pair("How fast must the Provider respond?", "two (2) hours", "duration"),
+              _field_pair("What is the notice period?", "ten (10) Business Days", "duration"),
+              _field_pair("How much notice must a party give?", "forty-five (45) days' notice", "duration"),
+              _field_pair("Which law governs?", "Illinois", "place")]  # alone of its kind
+    open_book = _field_pair(taught[1].question, taught[1].answer, "duration", ["d:0000"])
+    recite_copy = dataclasses.replace(taught[2], prompt="recite", recital="The notice period is ten (10) Business Days")
+    rows = choice_rows(taught + [open_book, recite_copy], share=1.0, options=3, seed=1)
+    assert [r.fact_id for r in rows] == [p.fact_id for p in taught[:4]]  # one each; none for "Illinois"
+    for row, pair in zip(rows, taught):
+        question, listed = row.question.split("\nOptions: ")
+        values = re.findall(r"\(([A-Z])\) (.+?)(?= \([A-Z]\) |$)", listed)
+        assert question == pair.question and row.answer == pair.answer and not row.recital and not row.prompt
+        assert [letter for letter, _ in values] == ["A", "B", "C"][:len(values)] and pair.answer in dict(values).values()
+        shown = {v for _, v in values} - {pair.answer}
+        assert shown and shown <= {"forty-five (45) days", "two (2) hours", "ten (10) Business Days",
+                                   "forty-five (45) days' notice"}
+        assert not any(v in pair.answer or pair.answer in v for v in shown)  # never "forty-five (45) days" twice
+        assert row.meta["direction"] == CHOICE_DIRECTION
+    assert choice_rows(taught, share=1.0, options=3, seed=1) == rows  # seeded
+    assert choice_rows(rows, share=1.0, options=3, seed=1) == []  # never a choice of a choice
+    assert choice_rows(taught, share=0.0, options=3, seed=1) == []
+
+
+def test_build_writes_multiple_choice_rows_of_training_values_only(ingested_contract, tmp_path):
+    from docfinetune.train import prompts_for, qa_example
+
+    workspace, config, stats = _built_copy(ingested_contract, tmp_path, choice_share=1.0)
+    train = workspace.read_dataset("qa_train")
+    chosen = [r for r in train if "\nOptions: " in r["question"]]
+    assert chosen and stats["qa"]["choice_rows"] == len(chosen)
+    held_out = {r["answer"].lower() for name in ("qa_val", "qa_test") for r in workspace.read_dataset(name)}
+    taught = {r["answer"] for r in train if not r["context_chunk_ids"] and "\nOptions: " not in r["question"]}
+    prompt_of = prompts_for(workspace, config, train)
+    for row in chosen:
+        listed = row["question"].split("\nOptions: ")[1]
+        values = re.findall(r"\([A-Z]\) (.+?)(?= \([A-Z]\) |$)", listed)
+        assert row["answer"] in values and set(values) <= taught  # training answers only
+        assert not any(v.lower() in held_out for v in values)
+        assert not row.get("recital") and not row.get("prompt") and not row["context_chunk_ids"]
+        assert qa_example(prompt_of, row)["completion"] == f" {row['answer']}"
+    plain, _, _ = _built_copy(ingested_contract, tmp_path / "plain")
+    assert [r for r in train if "\nOptions: " not in r["question"]] == plain.read_dataset("qa_train")
+    from rich.console import Console
+
+    from docfinetune.display import datasets_table
+
+    console = Console(record=True, width=300)
+    console.print(datasets_table(stats))
+    assert f"multiple choice {len(chosen)};" in " ".join(console.export_text().split())

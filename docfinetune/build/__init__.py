@@ -5,7 +5,8 @@ Streams: the reading text (each chunk, and `augment_variants` rule-made restatem
 from the generators of `build.generators` (core/plugins.py), and, with an instruct model or
 endpoint set, LLM rewrites (reading text) and paraphrases of the training facts. Q&A is curated,
 then split by fact and by answer across every stream (split.py). Fact cards (cards.py) state
-the document-level training facts in a line each, for retrieval. Prompt templates are applied at
+the document-level training facts in a line each, for retrieval; multiple-choice copies of
+training facts (choices.py, build.choice_share) teach which value answers which question. Prompt templates are applied at
 training time, not stored. The folder is built aside and swapped in whole; pipeline.py builds
 when `datasets_stale()` says so, before training.
 """
@@ -23,6 +24,7 @@ from typing import Callable
 
 from docfinetune.build.augment import augmented_records
 from docfinetune.build.cards import fact_cards
+from docfinetune.build.choices import choice_rows
 from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
@@ -116,6 +118,10 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                              keep_plain=build_config.recite_both,
                              copy_all=build_config.recite_both_rows == "all")
                 if build_config.recite else 0)
+    # Last, so a multiple-choice row copies a final plain closed-book row (no recital, no context).
+    choices = choice_rows(splits["train"], build_config.choice_share, build_config.choice_options,
+                          build_config.split_seed)
+    splits["train"] += choices
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])
     reading_tokens = {"original": count_tokens(tokenizer, [r["text"] for r in originals]),
@@ -153,6 +159,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             "open_book_rows": sum(bool(p.context_chunk_ids) for p in splits["train"]),
             "counterfactual_rows": sum(bool(p.context_swap) for p in splits["train"]),
             "recitals": recitals,
+            "choice_rows": len(choices),
             "fact_cards": len(cards),
             "held_out_fact_cards": len(held_out_cards),
             "dropped": dict(sorted(dropped.items())),

@@ -67,6 +67,13 @@ def open_book_rows(pairs: list[QAPair], documents: list[Document], chunks: list[
 MAX_SWAP_CHARS = 80  # short answers only: a swapped definition would rewrite half a chunk
 
 
+def value_kind(pair: QAPair) -> tuple:
+    """What a value may stand in for another: same document and field, both with digits or both
+    without, about as many words (a term never replaces a definition)."""
+    words = len(pair.answer.split())
+    return pair.doc_id, pair.field, any(ch.isdigit() for ch in pair.answer), min(words, 6) // 3
+
+
 def counterfactual_rows(open_book: list[QAPair], pairs: list[QAPair], chunks: list[Chunk], share: float,
                         seed: int) -> list[QAPair]:
     """Counterfactual twins (module docstring) of a seeded `share` of the `open_book` rows whose
@@ -77,18 +84,11 @@ def counterfactual_rows(open_book: list[QAPair], pairs: list[QAPair], chunks: li
     if share <= 0 or not open_book:
         return []
     text = {c.chunk_id: c.text for c in chunks}
-
-    def kind(pair: QAPair) -> tuple:
-        """What a value may stand in for another: same document and field, both with digits or
-        both without, about as many words (a term never replaces a definition)."""
-        words = len(pair.answer.split())
-        return pair.doc_id, pair.field, any(ch.isdigit() for ch in pair.answer), min(words, 6) // 3
-
     pools: dict[tuple, dict[str, str]] = {}
     for pair in pairs:
         if not pair.context_chunk_ids and len(pair.answer) <= MAX_SWAP_CHARS:
             key = normalize_answer(pair.answer, pair.field)
-            pools.setdefault(kind(pair), {}).setdefault(key, pair.answer.strip())
+            pools.setdefault(value_kind(pair), {}).setdefault(key, pair.answer.strip())
     rng = random.Random(f"{seed}:counterfactual")
     twins = []
     for row in open_book:
@@ -99,7 +99,7 @@ def counterfactual_rows(open_book: list[QAPair], pairs: list[QAPair], chunks: li
         if not 2 <= len(answer) <= MAX_SWAP_CHARS or not any(stated(answer).search(t) for t in context):
             continue
         own = normalize_answer(answer, row.field)
-        candidates = [value for key, value in sorted(pools.get(kind(row), {}).items())
+        candidates = [value for key, value in sorted(pools.get(value_kind(row), {}).items())
                       if key != own and answer not in value and value not in answer
                       and not any(value.lower() in t.lower() for t in context)]
         if candidates:
