@@ -6,9 +6,9 @@ from the generators of `build.generators` (core/plugins.py), and, with an instru
 endpoint set, LLM rewrites (reading text) and paraphrases of the training facts. Q&A is curated,
 then split by fact and by answer across every stream (split.py). Fact cards (cards.py) state
 the document-level training facts in a line each, for retrieval; multiple-choice copies of
-training facts (choices.py, build.choice_share) teach which value answers which question. Prompt templates are applied at
-training time, not stored. The folder is built aside and swapped in whole; pipeline.py builds
-when `datasets_stale()` says so, before training.
+training facts (choices.py, build.choice_share) teach which value answers which question.
+Prompt templates are applied at training time, not stored. The folder is built aside and
+swapped in whole; pipeline.py builds when `datasets_stale()` says so, before training.
 """
 
 from __future__ import annotations
