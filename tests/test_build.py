@@ -665,6 +665,12 @@ def test_a_multiple_choice_row_shows_its_answer_among_same_kind_training_values(
         assert not any(v in pair.answer or pair.answer in v for v in shown)  # never "forty-five (45) days" twice
         assert row.meta["direction"] == CHOICE_DIRECTION
     assert choice_rows(taught, share=1.0, options=3, seed=1) == rows  # seeded
+    # fields of one value type stand in for each other: an effective date beside the agreement date
+    dates = [_field_pair("When was the agreement made?", "March 4, 2023", "agreement_date"),
+             _field_pair("When does the agreement take effect?", "April 1, 2023", "effective_date")]
+    listed = [r.question.split("\nOptions: ")[1] for r in choice_rows(dates, share=1.0, options=3, seed=1)]
+    assert len(listed) == 2 and all(sorted(re.findall(r"\([AB]\) (\w+ \d+, 2023)", x)) == ["April 1, 2023", "March 4, 2023"]
+                                    for x in listed)
     assert choice_rows(rows, share=1.0, options=3, seed=1) == []  # never a choice of a choice
     assert choice_rows(taught, share=0.0, options=3, seed=1) == []
 

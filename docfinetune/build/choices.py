@@ -23,12 +23,24 @@ from docfinetune.core.records import QAPair
 from docfinetune.core.score import normalize_answer
 
 CHOICE_DIRECTION = "choice"  # meta["direction"] of these rows
+# Fields holding one type of value, so one's value is a wrong answer to another's question: the
+# tenth run's wrong renewal-term answers (8 of 8) were all a training answer of another field.
+VALUE_TYPES = {"agreement_date": "date", "effective_date": "date", "expiration_date": "date",
+               "initial_term": "duration", "renewal_term": "duration", "renewal_notice": "duration",
+               "notice_period": "duration", "fees": "money", "governing_law": "place", "venue": "place",
+               "section_ref": "section_of"}
+
+
+def choice_kind(pair: QAPair) -> tuple:
+    """`raft.value_kind` with the fields of one value type taken together (VALUE_TYPES)."""
+    doc, field, digits, length = value_kind(pair)
+    return doc, VALUE_TYPES.get(field, field), digits, length
 
 
 def choice_rows(pairs: list[QAPair], share: float, options: int, seed: int) -> list[QAPair]:
     """One multiple-choice row for a seeded `share` of the facts of `pairs` (their first plain,
     closed-book phrasing): the question, then up to `options` values of the same kind
-    (`raft.value_kind`: document, field, digits, length) in a seeded order, the right one among
+    (`choice_kind`: document, value type, digits, length) in a seeded order, the right one among
     them. A fact with no other value of its kind gets none."""
     if share <= 0:
         return []
@@ -37,7 +49,7 @@ def choice_rows(pairs: list[QAPair], share: float, options: int, seed: int) -> l
     pools: dict[tuple, dict[str, str]] = {}
     for pair in plain:
         if len(pair.answer) <= MAX_SWAP_CHARS:
-            pools.setdefault(value_kind(pair), {}).setdefault(normalize_answer(pair.answer, pair.field),
+            pools.setdefault(choice_kind(pair), {}).setdefault(normalize_answer(pair.answer, pair.field),
                                                              pair.answer.strip())
     rng = random.Random(f"{seed}:choices")
     rows, seen = [], set()
@@ -50,7 +62,7 @@ def choice_rows(pairs: list[QAPair], share: float, options: int, seed: int) -> l
         answer = pair.answer.strip()
         own = normalize_answer(answer, pair.field)
         # a value inside the answer or holding it ("30 days" / "thirty (30) days") is no alternative
-        others = [value for key, value in sorted(pools.get(value_kind(pair), {}).items())
+        others = [value for key, value in sorted(pools.get(choice_kind(pair), {}).items())
                   if key != own and value.lower() not in answer.lower() and answer.lower() not in value.lower()]
         if not others:
             continue
