@@ -38,6 +38,7 @@ from docfinetune.core.workspace import DISK_FULL_ERRNOS, Workspace
 from docfinetune.display import consoles, print_problem
 
 EXIT_BAD_INPUT = 2
+COMMAND_LINE = "the command line"  # what a bad flag value is said of (not the pipeline file)
 
 
 class _Group(click.Group):
@@ -153,7 +154,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], password: str | None, ke
     from docfinetune.display import ingest_table, progress_bars
     from docfinetune.ingest import ingest as run_ingest
 
-    config = load_pipeline(pipeline_name, _overrides(flags)).ingest
+    config = load_pipeline(pipeline_name, _overrides(flags), COMMAND_LINE).ingest
     workspace: Workspace = ctx.obj["workspace"]
     ctx.meta["inputs"] = len(paths)
     progress, on_progress = progress_bars(unit="pages", label=lambda path: path.name[:40])
@@ -193,7 +194,7 @@ def build(ctx: click.Context, qa_files: tuple[Path, ...], force: bool, pipeline_
     from docfinetune.core.errors import BadInputError
     from docfinetune.display import progress_bars
 
-    config = load_pipeline(pipeline_name, _overrides(flags))
+    config = load_pipeline(pipeline_name, _overrides(flags), COMMAND_LINE)
     workspace: Workspace = ctx.obj["workspace"]
     for path in qa_files:  # checked before "up to date": a missing file is never skipped
         if not path.is_file():
@@ -244,7 +245,7 @@ def train(ctx: click.Context, resume: bool, run_id: str | None, num_gpus: int, p
     from docfinetune.train import train as run_train
 
     overrides = _overrides(flags)
-    config = load_pipeline(pipeline_name, overrides)
+    config = load_pipeline(pipeline_name, overrides, COMMAND_LINE)
     if num_gpus > 1 and distributed.world_size() == 1:
         sys.exit(_launch(num_gpus))
     main = distributed.is_main()
@@ -350,7 +351,7 @@ def evaluate_command(ctx: click.Context, questions_file: Path | None, include_te
     from docfinetune.evaluate import evaluate
     from docfinetune.evaluate.report import summary_table
 
-    config = load_pipeline(pipeline_name, _overrides(flags))
+    config = load_pipeline(pipeline_name, _overrides(flags), COMMAND_LINE)
     progress, on_progress = progress_bars()
     with progress:
         report = evaluate(ctx.obj["workspace"], config=config, questions_file=questions_file,
@@ -378,7 +379,7 @@ def export_command(ctx: click.Context, run_id: str | None, checkpoint: str | Non
     from docfinetune.display import progress_bars
     from docfinetune.export import export_run
 
-    config = load_pipeline(pipeline_name, _overrides(flags)).export
+    config = load_pipeline(pipeline_name, _overrides(flags), COMMAND_LINE).export
     progress, on_progress = progress_bars()
     started = time.perf_counter()
     with progress:

@@ -66,6 +66,20 @@ def test_bad_flag_value_is_one_line_exit_2(run_cli, contract_pdf: Path, workspac
     assert result.exit_code == 2 and "'ocr' is not one of" in result.stderr
 
 
+def test_a_bad_value_is_said_of_where_it_was_given(run_cli, tmp_path: Path, workspace_dir: Path):
+    """A flag's bad value is the command line's, not the pipeline file's it overrode."""
+    result = run_cli("build", "--choice-share", "2")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: the command line: build.choice_share: 2.0 is above 1"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("build:\n  choice_share: 3\n  choice_options: 1\n")
+    result = run_cli("build", "--pipeline", str(mine), "--choice-share", "2")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "the command line: build.choice_share: 2.0 is above 1" in result.stderr  # the flag's value, not 3
+    assert f"{mine}: build.choice_options: 1 is below 2" in result.stderr
+    assert not workspace_dir.exists()
+
+
 def test_help_texts_come_from_the_config():
     result = CliRunner().invoke(main, ["ingest", "--help"])
     assert "Maximum characters per chunk" in result.output and "--keep-going" in result.output

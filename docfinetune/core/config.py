@@ -899,9 +899,12 @@ def _merge(base: dict, overrides: dict) -> dict:
 
 
 def load_pipeline(
-    name_or_path: str = "default", overrides: dict[str, dict[str, Any]] | None = None
+    name_or_path: str = "default", overrides: dict[str, dict[str, Any]] | None = None,
+    overrides_from: str = "overrides",
 ) -> PipelineConfig:
-    """Read a pipeline YAML, apply `overrides` ({section: {key: value}}), validate all of it."""
+    """Read a pipeline YAML, apply `overrides` ({section: {key: value}}), validate all of it. A
+    problem with a value the overrides set is said of `overrides_from` (the CLI: "the command
+    line"), not of the file."""
     path = resolve_pipeline_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -911,9 +914,20 @@ def load_pipeline(
         raise ConfigError(f"{path}: not UTF-8 text, so not a pipeline YAML") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    raw = _merge(_as_it_ran(_migrate(raw)), _migrate(overrides or {}))
+    given = _migrate(overrides or {})
+    raw = _merge(_as_it_ran(_migrate(raw)), given)
     problems: list[str] = []
     config = _build(PipelineConfig, raw, "", problems)
     if problems:
-        raise ConfigError(*(f"{path}: {p}" for p in problems))
+        raise ConfigError(*(f"{overrides_from if _given(given, p) else path}: {p}" for p in problems))
     return config
+
+
+def _given(overrides: dict, problem: str) -> bool:
+    """Whether the key a problem is about ("build.choice_share: 2.0 is above 1") was set by `overrides`."""
+    node: Any = overrides
+    for part in problem.split(":", 1)[0].split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return False
+        node = node[part]
+    return True
