@@ -77,6 +77,10 @@ def test_a_bad_value_is_said_of_where_it_was_given(run_cli, tmp_path: Path, work
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "the command line: build.choice_share: 2.0 is above 1" in result.stderr  # the flag's value, not 3
     assert f"{mine}: build.choice_options: 1 is below 2" in result.stderr
+    # a flag that makes a file's value wrong: both are named
+    result = run_cli("build", "--recite")
+    assert result.exit_code == 2 and result.stderr.startswith(
+        f"error: the command line with {PIPELINES_DIR / 'default.yaml'}: generation.max_new_tokens: 48 is too few")
     assert not workspace_dir.exists()
 
 

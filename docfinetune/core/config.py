@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
@@ -919,15 +920,25 @@ def load_pipeline(
     problems: list[str] = []
     config = _build(PipelineConfig, raw, "", problems)
     if problems:
-        raise ConfigError(*(f"{overrides_from if _given(given, p) else path}: {p}" for p in problems))
+        raise ConfigError(*(f"{_source(p, given, overrides_from, path)}: {p}" for p in problems))
     return config
 
 
-def _given(overrides: dict, problem: str) -> bool:
-    """Whether the key a problem is about ("build.choice_share: 2.0 is above 1") was set by `overrides`."""
+def _source(problem: str, overrides: dict, overrides_from: str, path: Path) -> str:
+    """Where a problem's values came from: the overrides when they set its key ("build.choice_share:
+    2.0 is above 1"), both when they set another key it names ("generation.max_new_tokens: 48 is too
+    few for build.recite" with recite given as a flag), else the file."""
+    first, *others = re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", problem) or [""]
+    if _given(overrides, first):
+        return overrides_from
+    return f"{overrides_from} with {path}" if any(_given(overrides, key) for key in others) else str(path)
+
+
+def _given(overrides: dict, key: str) -> bool:
+    """Whether `overrides` set the dotted `key` ("build.choice_share")."""
     node: Any = overrides
-    for part in problem.split(":", 1)[0].split("."):
+    for part in key.split("."):
         if not isinstance(node, dict) or node.get(part) is None:
             return False
         node = node[part]
-    return True
+    return bool(key)
