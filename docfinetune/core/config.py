@@ -423,10 +423,9 @@ class BuildConfig:
         0.0, "Share of the closed-book training facts also asked as multiple choice: the question, then "
              "\"Options: (A) ... (B) ...\" holding its answer and up to choice_options - 1 other training answers "
              "of the same value type (dates, durations, money, places, ...) from its document; answered with the "
-             "value (build.choices). Why: most wrong "
-             "closed-book answers are another training answer of the same field (tenth run: 151 of 276 held-out, "
-             "19 of 33 hand-written); Self-Tuning's same-type distractors train that choice. Off until measured "
-             "(variant choices).", minimum=0, maximum=1)
+             "value (build.choices). Why: most wrong closed-book answers are another training answer of the same "
+             "field (tenth run: 151 of 276 held-out, 19 of 33 hand-written); Self-Tuning's same-type distractors "
+             "train that choice. Off until measured (variant choices).", minimum=0, maximum=1)
     choice_options: int = option(4, "Values shown in a multiple-choice row (choice_share), its answer among them.",
                                  minimum=2)
     recite: bool = option(
@@ -905,7 +904,7 @@ def load_pipeline(
 ) -> PipelineConfig:
     """Read a pipeline YAML, apply `overrides` ({section: {key: value}}), validate all of it. A
     problem with a value the overrides set is said of `overrides_from` (the CLI: "the command
-    line"), not of the file."""
+    line"), not of the file; one the overrides cause in a file's value of both (`_source`)."""
     path = resolve_pipeline_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
