@@ -161,13 +161,13 @@ VARIANTS = {
     # did (72 of the users' 118 recited against recite_both's 108 — twelfth run, 2026-12-02; not yet measured)
     "recite_both_all": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all"},
                         "generation": {"max_new_tokens": 112, "continue_recitals": True}},
-    # every training fact also asked as multiple choice among same-kind training values of its contract: most wrong
-    # closed-book answers are another training answer of the same field (tenth run); not yet measured
-    "choices": {"build": {"choice_share": 1.0}},
+    # every training fact also asked as multiple choice (3 of its phrasings) among same-type training values of its
+    # contract: most wrong closed-book answers are another training answer of the same field (tenth run); unmeasured
+    "choices": {"build": {"choice_share": 1.0, "choice_phrasings": 3}},
     # both next steps in one training: the plain answers of recite_both_all are recite_both's recipe, so beside the
     # twelfth run they say what multiple choice does to them, and the chosen answer what the choice rule does
     "recite_both_all_choices": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all",
-                                          "choice_share": 1.0},
+                                          "choice_share": 1.0, "choice_phrasings": 3},
                                 "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},

@@ -672,6 +672,12 @@ def test_a_multiple_choice_row_shows_its_answer_among_same_kind_training_values(
     assert len(listed) == 2 and all(sorted(re.findall(r"\([AB]\) (\w+ \d+, 2023)", x)) == ["April 1, 2023", "March 4, 2023"]
                                     for x in listed)
     assert choice_rows(rows, share=1.0, options=3, seed=1) == []  # never a choice of a choice
+    # choice_phrasings: a row for each of a fact's first n phrasings, each drawn on its own
+    again = dataclasses.replace(taught[0], question="How long does the Customer have to pay?")
+    twice = choice_rows([taught[0], again, *taught[1:]], share=1.0, options=3, seed=1, phrasings=2)
+    assert [r.question.split("\n")[0] for r in twice if r.fact_id == taught[0].fact_id] == [
+        taught[0].question, again.question]
+    assert len(choice_rows([taught[0], again, *taught[1:]], share=1.0, options=3, seed=1)) == len(rows)
     assert choice_rows(taught, share=0.0, options=3, seed=1) == []
 
 

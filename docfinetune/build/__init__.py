@@ -120,7 +120,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                 if build_config.recite else 0)
     # Last, so a multiple-choice row copies a final plain closed-book row (no recital, no context).
     choices = choice_rows(splits["train"], build_config.choice_share, build_config.choice_options,
-                          build_config.split_seed)
+                          build_config.split_seed, build_config.choice_phrasings)
     splits["train"] += choices
 
     source_tokens = count_tokens(tokenizer, [c.text for c in chunks])

@@ -37,11 +37,11 @@ def choice_kind(pair: QAPair) -> tuple:
     return doc, VALUE_TYPES.get(field, field), digits, length
 
 
-def choice_rows(pairs: list[QAPair], share: float, options: int, seed: int) -> list[QAPair]:
-    """One multiple-choice row for a seeded `share` of the facts of `pairs` (their first plain,
-    closed-book phrasing): the question, then up to `options` values of the same kind
-    (`choice_kind`: document, value type, digits, length) in a seeded order, the right one among
-    them. A fact with no other value of its kind gets none."""
+def choice_rows(pairs: list[QAPair], share: float, options: int, seed: int, phrasings: int = 1) -> list[QAPair]:
+    """Multiple-choice rows for a seeded `share` of the facts of `pairs`, one for each of a fact's
+    first `phrasings` plain, closed-book phrasings: the question, then up to `options` values of
+    the same kind (`choice_kind`: document, value type, digits, length) in a seeded order, the
+    right one among them. A fact with no other value of its kind gets none."""
     if share <= 0:
         return []
     plain = [p for p in pairs if not (p.context_chunk_ids or p.context_swap or p.prompt)
@@ -52,12 +52,13 @@ def choice_rows(pairs: list[QAPair], share: float, options: int, seed: int) -> l
             pools.setdefault(choice_kind(pair), {}).setdefault(normalize_answer(pair.answer, pair.field),
                                                              pair.answer.strip())
     rng = random.Random(f"{seed}:choices")
-    rows, seen = [], set()
+    chosen: dict[str, bool] = {}  # fact -> drawn into the share
+    asked: dict[str, int] = {}  # fact -> rows written
+    rows = []
     for pair in plain:
-        if pair.fact_id in seen:
-            continue
-        seen.add(pair.fact_id)
-        if rng.random() >= share or len(pair.answer) > MAX_SWAP_CHARS:
+        if pair.fact_id not in chosen:
+            chosen[pair.fact_id] = rng.random() < share
+        if not chosen[pair.fact_id] or asked.get(pair.fact_id, 0) >= phrasings or len(pair.answer) > MAX_SWAP_CHARS:
             continue
         answer = pair.answer.strip()
         own = normalize_answer(answer, pair.field)
@@ -66,6 +67,7 @@ def choice_rows(pairs: list[QAPair], share: float, options: int, seed: int) -> l
                   if key != own and value.lower() not in answer.lower() and answer.lower() not in value.lower()]
         if not others:
             continue
+        asked[pair.fact_id] = asked.get(pair.fact_id, 0) + 1
         shown = rng.sample(others, min(options - 1, len(others))) + [answer]
         rng.shuffle(shown)
         listed = " ".join(f"({chr(ord('A') + i)}) {value}" for i, value in enumerate(shown))

@@ -428,6 +428,9 @@ class BuildConfig:
              "train that choice. Off until measured (variant choices).", minimum=0, maximum=1)
     choice_options: int = option(4, "Values shown in a multiple-choice row (choice_share), its answer among them.",
                                  minimum=2)
+    choice_phrasings: int = option(
+        1, "Multiple-choice rows per fact (choice_share): its first n plain phrasings, each with its own draw "
+           "and order of options. A fact has ~4-7 plain phrasings, so 1 adds ~2% training tokens, 3 ~5%.", minimum=1)
     recite: bool = option(
         False, "Closed-book Q&A-train answers first recall the clause they come from: \" <its sentence, from "
                "the start to the answer> ⇒ <answer>\" (recitation before answering, Sun et al. 2023), and "
