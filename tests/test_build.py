@@ -700,6 +700,9 @@ def test_build_writes_multiple_choice_rows_of_training_values_only(ingested_cont
         assert qa_example(prompt_of, row)["completion"] == f" {row['answer']}"
     plain, _, _ = _built_copy(ingested_contract, tmp_path / "plain")
     assert [r for r in train if "\nOptions: " not in r["question"]] == plain.read_dataset("qa_train")
+    # checkpoint selection's taught questions are asked as a user asks: never with their options
+    from docfinetune.train import taught_sample
+    assert taught_sample(train, config.train) == taught_sample(plain.read_dataset("qa_train"), config.train)
     from rich.console import Console
 
     from docfinetune.display import datasets_table

@@ -20,7 +20,7 @@ import random
 
 from docfinetune.build.raft import MAX_SWAP_CHARS, value_kind
 from docfinetune.core.records import QAPair
-from docfinetune.core.score import normalize_answer
+from docfinetune.core.score import CHOICE_MARK, normalize_answer
 
 CHOICE_DIRECTION = "choice"  # meta["direction"] of these rows
 # Fields holding one type of value, so one's value is a wrong answer to another's question: the
@@ -71,7 +71,7 @@ def choice_rows(pairs: list[QAPair], share: float, options: int, seed: int, phra
         shown = rng.sample(others, min(options - 1, len(others))) + [answer]
         rng.shuffle(shown)
         listed = " ".join(f"({chr(ord('A') + i)}) {value}" for i, value in enumerate(shown))
-        rows.append(dataclasses.replace(pair, question=f"{pair.question}\nOptions: {listed}", answer=answer,
+        rows.append(dataclasses.replace(pair, question=f"{pair.question}{CHOICE_MARK}{listed}", answer=answer,
                                         recital="", meta={**pair.meta, "direction": CHOICE_DIRECTION},
                                         source_chunk_ids=list(pair.source_chunk_ids)))
     return rows

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 RECITAL_MARK = " ⇒ "  # between a recited clause and the answer (build.recite); not a character contracts use
+CHOICE_MARK = "\nOptions: "  # between a multiple-choice row's question and its options (build.choice_share)
 
 MAX_EXTRA_VALUES = 1  # other dates / durations a prediction may state besides the reference's
 MAX_EXTRA_WORDS = 30  # how much longer than the reference a text prediction may be

@@ -47,7 +47,7 @@ from docfinetune.core.runs import (
     run_to_resume,
     write_latest,
 )
-from docfinetune.core.score import RECITAL_MARK, answer_matches
+from docfinetune.core.score import CHOICE_MARK, RECITAL_MARK, answer_matches
 from docfinetune.core.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
 from docfinetune.train.memory import apply_cap, check_fits, estimate
 from docfinetune.train.select import plot_curves, select_checkpoint
@@ -121,7 +121,7 @@ def prepare(workspace: Workspace, config: PipelineConfig, *, resume: bool = Fals
     if sharded(config):
         shard(model, output_layer_unit=bool(config.train.loss_chunk_tokens and config.train.label_only_logits))
     questions = accuracy_sample(data["qa_val"], config.train)
-    taught = accuracy_sample([r for r in data["qa_train"] if not r.get("context_chunk_ids")], config.train)
+    taught = taught_sample(data["qa_train"], config.train)
     if config.build.open_book_share > 0 and workspace is not None:  # one index for both samples
         asked = with_open_book_prompts(workspace, config, questions + taught)
         questions, taught = asked[:len(questions)], asked[len(questions):]
@@ -702,6 +702,12 @@ def with_open_book_prompts(workspace: Workspace, config: PipelineConfig, questio
     return [{**q, "open_book_prompt": rag_prompt(q["question"], [c for c, _ in index.search(q["question"],
                                                                                             config.eval.rag_k)],
                                                  titles, config.generation)} for q in questions]
+
+
+def taught_sample(qa_train: list[dict], t: TrainConfig) -> list[dict]:
+    """The taught questions each evaluation answers: closed-book training rows as a user asks them
+    (no context chunks; no multiple-choice row, which shows its answer among the options)."""
+    return accuracy_sample([r for r in qa_train if not r.get("context_chunk_ids") and CHOICE_MARK not in r["question"]], t)
 
 
 def accuracy_sample(qa_val: list[dict], t: TrainConfig) -> list[dict]:
