@@ -1,5 +1,6 @@
-"""Multiple-choice study rows (build.choice_share): a training fact asked once more with its answer
-shown among other values of the same kind from its document, and answered with the value.
+"""Multiple-choice study rows (build.choice_share): a training fact asked again, in its first
+build.choice_phrasings phrasings, with its answer shown among other values of the same kind from
+its document, and answered with the value.
 
     Under Section 3.2 of the Agreement, within how many days must a material breach be cured?
     Options: (A) twenty (20) days (B) thirty (30) days (C) five (5) years
@@ -10,7 +11,8 @@ same field (tenth knowledge run: 151 of 276 wrong held-out answers, 19 of the 33
 ones) — it learned which values a contract holds, not which question each answers. Rule-built
 multiple choice with same-type distractors is one of Self-Tuning's study tasks (arXiv 2406.06326).
 Options come from training answers only, so a held-out fact's value is never shown; the rows are
-built last, from the final closed-book training rows, and get no recital.
+built last, from the final closed-book training rows, and get no recital; checkpoint selection
+never asks them (`train.taught_sample`: the options show the answer).
 """
 
 from __future__ import annotations
