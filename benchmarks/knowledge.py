@@ -1116,17 +1116,11 @@ def _own_choice(variant: str, rows: list[dict], rules: list[tuple[float, int]],
         held_text = f"{held[0]}/{held[1]}" if scorable else "–"
         print(f"  {label}: users' {users[0]}/{users[1]} (the sample's {users[2]}), held-out {held_text}")
     # The ceiling of any choice between the two: a question counts when either answer is right.
-    users = [0, 0, 0]
-    for r in rows:
-        for q in r["lawyers_records"]:
-            answer = q["answers"]["finetuned"]
-            either = pick(answer, "plain")["correct"] or pick(answer, "read_on")["correct"]
-            users = [users[0] + either, users[1] + 1, users[2] + (r["contract"].startswith("quillmere") and either)]
-    held = [sum(h.get("finetuned_plain", h["finetuned"]) or h.get("finetuned_read_on", h["finetuned"])
-                for r in rows for h in r.get("held_out_records", [])),
-            sum(len(r.get("held_out_records", [])) for r in rows)]
+    either = {name: (sum(plain or read for plain, read, _ in verdicts), len(verdicts))
+              for name, verdicts in _decodings(rows, ("plain", "read_on")).items()}
+    users, sample, held = either["lawyers' + hand-written"], either["hand-written (sample)"], either["held-out facts"]
     print(f"  either answer right (the best any choice can do): users' {users[0]}/{users[1]} "
-          f"(the sample's {users[2]}), held-out {held[0]}/{held[1]}")
+          f"(the sample's {sample[0]}), held-out {held[0]}/{held[1]}")
 
 
 def _answered_both_ways(rows: list[dict]) -> bool:

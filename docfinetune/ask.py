@@ -172,6 +172,7 @@ class Asker:
                      else f"\n(read on from the recital: {chosen.rsplit(RECITAL_MARK, 1)[1]})")
         return chosen
 
+
 def ask(workspace: Workspace, question: str, *, checkpoint: int | str | Path | None = None,
         base: bool = False, sources: int = 0, on_token: TokenFn | None = None,
         config: PipelineConfig | None = None, run_id: str | None = None,
