@@ -155,7 +155,8 @@ VARIANTS = {
     # as measured): twelfth run (2026-12-02), plain 69/118 users' and read on 102/291 held-out facts, but the
     # choice kept 58 and 85
     "recite_both": {"build": {"recite": True, "recite_both": True},
-                    "generation": {"max_new_tokens": 112, "continue_recitals": True, "recital_min_words": 0}},
+                    "generation": {"max_new_tokens": 112, "continue_recitals": True, "recital_min_words": 0,
+                                   "recital_enough_words": 0}},
     # recite_both with a recite-prompt copy of every closed-book row (build.recite_both_rows "all"): those without
     # a recital answered plainly there, so the model learns which questions a clause is recited for, as recite_read
     # did (72 of the users' 118 recited against recite_both's 108 — twelfth run, 2026-12-02; not yet measured)
@@ -166,9 +167,19 @@ VARIANTS = {
     "choices": {"build": {"choice_share": 1.0, "choice_phrasings": 3}},
     # both next steps in one training: the plain answers of recite_both_all are recite_both's recipe, so beside the
     # twelfth run they say what multiple choice does to them, and the chosen answer what the choice rule does
+    # (fourteenth run, 2026-12-02: chosen 67/118 users', 100/291 held-out; plain 66/118, recite_both's 69)
     "recite_both_all_choices": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all",
                                           "choice_share": 1.0, "choice_phrasings": 3},
-                                "generation": {"max_new_tokens": 112, "continue_recitals": True}},
+                                "generation": {"max_new_tokens": 112, "continue_recitals": True,
+                                               "recital_enough_words": 0}},  # as measured
+    # open-book rows answered by quoting the context's sentence that states the answer, then the answer
+    # (build.open_book_quotes, RAFT's quoting answers): recitals cost retrieval answers (fourteenth run,
+    # 2026-12-02: recite_both_all_choices 79 of 107 with retrieval against the default's 85); not yet measured
+    "quoted": {"build": {"open_book_quotes": True}, "generation": {"max_new_tokens": 112}},
+    "recite_both_all_choices_quoted": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all",
+                                                 "choice_share": 1.0, "choice_phrasings": 3,
+                                                 "open_book_quotes": True},
+                                       "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
@@ -1078,11 +1089,13 @@ def _own_choice(variant: str, rows: list[dict], rules: list[tuple[float, int]],
     sure = all("confidence" in q["answers"]["finetuned"] for r in rows for q in r["lawyers_records"])
     choices = [(f"θ {theta:g}, k {k}", theta, lambda q, text, c, t=theta, n=k: recital_quotes(q, text, t, n))
                for theta, k in rules]
+    generation = GenerationConfig()  # the rule the pipeline chooses by, recital_enough_words included
+    theta, k, enough = generation.recital_min_overlap, generation.recital_min_words, generation.recital_enough_words
+    choices.append((f"θ {theta:g}, k {k}, or {enough} words (the pipeline's rule)", theta,
+                    lambda q, text, c, t=theta, n=k, e=enough: recital_quotes(q, text, t, n, e)))
     if sure:
         choices.append(("surer of the recital", 0.0,
                         lambda q, text, c: RECITAL_MARK in text and c["recited"] > c["plain"]))
-        generation = GenerationConfig()  # the (θ, k) the pipeline chooses by
-        theta, k = generation.recital_min_overlap, generation.recital_min_words
         choices += [(f"θ {theta:g}, k {k}, plain kept at confidence ≥ {bar:g}", theta,
                      lambda q, text, c, t=theta, n=k, b=bar: c["plain"] < b and recital_quotes(q, text, t, n))
                     for bar in confidences]

@@ -94,8 +94,9 @@ def datasets_table(stats: dict) -> Table:
     # What the train rows hold beside closed-book Q&A (older stats.json files lack the counts).
     extra = ""
     if "open_book_rows" in qa:
+        quoted = f", quoting the context {qa['open_book_quotes']}" if qa.get("open_book_quotes") else ""
         extra = (f"train rows open-book {qa['open_book_rows']} (counterfactual twins "
-                 f"{qa.get('counterfactual_rows', 0)}); ")
+                 f"{qa.get('counterfactual_rows', 0)}{quoted}); ")
     if "fact_cards" in qa:
         extra += f"fact cards {qa['fact_cards']} (held out {qa.get('held_out_fact_cards', 0)}); "
     if qa.get("choice_rows"):

@@ -358,6 +358,65 @@ def test_a_counterfactual_twin_changes_the_answer_in_its_context_and_in_its_answ
     assert counterfactual_rows(open_book, taught, chunks, share=0.0, seed=1) == []
 
 
+def test_an_open_book_quote_is_the_shown_contexts_sentence_up_to_the_answer():
+    from docfinetune.build.raft import counterfactual_rows
+    from docfinetune.build.recite import add_quotes
+
+    chunks = [_chunk("d:0000", "Fees are due monthly. Customer shall pay within forty-five (45) days of invoice."),
+              _chunk("d:0001", "The Provider shall respond within two (2) hours and give notice within ten (10) days.")]
+    taught = [_field_pair("Within what period must the Customer pay?", "forty-five (45) days", "duration"),
+              _field_pair("What is the notice period?", "ten (10) Business Days", "duration")]
+    rows = [_field_pair(taught[0].question, taught[0].answer, "duration", ["d:0001", "d:0000"]),
+            _field_pair("How fast must the Provider respond?", "two (2) hours", "duration", ["d:0000"]),
+            _field_pair("What is the notice period?", "ten (10) days", "duration", ["d:0001"])]
+    twins = counterfactual_rows(rows[:1], taught, chunks, share=1.0, seed=1)
+    closed = _field_pair(taught[0].question, taught[0].answer, "duration")
+    held_out = [_field_pair("How fast?", "two (2) hours", "duration")]
+    held_out[0].source_chunk_ids = ["d:0001"]
+    assert add_quotes(rows + twins + [closed], chunks, held_out, 160) == 3
+    # from the sentence's start, in the chunk that states it, to the answer's end
+    assert rows[0].recital == "Customer shall pay within forty-five (45) days"
+    assert rows[1].recital == ""  # the context holds only distractors: answered plainly
+    # a held-out answer earlier in the sentence is never quoted: the quote starts after it
+    assert rows[2].recital == "and give notice within ten (10) days"
+    # the twin quotes the context as its prompt shows it, with the value put in
+    assert twins[0].recital == "Customer shall pay within ten (10) Business Days"
+    assert closed.recital == ""  # closed-book rows are build.recite's
+    assert add_quotes(rows[:1], chunks, [_field_pair("Pay when?", "forty-five (45) days", "duration")], 160) == 0
+
+
+def test_build_with_open_book_quotes_trains_each_quote_after_the_prompt_that_shows_it(ingested_contract, tmp_path):
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.errors import ConfigError
+    from docfinetune.core.score import RECITAL_MARK
+    from docfinetune.core.workspace import Workspace
+    from docfinetune.train import prompts_for, qa_example
+
+    with pytest.raises(ConfigError, match="48 is too few for build.open_book_quotes .a quote of up to 160"):
+        load_pipeline("default", {"build": {"open_book_quotes": True}})
+    workspace = Workspace(tmp_path / "ws")
+    shutil.copytree(ingested_contract.root, workspace.root)
+    config = load_pipeline("default", {"build": {"augment_variants": 0, "open_book_quotes": True,
+                                                 "open_book_counterfactual_share": 1.0},
+                                       "generation": {"max_new_tokens": 112}})
+    stats = build(workspace, config)
+    plain, _, _ = _built_copy(ingested_contract, tmp_path / "plain", open_book_counterfactual_share=1.0)
+    train = workspace.read_dataset("qa_train")
+    quoted = [r for r in train if r.get("recital")]
+    assert stats["qa"]["open_book_quotes"] == len(quoted) > stats["qa"]["open_book_rows"] / 3
+    assert all(r["context_chunk_ids"] for r in quoted) and any(r["context_swap"] for r in quoted)
+    assert [{k: v for k, v in r.items() if k != "recital"} for r in train] == plain.read_dataset("qa_train")
+    for name in ("qa_val", "qa_test"):
+        assert workspace.read_dataset(name) == plain.read_dataset(name)
+    prompt_of = prompts_for(workspace, config, train)
+    for row in quoted:
+        example = qa_example(prompt_of, row)
+        assert " ".join(row["recital"].split()) in " ".join(example["prompt"].split())  # copied from what it shows
+        assert example["completion"] == f" {row['recital']}{RECITAL_MARK}{row['answer']}"
+        assert row["recital"].lower().endswith(row["answer"].strip().lower())
+
+
 def _built_copy(ingested_contract, tmp_path, **build_settings):
     """A copy of the ingested contract built with `build_settings`: (workspace, config, stats)."""
     from docfinetune.build import build

@@ -601,8 +601,19 @@ def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_q
     assert not recital_quotes(short, recital, 0.5, 3) and recital_quotes(short, recital, 0.5, 2)
     assert recital_quotes(quoting, recital, 0.5, 3) and not recital_quotes(quoting, recital, 0.9, 3)
     assert not recital_quotes("What is this agreement?", recital, 0.0, 0)  # no words of its own: quotes nothing
+    # a long question that names its document and section quotes its clause in more words than half its own
+    long_one = ("Under Section 7.7 of the Quillmere services agreement, after termination or expiry, for how many "
+                "years shall the obligations of this Article VII survive?")  # 5 of its 12 words recited
+    assert not recital_quotes(long_one, recital, 0.5, 3) and recital_quotes(long_one, recital, 0.5, 3, 5)
+    assert not recital_quotes(long_one, recital, 0.5, 3, 6) and not recital_quotes(long_one, recital, 0.5, 6, 5)
+    assert recital_quotes(short, recital, 0.9, 0, 2) and not recital_quotes(short, recital, 0.9, 0, 0)  # 0: never
     said[f"Question: {short}\nAnswer:"] = "two (2) years"
     said[f"Question: {short}\nRecite the clause, then answer:"] = f"{wrong} ⇒ six (6) years"
     assert closed_book_answers(ask, [short], generation, recite_both=True)["answer"] == ["two (2) years"]
     fewer = GenerationConfig(max_new_tokens=112, continuation_tokens=20, recital_min_words=2)
     assert closed_book_answers(ask, [short], fewer, recite_both=True)["answer"] == [read]
+    said[f"Question: {long_one}\nAnswer:"] = "two (2) years"
+    said[f"Question: {long_one}\nRecite the clause, then answer:"] = f"{wrong} ⇒ six (6) years"
+    assert closed_book_answers(ask, [long_one], generation, recite_both=True)["answer"] == [read]  # 5 words
+    share_only = GenerationConfig(max_new_tokens=112, continuation_tokens=20, recital_enough_words=0)
+    assert closed_book_answers(ask, [long_one], share_only, recite_both=True)["answer"] == ["two (2) years"]

@@ -291,12 +291,16 @@ def test_the_model_card_says_what_a_recite_model_answers_beyond_the_served_promp
     both = "\n".join(_recital_lines(load_pipeline("default", {"build": {"recite": True, "recite_both": True},
                                                                 "generation": {"max_new_tokens": 112}})))
     assert "Question: {question}\nRecite the clause, then answer:" in both
-    assert "at least 0.5 of the question's words and 3 of them" in both and "plain prompt only" in both
+    assert "at least 0.5 of the question's words and 3 of them, or 5 of them whatever their share" in both
+    assert "plain prompt only" in both
     assert "reads on from a recited clause" in both  # continue_recitals is on by default
     alone = "\n".join(_recital_lines(load_pipeline("default", {"build": {"recite": True},
                                                                  "generation": {"continue_recitals": False,
                                                                                 "max_new_tokens": 112}})))
     assert "the text after the last ⇒" in alone and "Recite the clause" not in alone and "reads on" not in alone
+    quoted = "\n".join(_recital_lines(load_pipeline("default", {"build": {"open_book_quotes": True},
+                                                                  "generation": {"max_new_tokens": 112}})))
+    assert "With retrieved chunks in the prompt, answers quote the sentence" in quoted and "Recite" not in quoted
 
 
 def test_the_cli_exports_the_selected_checkpoint_into_the_workspace(trained: Workspace, run_cli, tmp_path):

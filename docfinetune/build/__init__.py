@@ -29,7 +29,7 @@ from docfinetune.build.cpt import cpt_records
 from docfinetune.build.curate import curate
 from docfinetune.build.generators import make_generator
 from docfinetune.build.raft import counterfactual_rows, open_book_rows
-from docfinetune.build.recite import add_recitals
+from docfinetune.build.recite import add_quotes, add_recitals
 from docfinetune.build.split import SPLITS, split_by_fact
 from docfinetune.build.user_qa import read_qa_file
 from docfinetune.core.config import PipelineConfig
@@ -110,9 +110,11 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
                                build_config.open_book_chunks, build_config.open_book_gold_probability,
                                build_config.split_seed, config.retrieval)
     # ... and counterfactual twins of some: the answer changed in the context and in the answer.
-    splits["train"] += open_book + counterfactual_rows(open_book, splits["train"], chunks + cards,
-                                                       build_config.open_book_counterfactual_share,
-                                                       build_config.split_seed)
+    twins = counterfactual_rows(open_book, splits["train"], chunks + cards,
+                                build_config.open_book_counterfactual_share, build_config.split_seed)
+    splits["train"] += open_book + twins
+    quotes = (add_quotes(open_book + twins, chunks + cards, splits["val"] + splits["test"],
+                         build_config.recital_max_chars) if build_config.open_book_quotes else 0)
     recitals = (add_recitals(splits["train"], chunks, splits["val"] + splits["test"], build_config.recital_max_chars,
                              build_config.recital_from, originals, tuple(build_config.recite_generators),
                              keep_plain=build_config.recite_both,
@@ -159,6 +161,7 @@ def build(workspace: Workspace, config: PipelineConfig, qa_files: list[Path] = (
             "open_book_rows": sum(bool(p.context_chunk_ids) for p in splits["train"]),
             "counterfactual_rows": sum(bool(p.context_swap) for p in splits["train"]),
             "recitals": recitals,
+            "open_book_quotes": quotes,
             "choice_rows": len(choices),
             "fact_cards": len(cards),
             "held_out_fact_cards": len(held_out_cards),

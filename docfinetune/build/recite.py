@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from docfinetune.core.generate import swapped_context
 from docfinetune.core.records import Chunk, QAPair
 from docfinetune.core.score import answer_pattern, normalize_spaces, sentence_start
 
@@ -87,12 +88,7 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
     a recital."""
     chunk_texts = ({r["chunk_id"]: r["text"] for r in records} if start_at == "record"
                    else {c.chunk_id: c.text for c in chunks})
-    held_out_answers: dict[str, list[str]] = {}  # chunk id -> the held-out answers it states
-    for pair in held_out:
-        answer = normalize_spaces(pair.answer).lower()
-        for chunk_id in pair.source_chunk_ids:
-            if answer and answer not in held_out_answers.setdefault(chunk_id, []):
-                held_out_answers[chunk_id].append(answer)
+    held_out_answers = _held_out_answers(held_out)
     copies, recited = [], 0
     for pair in pairs:
         if pair.context_chunk_ids or (generators is not None and pair.generator not in generators):
@@ -106,6 +102,36 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
             pair.recital = recital
     pairs += copies
     return recited
+
+
+def add_quotes(rows: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], max_chars: int) -> int:
+    """Set `recital` on each open-book row (`context_chunk_ids`) whose context states its answer: the
+    sentence of the first such chunk, as the prompt shows it (a counterfactual twin's changed text),
+    from its start to the answer's end (build.open_book_quotes; RAFT's answer quoting the gold chunk).
+    Rows whose context does not state the answer (distractors only) answer plainly. The same limits
+    as a recital: at most `max_chars`, never holding a held-out answer. Returns how many got one."""
+    by_id = {c.chunk_id: c for c in chunks}
+    held_out_answers = _held_out_answers(held_out)
+    quoted = 0
+    for row in rows:
+        if not row.context_chunk_ids:
+            continue
+        shown = swapped_context([by_id[cid] for cid in row.context_chunk_ids if cid in by_id], row.context_swap)
+        view = dataclasses.replace(row, source_chunk_ids=[c.chunk_id for c in shown])
+        row.recital = recital_for(view, {c.chunk_id: c.text for c in shown}, held_out_answers, max_chars)
+        quoted += bool(row.recital)
+    return quoted
+
+
+def _held_out_answers(held_out: list[QAPair]) -> dict[str, list[str]]:
+    """chunk id -> the held-out answers it states (what no recital or quote may hold)."""
+    answers: dict[str, list[str]] = {}
+    for pair in held_out:
+        answer = normalize_spaces(pair.answer).lower()
+        for chunk_id in pair.source_chunk_ids:
+            if answer and answer not in answers.setdefault(chunk_id, []):
+                answers[chunk_id].append(answer)
+    return answers
 
 
 def _after_held_out(text: str, window_start: int, answer_start: int, answer_end: int,

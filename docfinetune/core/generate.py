@@ -361,12 +361,15 @@ def read_on(answers: list[str], continue_texts: Callable[[list[str]], list[str]]
     return out
 
 
-def recital_quotes(question: str, answer: str, min_share: float, min_words: int) -> bool:
-    """Whether the answer's recital quotes the question: it holds at least `min_share` of the
-    question's words and at least `min_words` of them (stopwords and contract boilerplate left out;
-    a question with no other words quotes nothing)."""
+def recital_quotes(question: str, answer: str, min_share: float, min_words: int, enough_words: int = 0) -> bool:
+    """Whether the answer's recital quotes the question: it holds at least `min_words` of the
+    question's words and at least `min_share` of them — or, `enough_words` > 0, at least that many
+    whatever their share (stopwords and contract boilerplate left out; a question with no other
+    words quotes nothing)."""
     quoted = _quoted_words(question, answer)
-    return quoted is not None and quoted[1] > 0 and quoted[0] >= min_words and quoted[0] >= min_share * quoted[1]
+    if quoted is None or quoted[1] == 0 or quoted[0] < min_words:
+        return False
+    return quoted[0] >= min_share * quoted[1] or 0 < enough_words <= quoted[0]
 
 
 def _quoted_words(question: str, answer: str) -> tuple[int, int] | None:
@@ -401,6 +404,8 @@ def closed_book_answers(ask: Callable[[list[str], int], list[str]], questions: l
 
 def plain_or_recited(question: str, plain: str, recited: str, generation: GenerationConfig) -> str:
     """build.recite_both's choice: the recited answer when its recital quotes the question (at least
-    `recital_min_overlap` of the question's words and `recital_min_words` of them), else the plain one."""
-    quotes = recital_quotes(question, recited, generation.recital_min_overlap, generation.recital_min_words)
+    `recital_min_words` of the question's words and `recital_min_overlap` of them, or at least
+    `recital_enough_words` of them), else the plain one."""
+    quotes = recital_quotes(question, recited, generation.recital_min_overlap, generation.recital_min_words,
+                            generation.recital_enough_words)
     return recited if quotes else plain

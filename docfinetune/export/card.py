@@ -158,11 +158,18 @@ def _warning(found: dict | None) -> str:
             "confidentially as the documents themselves; do not upload them to a public model hub.")
 
 
+def _enough(words: int) -> str:
+    return f", or {words} of them whatever their share" if words else ""
+
+
 def _recital_lines(c) -> list[str]:
     """What a model trained with recitals (build.recite) answers under the served prompt, and what
     `docfinetune ask` does beyond it — the chat template and Modelfile ask the closed-book prompt only."""
+    quotes = (["With retrieved chunks in the prompt, answers quote the sentence that states the answer first: "
+               "`<sentence> ⇒ <answer>` (build.open_book_quotes); the answer is the text after the last ⇒.", ""]
+              if c.build.open_book_quotes else [])
     if not c.build.recite:
-        return []
+        return quotes
     lines = ["Some closed-book answers recite their clause first: `<clause> ⇒ <answer>` (build.recite); the answer "
              "is the text after the last ⇒."]
     if c.build.recite_both:
@@ -171,12 +178,13 @@ def _recital_lines(c) -> list[str]:
         lines += ["", "```", c.generation.recite_prompt_template, "```", "",
                   "`docfinetune ask` asks both ways and keeps the recited answer only when its clause holds at least "
                   f"{c.generation.recital_min_overlap:g} of the question's words and {c.generation.recital_min_words} "
-                  "of them; a server given the chat template or Modelfile asks the plain prompt only."]
+                  f"of them{_enough(c.generation.recital_enough_words)}; a server given the chat template or Modelfile "
+                  "asks the plain prompt only."]
     if c.generation.continue_recitals:
         lines += ["", "`docfinetune ask` also reads on from a recited clause as plain text and takes the answer from "
                       "that continuation (generation.continue_recitals); a server returns the recited answer as "
                       "generated."]
-    return [*lines, ""]
+    return [*lines, "", *quotes]
 
 
 def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt: str, dtype: str, full: bool,
