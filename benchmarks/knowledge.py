@@ -703,7 +703,9 @@ RULES = {  # name -> how a checkpoint is chosen from the run's own evaluations (
     "held-out + taught, 0.5 each (the rule until 2026-12-01's seventh run)": lambda cs: _choose(cs, "accuracy", 0.5)[0],
     "the same, within 0.03 of the best the most closed-book (train.selection_tolerance)":
         lambda cs: _choose(cs, "accuracy", 0.5, 0.03)[0],
-    "the same, within 0.05 (the default)": lambda cs: _choose(cs, "accuracy", 0.5, 0.05)[0],
+    "the same, within 0.05 (the default until 2026-12-02)": lambda cs: _choose(cs, "accuracy", 0.5, 0.05)[0],
+    "the same, answering from half the steps on (train.answer_from 0.5, the default)":
+        lambda cs: _choose([c for c in cs if c["step"] >= 0.5 * cs[-1]["step"]], "accuracy", 0.5, 0.05)[0],
     "the last checkpoint": lambda cs: cs[-1],
 }
 

@@ -84,9 +84,11 @@ def test_the_main_process_alone_writes_the_run(runs):
     lines = list(read_jsonl(run_dir / METRICS_FILE))
     steps = [line["step"] for line in lines]
     assert steps == sorted(set(steps))  # one line per evaluation, not one per process
+    assert any(line["questions"] == 0 for line in lines) and lines[-1]["questions"] == 5
     for line in lines:
-        # the 5 sampled questions were split 3 + 2 and gathered: all 5 scored once
-        assert line["questions"] == 5
+        # the 5 sampled questions were split 3 + 2 and gathered: all 5 scored once (from half the steps on,
+        # train.answer_from; val loss alone before)
+        assert line["questions"] == (5 if line["step"] >= 0.5 * steps[-1] else 0)
         assert (run_dir / "checkpoints" / f"checkpoint-{line['step']}" / CHECKPOINT_METRICS_FILE).is_file()
     assert json.loads((run_dir / SELECTION_FILE).read_text())["selected"]["step"] in steps
     assert (run_dir / "curves.png").is_file()

@@ -606,6 +606,14 @@ class TrainConfig:
         minimum=1)
     eval_max_questions: int = option(
         200, "Val questions answered at each evaluation (a fixed seeded sample when there are more).", minimum=1)
+    answer_from: float = option(
+        0.5, "Evaluations before this share of the training steps measure val loss only; answering the val and "
+             "taught questions (most of an evaluation's time) starts here, so checkpoint selection chooses among "
+             "the later checkpoints. 0: answer at every evaluation. Why: the knowledge runs' selections fall in "
+             "the second half (median 0.75-1.0 of the run); on the two H200 runs whose every checkpoint answered "
+             "the users' questions (25 trainings) 0.5 against 0 moved 2 choices and cost 1 of 123 closed-book "
+             "answers, none with retrieval, and it saves a median 0.7 minutes of a default training's 6.2 (1.8 "
+             "of 8.2 with recite_both) (benchmarks/RESULTS.md).", minimum=0, maximum=1)
     select_by: str = option(
         "accuracy", "Checkpoint choice: accuracy (of the system `ask` uses, over held-out and taught facts, "
                     "weighted by taught_weight), held_out_accuracy (the held-out val facts alone; ties: taught "

@@ -446,7 +446,9 @@ class RunRecorder(TrainerCallback):
             control.should_save = True
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        self.validation = {"val_loss": (metrics or {}).get("eval_loss"), **self.validate(model)}
+        # before train.answer_from of the steps: val loss only (answering is most of an evaluation)
+        answering = state.global_step >= self.config.train.answer_from * state.max_steps
+        self.validation = {"val_loss": (metrics or {}).get("eval_loss"), **(self.validate(model) if answering else {})}
 
     def validate(self, model) -> dict:
         """Greedy answers to the sampled val questions (facts held out of training: does the
