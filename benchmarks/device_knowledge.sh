@@ -32,7 +32,11 @@
 #   recite_both answers every closed-book question twice (and reads on), in each checkpoint's evaluation too:
 #   the twelfth run (recite_both alone, 13 tasks): 1, then 9, then 2 in calls of 584, 579 and 524 s (MINUTES 9, 5,
 #   8; median 7.65 minutes a contract with 8 sharing); buffalowildwings never finished. recite_both_all trains
-#   more rows still: give it three full calls, or limit it (@contract+contract) to leave room for a second variant. The tracked tree must leave room for a
+#   more rows still: give it three full calls, or limit it (@contract+contract) to leave room for a second variant.
+#   The fourteenth ("recite_both_all_choices@" the 12 others, buffalowildwings left out): 1, then 10 in calls of 583
+#   and 575 s (MINUTES 9, 5), then the sample alone resumed in 127 s ("…@quillmere" 1 2); 25 of 30 minutes. Since
+#   then train.answer_from (0.5) skips answering in the first half of the steps: ~0.7 (default) to ~1.8 (recite)
+#   minutes less a contract, from the stored evaluation times. The tracked tree must leave room for a
 #   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
