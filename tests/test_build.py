@@ -382,6 +382,11 @@ def test_an_open_book_quote_is_the_shown_contexts_sentence_up_to_the_answer():
     # the twin quotes the context as its prompt shows it, with the value put in
     assert twins[0].recital == "Customer shall pay within ten (10) Business Days"
     assert closed.recital == ""  # closed-book rows are build.recite's
+    # the row's own chunk is quoted even when a distractor shown before it states the same value
+    again = [_field_pair(taught[0].question, taught[0].answer, "duration", ["d:0002", "d:0000"])]
+    distractor = _chunk("d:0002", "Either party may object within forty-five (45) days of notice.")
+    assert add_quotes(again, chunks + [distractor], [], 160) == 1
+    assert again[0].recital == "Customer shall pay within forty-five (45) days"
     assert add_quotes(rows[:1], chunks, [_field_pair("Pay when?", "forty-five (45) days", "duration")], 160) == 0
 
 

@@ -23,6 +23,10 @@ against 14-15): from a topic the model recites a wrong clause. `build.recite_gen
 recitals to some generators' rows; `build.recite_both` keeps every recited row plain as well, so
 a question can be answered both ways and the recital kept only when it quotes the question.
 
+Quotes (`add_quotes`, build.open_book_quotes) are the open-book rows' recitals: the sentence of the
+retrieved context that states the answer, so the clause written before an answer with retrieval is
+the prompt's own.
+
 A recital never holds a held-out (val or test) fact's answer where that fact is stated (its source
 chunk): those facts are still learned by reading alone (build.split's rule), so a sentence recital
 starts after any such answer and a record recital that would hold one is not written. Elsewhere the
@@ -106,10 +110,12 @@ def add_recitals(pairs: list[QAPair], chunks: list[Chunk], held_out: list[QAPair
 
 def add_quotes(rows: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], max_chars: int) -> int:
     """Set `recital` on each open-book row (`context_chunk_ids`) whose context states its answer: the
-    sentence of the first such chunk, as the prompt shows it (a counterfactual twin's changed text),
-    from its start to the answer's end (build.open_book_quotes; RAFT's answer quoting the gold chunk).
-    Rows whose context does not state the answer (distractors only) answer plainly. The same limits
-    as a recital: at most `max_chars`, never holding a held-out answer. Returns how many got one."""
+    sentence that states it, as the prompt shows it (a counterfactual twin's changed text), from its
+    start to the answer's end — in the row's own source chunk when shown, else the first chunk that
+    states it (a common value such as "thirty (30) days" is in many clauses) (build.open_book_quotes;
+    RAFT's answer quoting the gold chunk). Rows whose context does not state the answer (distractors
+    only) answer plainly. The same limits as a recital: at most `max_chars`, never holding a
+    held-out answer. Returns how many got one."""
     by_id = {c.chunk_id: c for c in chunks}
     held_out_answers = _held_out_answers(held_out)
     quoted = 0
@@ -117,7 +123,8 @@ def add_quotes(rows: list[QAPair], chunks: list[Chunk], held_out: list[QAPair], 
         if not row.context_chunk_ids:
             continue
         shown = swapped_context([by_id[cid] for cid in row.context_chunk_ids if cid in by_id], row.context_swap)
-        view = dataclasses.replace(row, source_chunk_ids=[c.chunk_id for c in shown])
+        own = [c.chunk_id for c in shown if c.chunk_id in row.source_chunk_ids]
+        view = dataclasses.replace(row, source_chunk_ids=own + [c.chunk_id for c in shown if c.chunk_id not in own])
         row.recital = recital_for(view, {c.chunk_id: c.text for c in shown}, held_out_answers, max_chars)
         quoted += bool(row.recital)
     return quoted

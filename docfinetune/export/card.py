@@ -163,8 +163,9 @@ def _enough(words: int) -> str:
 
 
 def _recital_lines(c) -> list[str]:
-    """What a model trained with recitals (build.recite) answers under the served prompt, and what
-    `docfinetune ask` does beyond it — the chat template and Modelfile ask the closed-book prompt only."""
+    """What a model trained with recitals (build.recite) or quoted open-book answers (build.open_book_quotes)
+    answers under the served prompt, and what `docfinetune ask` does beyond it — the chat template and
+    Modelfile ask the closed-book prompt only."""
     quotes = (["With retrieved chunks in the prompt, answers quote the sentence that states the answer first: "
                "`<sentence> ⇒ <answer>` (build.open_book_quotes); the answer is the text after the last ⇒.", ""]
               if c.build.open_book_quotes else [])
