@@ -398,7 +398,8 @@ def test_build_with_open_book_quotes_trains_each_quote_after_the_prompt_that_sho
     from docfinetune.core.workspace import Workspace
     from docfinetune.train import prompts_for, qa_example
 
-    with pytest.raises(ConfigError, match="48 is too few for build.open_book_quotes .a quote of up to 160"):
+    with pytest.raises(ConfigError, match="48 is too few for build.open_book_quotes .a quote of up to 160.*"
+                                          "set at least 96, in a pipeline file"):
         load_pipeline("default", {"build": {"open_book_quotes": True}})
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(ingested_contract.root, workspace.root)

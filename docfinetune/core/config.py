@@ -773,7 +773,7 @@ class PipelineConfig:
             problems.append(f"generation.max_new_tokens: {self.generation.max_new_tokens} is too few for "
                             f"{quoting[0]} (a {'recital' if quoting[0] == 'build.recite' else 'quote'} of up to "
                             f"{self.build.recital_max_chars} characters comes before the answer); set at least "
-                            f"{needed}")
+                            f"{needed}, in a pipeline file (--pipeline): build and train both read it")
         raise_problems(problems)
 
     def to_dict(self) -> dict[str, Any]:
