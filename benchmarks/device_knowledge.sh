@@ -36,7 +36,10 @@
 #   The fourteenth ("recite_both_all_choices@" the 12 others, buffalowildwings left out): 1, then 10 in calls of 583
 #   and 575 s (MINUTES 9, 5), then the sample alone resumed in 127 s ("…@quillmere" 1 2); 25 of 30 minutes. Since
 #   then train.answer_from (0.5) skips answering in the first half of the steps: ~0.7 (default) to ~1.8 (recite)
-#   minutes less a contract, from the stored evaluation times. The tracked tree must leave room for a
+#   minutes less a contract, from the stored evaluation times. The fifteenth (quoted and recite_both_all_quoted
+#   on the same 12, 24 tasks): 2, then 9, then 11 in calls of 584, 579 and 409 s (MINUTES 9, 5, 4), 28.5 of 30
+#   minutes; tcpipelines started in neither. The first call spends ~4 minutes on setup and conversion before
+#   any task finishes, so a 24-task run needs all three. The tracked tree must leave room for a
 #   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).

@@ -437,8 +437,9 @@ class BuildConfig:
                "answers from memory with the answer's chunk in the prompt — the fourteenth run's "
                "recite_both_all_choices lost 85 -> 79 of 107 with retrieval against the default, the sample's "
                "hand-written 39 -> 33 of 56, each a remembered value of the same kind; a quote is copied from "
-               "what the prompt shows. Needs generation.max_new_tokens as build.recite does. Off until measured "
-               "(variants quoted, recite_both_all_quoted).")
+               "what the prompt shows. Needs generation.max_new_tokens as build.recite does. Off: measured worse "
+               "(fifteenth run, 11 contracts: with retrieval 74 against the default's 88 of 113 — the 270M model "
+               "quotes the wrong sentence of the context, then answers from it, in 13 of 20 lost answers).")
     choice_share: float = option(
         0.0, "Share of the closed-book training facts also asked as multiple choice: the question, then "
              "\"Options: (A) ... (B) ...\" holding its answer and up to choice_options - 1 other training answers "
