@@ -174,14 +174,20 @@ VARIANTS = {
                                                "recital_enough_words": 0}},  # as measured
     # open-book rows answered by quoting the context's sentence that states the answer, then the answer
     # (build.open_book_quotes, RAFT's quoting answers): recitals cost retrieval answers (fourteenth run,
-    # 2026-12-02: recite_both_all_choices 79 of 107 with retrieval against the default's 85); not yet measured
+    # 2026-12-02: recite_both_all_choices 79 of 107 with retrieval against the default's 85); fifteenth run
+    # (2026-12-02): quotes lose more, 74 of 113 against the default's 88 (the wrong sentence quoted)
     "quoted": {"build": {"open_book_quotes": True}, "generation": {"max_new_tokens": 112}},
     # what would become the default if quotes win retrieval back: recite_both_all with quotes, without the
-    # multiple-choice rows (no gain in the fourteenth run, 8% more tokens)
+    # multiple-choice rows (no gain in the fourteenth run, 8% more tokens); fifteenth run: closed-book 69/113,
+    # held-out 81/287, with retrieval 79/113 against the fourteenth run's 85
     "recite_both_all_quoted": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all",
                                          "open_book_quotes": True},
                                "generation": {"max_new_tokens": 112, "continue_recitals": True}},
+    # every weight but the embeddings (KNOWLEDGE.md §4: LoRA learns less); measured only on 2026-11-30's 4-epoch
+    # recipe without open-book rows (14.7% and 17.3% closed-book, 4 contracts). On today's recipe a contract's
+    # 8 checkpoints hold ~9.7 GB (1,106 MB each, the newest's optimizer 803 MB): at most 5 jobs on the 64 GB disk
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
+    "full_lr_1e-4": {"train": {"method": "full", "learning_rate": 1e-4}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
     "full_lr_5e-5_8_epochs": {"train": {"method": "full", "learning_rate": 5e-5, "epochs": 8}},
     "full_lr_5e-5_open_book": {"train": {"method": "full", "learning_rate": 5e-5},
@@ -227,7 +233,7 @@ def _built(out: Path, results: Path, variant: str):
 
     config = load_pipeline("default", VARIANTS[variant])
     with tempfile.TemporaryDirectory() as scratch:
-        for row in load_rows(results)[variant]:
+        for row in variant_rows(results, variant):
             folder = Path(scratch) / row["contract"]
             shutil.copytree(out / row["contract"], folder)
             workspace = Workspace(folder)
@@ -615,6 +621,15 @@ def load_rows(results: Path) -> dict[str, list[dict]]:
     return dict(sorted(rows.items(), key=lambda kv: (rank[kv[0]], kv[0])))
 
 
+def variant_rows(results: Path, variant: str) -> list[dict]:
+    """The rows of one variant of a results file or folder; a missing one stops with one line."""
+    rows = load_rows(results)
+    if variant not in rows:
+        print(f"{results}: no rows of variant {variant!r} (it holds {', '.join(rows) or 'none'})", file=sys.stderr)
+        raise SystemExit(2)
+    return rows[variant]
+
+
 from docfinetune.core.score import RECITAL_MARK  # noqa: E402  (after the sys.path line)
 from docfinetune.train.select import CHECKPOINT_FIELDS, _choose  # noqa: E402
 
@@ -844,7 +859,7 @@ def report(results: Path, write: bool, rescored: bool = False, baselines: list[s
     earlier = []
     for spec in baselines:  # FILE or FILE:VARIANT (default: the file's default rows)
         path, _, variant = spec.partition(":")
-        earlier.append((f"{Path(path).name.split('.')[0]}:{variant or 'default'}", load_rows(Path(path))[variant or "default"]))
+        earlier.append((f"{Path(path).name.split('.')[0]}:{variant or 'default'}", variant_rows(Path(path), variant or "default")))
     if not by_variant:
         print(f"no results under {results}")
         return 1
@@ -997,7 +1012,7 @@ def recitals(out: Path, results: Path, variant: str, baselines: list[str], theta
     from docfinetune.build.cards import CARD_FIELDS
     from docfinetune.core.generate import recital_quotes
 
-    recited = {r["contract"]: r for r in load_rows(results)[variant]}
+    recited = {r["contract"]: r for r in variant_rows(results, variant)}
     generator = {}  # (contract, held-out question) -> the generator that wrote it
     for row, workspace in _built(out, results, variant):
         for fact in workspace.read_dataset("qa_test"):
@@ -1016,7 +1031,7 @@ def recitals(out: Path, results: Path, variant: str, baselines: list[str], theta
 
     for spec in baselines:
         path, _, base_variant = spec.partition(":")
-        base = {r["contract"]: r for r in load_rows(Path(path))[base_variant or "default"]}
+        base = {r["contract"]: r for r in variant_rows(Path(path), base_variant or "default")}
         shared = sorted(set(base) & set(recited))
         print(f"\n{variant} against {Path(path).name}:{base_variant or 'default'}, {len(shared)} contracts")
         kinds: dict[str, list[int]] = {}  # kind -> [baseline right, variant right, asked]

@@ -126,9 +126,11 @@ def test_train_builds_the_datasets_and_writes_every_run_file(reference):
     checkpoints = sorted(run_dir.glob("checkpoints/checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert [int(p.name.split("-")[1]) for p in checkpoints] == steps
     for folder, row in zip(checkpoints, rows):
-        for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt",
+        for name in ("adapter_model.safetensors", "adapter_config.json", "scheduler.pt",
                      "trainer_state.json", "tokenizer_config.json"):
             assert (folder / name).is_file(), folder / name
+        # train.keep_optimizer_state "last": a selected run is never resumed, so no checkpoint keeps Adam's moments
+        assert not list(folder.glob("optimizer*")), folder
         metrics = json.loads((folder / "metrics.json").read_text())
         assert {k: v for k, v in metrics.items() if k != "examples"} == row
         if row in answered:
@@ -407,6 +409,10 @@ def test_resume_continues_from_the_last_checkpoint_as_if_never_stopped(reference
         train(workspace, reference["config"], on_event=interrupt)
     run_dir = next((workspace.root / "runs").iterdir())
     assert [r["step"] for r in lines(run_dir)] == steps[:2]
+    # only the newest complete checkpoint keeps the optimizer's state: the one resume reads
+    kept = {int(p.name.split("-")[1]): p for p in (run_dir / "checkpoints").glob("checkpoint-*")}
+    assert sorted(kept) == steps[:2] and (kept[stop_at] / "optimizer.pt").is_file()
+    assert not (kept[steps[0]] / "optimizer.pt").exists() and (kept[steps[0]] / "adapter_model.safetensors").is_file()
     assert not (workspace.root / "runs" / "latest").exists()  # only a finished run is "latest"
 
     events: list[tuple[str, dict]] = []
@@ -638,6 +644,15 @@ def test_prepare_writes_nothing_and_takes_the_rows_it_is_given(reference, tmp_pa
     assert len(ready.train_set) == len(cpt) and len(ready.val_set) == 0 and ready.questions == []
     assert all(label != IGNORE for row in ready.train_set["labels"] for label in row[:1])  # text: every token learned
     assert sorted(p.name for p in (workspace.root / "runs").iterdir()) == before  # no run folder
+
+
+def test_keep_optimizer_state_every_leaves_each_checkpoint_resumable(reference, tmp_path):
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    config = tiny_config(reference["config"].model.base_model, max_steps=8, keep_optimizer_state="every")
+    run_dir = train(workspace, config)
+    folders = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [p.name for p in folders] == ["checkpoint-4", "checkpoint-8"]
+    assert all((p / "optimizer.pt").stat().st_size > 0 for p in folders)
 
 
 def test_full_fine_tuning_trains_the_layers_not_the_embeddings_and_answers_from_its_checkpoint(reference, tmp_path):

@@ -537,6 +537,7 @@ FUSED_KERNELS = ("auto", "on", "off")
 SCHEDULES = ("shuffled", "qa_with_text", "phased")
 SELECT_BY = ("accuracy", "held_out_accuracy", "val_loss")
 METHODS = ("lora", "full")
+OPTIMIZER_STATES = ("last", "every")
 TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
 STRATEGIES = ("ddp", "fsdp")
 LORA_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -635,6 +636,13 @@ class TrainConfig:
               "answered the lawyers' + hand-written questions (2026-12-01): 0.05 against 0 raised closed-book "
               "answers from 67 to 76 of 123, fine-tuned + RAG 98 to 100. 0: the best score alone.",
         minimum=0, maximum=1)
+    keep_optimizer_state: str = option(
+        "last", "Which checkpoints keep the optimizer's state (the file resume reads): last (while the run "
+                "trains, the newest complete one; none once the run is selected, as a finished run is not "
+                "resumed; the weights stay for selection, eval, ask and export) or every. Adam keeps two "
+                "moments per trained weight: on the embedded model a checkpoint holds 216 MB with them and 94 MB "
+                "without (LoRA r=64), 1,909 and 1,106 MB (train.method full) (benchmarks/RESULTS.md).",
+        choices=OPTIMIZER_STATES)
     seed: int = option(1234, "Seed of data order, dropout and adapter initialisation.")
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass to save memory.")
     checkpointed_layers: float = option(

@@ -305,6 +305,25 @@ def holds_weights(folder: Path) -> bool:
     return (folder / ADAPTER_FILE).is_file() or (folder / FULL_MODEL_FILE).is_file()
 
 
+def drop_optimizer_state(run_dir: Path, keep: Path | None) -> list[Path]:
+    """Delete the optimizer state (Trainer's optimizer.pt, or an FSDP optimizer folder) of every
+    checkpoint of the run older than `keep`, which must be complete (resume reads only the newest
+    complete checkpoint), or of all of them with None (a selected run is not resumed). The weights
+    stay for selection, eval, ask and export. Returns what went."""
+    import shutil
+
+    newest = checkpoint_step(keep) if keep is not None else None
+    gone = []
+    for folder in sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: checkpoint_step(p) or 0):
+        step = checkpoint_step(folder)
+        if step is None or (newest is not None and step >= newest):
+            continue
+        for entry in folder.glob("optimizer*"):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            gone.append(entry)
+    return gone
+
+
 def is_full_checkpoint(folder: Path) -> bool:
     """A checkpoint of train.method full: the whole model's weights, no adapter."""
     return not (folder / ADAPTER_FILE).is_file() and (folder / FULL_MODEL_FILE).is_file()

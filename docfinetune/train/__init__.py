@@ -42,6 +42,7 @@ from docfinetune.core.runs import (
     checkpoint_path,
     checkpoint_step,
     config_yaml,
+    drop_optimizer_state,
     last_checkpoint,
     new_run_dir,
     run_to_resume,
@@ -182,6 +183,8 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
         selection = select_checkpoint(run_dir, ready.config.train.select_by, ready.config.train.taught_weight,
                                       ready.config.train.selection_tolerance)
         curves = plot_curves(run_dir)
+        if t.keep_optimizer_state == "last":  # selected: the run is never resumed
+            drop_optimizer_state(run_dir, None)
         write_latest(workspace, run_dir)
         emit("done", {**selection, "curves": str(curves)})
     distributed.barrier()  # the others return once the run is selected
@@ -517,6 +520,8 @@ class RunRecorder(TrainerCallback):
         folder = self.run_dir / checkpoint_path(state.global_step)
         write_text_atomic(folder / CONFIG_FILE, config_yaml(self.config))
         write_json(folder / CHECKPOINT_METRICS_FILE, {**line, "examples": validation.get("examples", [])})
+        if self.config.train.keep_optimizer_state == "last":  # this checkpoint is complete: resume reads it
+            drop_optimizer_state(self.run_dir, folder)
         if self.tracker_log is not None:
             self.tracker_log(tracker_figures(line, self.run_dir, self.config.train))
         self.emit("eval", line)
