@@ -305,23 +305,23 @@ def holds_weights(folder: Path) -> bool:
     return (folder / ADAPTER_FILE).is_file() or (folder / FULL_MODEL_FILE).is_file()
 
 
-def drop_optimizer_state(run_dir: Path, keep: Path | None) -> list[Path]:
+def drop_optimizer_state(run_dir: Path, keep: Path | None) -> None:
     """Delete the optimizer state (Trainer's optimizer.pt, or an FSDP optimizer folder) of every
     checkpoint of the run older than `keep`, which must be complete (resume reads only the newest
     complete checkpoint), or of all of them with None (a selected run is not resumed). The weights
-    stay for selection, eval, ask and export. Returns what went."""
+    stay for selection, eval, ask and export."""
     import shutil
 
     newest = checkpoint_step(keep) if keep is not None else None
-    gone = []
-    for folder in sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: checkpoint_step(p) or 0):
+    for folder in (run_dir / "checkpoints").glob("checkpoint-*"):
         step = checkpoint_step(folder)
         if step is None or (newest is not None and step >= newest):
             continue
         for entry in folder.glob("optimizer*"):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-            gone.append(entry)
-    return gone
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 def is_full_checkpoint(folder: Path) -> bool:
