@@ -246,30 +246,58 @@ def _answers(workspace, name: str) -> list[dict]:
     return [r for r in workspace.read_dataset(f"qa_{name}") if not r.get("context_swap")]
 
 
+TAUGHT_KINDS = ("taught", "held out", "its clause not asked; the value taught for another clause",
+                "its clause not asked; the value held out for another", "no generator's answer")
+
+
 def taught(out: Path, results: Path, variant: str) -> int:
     """Where the answer of each lawyers' / hand-written question sits in the variant's own build
-    of its contract — a training answer, a held-out (val / test) one, or no generator's answer —
-    and how often the run answered each kind, closed-book and with retrieval: whether a miss is
-    a fact the model was taught and could not recall from another phrasing, one it had to learn
-    by reading, or one no generator writes (CPU; builds each prepared contract, ~1.5 min)."""
+    of its contract — taught, held out (val / test), or no generator's answer — and how often the
+    run answered each kind, closed-book and with retrieval: whether a miss is a fact the model was
+    taught and could not recall from another phrasing, one it had to learn by reading, or one no
+    generator writes. A value can answer several clauses ("forty-five (45) days" for a payment
+    window and for a go-live delay), so the question's clause is the chunk BM25 ranks highest for
+    the question among those that state the reference (its text holds it, or a Q&A row with it
+    as answer comes from it); the question is taught when a training row comes from that chunk
+    (CPU; builds each prepared contract, ~1.5 min)."""
     from collections import Counter
 
-    from docfinetune.core.score import answer_matches
+    from docfinetune.core.records import is_card
+    from docfinetune.core.retrieve import BM25Index
+    from docfinetune.core.score import answer_matches, normalize_spaces
 
     counts: Counter = Counter()
     for row, workspace in _built(out, results, variant):
-        answers = {name: [r["answer"] for r in _answers(workspace, name)] for name in ("train", "val", "test")}
+        rows = [(name, r) for name in ("train", "val", "test") for r in _answers(workspace, name)]
+        index = BM25Index.from_workspace(workspace)
         kind = "hand-written" if row["contract"].startswith("quillmere") else "lawyers'"
         for record in row["lawyers_records"]:
-            where = next((("taught" if name == "train" else "held out") for name, said in answers.items()
-                          if any(answer_matches(a, record["reference"]) for a in said)), "no generator's answer")
+            matching = [(name, r) for name, r in rows if answer_matches(r["answer"], record["reference"])]
+            if not matching:
+                where = "no generator's answer"
+            else:
+                parts = [normalize_spaces(p).lower() for p in record["reference"].split(";") if p.strip(" ;,.")]
+                stating = {c.chunk_id for c in index.chunks
+                           if not is_card(c) and any(p in normalize_spaces(c.text).lower() for p in parts)}
+                stating |= {c for _, r in matching for c in r["source_chunk_ids"]}
+                score = dict(zip((c.chunk_id for c in index.chunks), index.scores(record["question"])))
+                clause = max(sorted(stating), key=lambda c: score.get(c, 0.0))
+                names = {name for name, r in matching if clause in r["source_chunk_ids"]}
+                if "train" in names:
+                    where = "taught"
+                elif names:
+                    where = "held out"
+                elif any(name == "train" for name, _ in matching):
+                    where = "its clause not asked; the value taught for another clause"
+                else:
+                    where = "its clause not asked; the value held out for another"
             counts[kind, where] += 1
             for system in ("finetuned", "finetuned+rag"):
                 counts[kind, where, system] += record["answers"][system]["correct"]
     print(f"Variant `{variant}`: where each question's answer sits in its contract's build\n")
     print("| question set | answer is | questions | fine-tuned | fine-tuned + RAG |\n|---|---|---|---|---|")
     for kind in ("lawyers'", "hand-written"):
-        for where in ("taught", "held out", "no generator's answer"):
+        for where in TAUGHT_KINDS:
             n = counts[kind, where]
             if n:
                 print(f"| {kind} | {where} | {n} | {counts[kind, where, 'finetuned']}/{n} "
