@@ -473,3 +473,11 @@ def test_renewal_clause_with_a_comma_before_the_period():
 )
 def test_renewal_notice_with_missing_words(clause, notice):
     assert_found(OPENING + clause + FILLER, "renewal_notice", notice)
+
+
+def test_a_fee_ends_on_its_last_digit_not_the_comma_after_it():
+    clause = ("3. Fees. The monthly subscription fee from the Effective Date until Go-Live shall be $24,250, "
+              "prorated for partial months, and $1,250,000.00 thereafter.")
+    found = answers_of(OPENING + clause + FILLER, "fees")
+    amounts = [part.strip() for a in found for part in a.split(";")]
+    assert "$24,250" in amounts and not any(part.endswith(",") for part in amounts), found

@@ -24,7 +24,8 @@ UNIT = r"(?:calendar\s+|business\s+|working\s+)?(?:years?|months?|weeks?|days?)"
 DURATION = re.compile(rf"\b{NUM}[\s-]*{UNIT}\b(?:['’]s?)?", re.IGNORECASE)
 LONG_DURATION = re.compile(rf"\b{NUM}[\s-]*(?:years?|months?)\b", re.IGNORECASE)
 MONEY = re.compile(
-    r"(?:US\s?\$|U\.S\.\s?\$|\$|USD\s?|EUR\s?|€|£|GBP\s?)\s?\d[\d,]*(?:\.\d+)?"
+    # digits end on a digit: "shall be $24,250, prorated" is $24,250
+    r"(?:US\s?\$|U\.S\.\s?\$|\$|USD\s?|EUR\s?|€|£|GBP\s?)\s?\d(?:[\d,]*\d)?(?:\.\d+)?"
     r"(?:\s*(?:million|thousand|billion))?(?:\s*\(\s*[^)]{0,60}\))?",
     re.IGNORECASE,
 )
