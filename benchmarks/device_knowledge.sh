@@ -40,8 +40,8 @@
 #   on the same 12, 24 tasks): 2, then 9, then 11 in calls of 584, 579 and 409 s (MINUTES 9, 5, 4), 28.5 of 30
 #   minutes; tcpipelines started in neither. The first call spends ~4 minutes on setup and conversion before
 #   any task finishes, so a 24-task run needs all three. Fully fine-tuned variants (full_lr_*) keep ~9.7 GB of
-#   checkpoints a contract until the task ends (8 x 1.1 GB, train.keep_optimizer_state last): run them with
-#   JOBS 5 or fewer on the 64 GB disk. The tracked tree must leave room for a
+#   checkpoints a contract until the task ends (8 x 1.1 GB, train.keep_optimizer_state last; a finished task's
+#   checkpoints are deleted once its row is written): run them with JOBS 5 or fewer on the 64 GB disk. The tracked tree must leave room for a
 #   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
