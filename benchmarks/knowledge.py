@@ -270,6 +270,7 @@ def taught(out: Path, results: Path, variant: str) -> int:
     for row, workspace in _built(out, results, variant):
         rows = [(name, r) for name in ("train", "val", "test") for r in _answers(workspace, name)]
         index = BM25Index.from_workspace(workspace)
+        texts = {c.chunk_id: normalize_spaces(c.text).lower() for c in index.chunks if not is_card(c)}
         kind = "hand-written" if row["contract"].startswith("quillmere") else "lawyers'"
         for record in row["lawyers_records"]:
             matching = [(name, r) for name, r in rows if answer_matches(r["answer"], record["reference"])]
@@ -277,8 +278,7 @@ def taught(out: Path, results: Path, variant: str) -> int:
                 where = "no generator's answer"
             else:
                 parts = [normalize_spaces(p).lower() for p in record["reference"].split(";") if p.strip(" ;,.")]
-                stating = {c.chunk_id for c in index.chunks
-                           if not is_card(c) and any(p in normalize_spaces(c.text).lower() for p in parts)}
+                stating = {cid for cid, text in texts.items() if any(p in text for p in parts)}
                 stating |= {c for _, r in matching for c in r["source_chunk_ids"]}
                 score = dict(zip((c.chunk_id for c in index.chunks), index.scores(record["question"])))
                 clause = max(sorted(stating), key=lambda c: score.get(c, 0.0))

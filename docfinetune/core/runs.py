@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -310,8 +311,6 @@ def drop_optimizer_state(run_dir: Path, keep: Path | None) -> None:
     checkpoint of the run older than `keep`, which must be complete (resume reads only the newest
     complete checkpoint), or of all of them with None (a selected run is not resumed). The weights
     stay for selection, eval, ask and export."""
-    import shutil
-
     newest = checkpoint_step(keep) if keep is not None else None
     for folder in (run_dir / "checkpoints").glob("checkpoint-*"):
         step = checkpoint_step(folder)
