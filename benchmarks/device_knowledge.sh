@@ -41,7 +41,9 @@
 #   minutes; tcpipelines started in neither. The first call spends ~4 minutes on setup and conversion before
 #   any task finishes, so a 24-task run needs all three. Fully fine-tuned variants (full_lr_*) keep ~9.7 GB of
 #   checkpoints a contract until the task ends (8 x 1.1 GB, train.keep_optimizer_state last; a finished task's
-#   checkpoints are deleted once its row is written): run them with JOBS 5 or fewer on the 64 GB disk. The tracked tree must leave room for a
+#   checkpoints are deleted once its row is written): run them with JOBS 5 or fewer on the 64 GB disk (the sixteenth run, full_lr_5e-5 and full_lr_1e-4 on
+#   12 contracts, 5 jobs: 5, then 10 tasks in calls of 582 and 494 s (MINUTES 9, 5); the machine was released while
+#   this side paused, so the last 9 (the smallest contracts) ran after the pieces again, in 352 s). The tracked tree must leave room for a
 #   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).

@@ -183,9 +183,11 @@ VARIANTS = {
     "recite_both_all_quoted": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all",
                                          "open_book_quotes": True},
                                "generation": {"max_new_tokens": 112, "continue_recitals": True}},
-    # every weight but the embeddings (KNOWLEDGE.md §4: LoRA learns less); measured only on 2026-11-30's 4-epoch
-    # recipe without open-book rows (14.7% and 17.3% closed-book, 4 contracts). On today's recipe a contract's
-    # 8 checkpoints hold ~9.7 GB (1,106 MB each, the newest's optimizer 803 MB): at most 5 jobs on the 64 GB disk
+    # every weight but the embeddings (KNOWLEDGE.md §4: LoRA learns less): on 2026-11-30's 4-epoch recipe without
+    # open-book rows 14.7% and 17.3% closed-book (4 contracts); on today's recipe (sixteenth run, 2026-12-02, 12
+    # contracts) 5e-5 67/118 closed-book, 94/118 with retrieval, 53/291 held-out — the LoRA default's level — and
+    # 1e-4 62, 93, 57. A contract's 8 checkpoints hold ~9.7 GB (1,106 MB each, the newest's optimizer 803 MB):
+    # at most 5 jobs on the 64 GB disk
     "full_lr_5e-5": {"train": {"method": "full", "learning_rate": 5e-5}},
     "full_lr_1e-4": {"train": {"method": "full", "learning_rate": 1e-4}},
     "full_lr_2e-4": {"train": {"method": "full", "learning_rate": 2e-4}},
