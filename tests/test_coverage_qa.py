@@ -68,7 +68,7 @@ def test_typed_spans_become_facts(pairs):
     assert cure and {p.field for p in cure} == {"duration"}
     assert _forward(pairs, "$12,000")[0].field == "money"
     assert _forward(pairs, "twenty (20) days")
-    assert _forward(pairs, "five percent (5%)")[0].field == "percent"
+    assert _forward(pairs, "five percent (5%) per year")[0].field == "percent"  # the rate's unit is its meaning
     assert _forward(pairs, "Section 9.2")[0].field == "section_ref"
     assert _forward(pairs, "March 4, 2023")[0].field == "date"
     assert _forward(pairs, "New York")[0].field == "place"
@@ -79,8 +79,10 @@ def test_parties_entity_types_and_states(pairs):
     assert state and state[0].field == "place"
     assert any("Bramble Works, Inc." in p.question for p in state)
     assert _forward(pairs, "Vermont")
-    assert _forward(pairs, "corporation")[0].field == "entity_type"
-    assert _forward(pairs, "limited liability company")
+    # the state is part of what the entity is: "a Delaware corporation"
+    assert _forward(pairs, "Delaware corporation")[0].field == "entity_type"
+    assert _forward(pairs, "Vermont limited liability company")
+    assert not _forward(pairs, "corporation")
     supplier = _forward(pairs, "BRAMBLE WORKS, INC.")
     assert supplier and supplier[0].field == "party"
     # reverse directions: the role of a named party, the party of a described entity
@@ -281,3 +283,56 @@ def test_table_rows_pair_a_label_with_its_amount_when_switched_on():
     assert len(engagement) == 3 and all("Engagement Lead" in p.question and "A.3" in p.question for p in engagement)
     # off by default: the same document gives no money facts
     assert not [p for p in CoverageQAGenerator().generate(documents, chunks) if p.field == "money"]
+
+
+def _one_clause_pairs(clause: str):
+    text = "MASTER SUPPLY AGREEMENT\n\n" + clause
+    chunk = Chunk("msa:0000", "msa", 0, 1, 1, 0, len(text), "4.2 Rates", text)
+    return CoverageQAGenerator().generate([Document("msa", "MASTER SUPPLY AGREEMENT", "msa.pdf")], [chunk])
+
+
+def test_an_amount_keeps_its_bound_and_its_rate():
+    pairs = _one_clause_pairs(
+        "4.2 Rates. Control means ownership of more than fifty percent (50%) of the voting equity. "
+        "Overdue amounts accrue interest at one and one-quarter percent (1.25%) per month. "
+        "The Architect is billed at $265 per hour.")
+    answers = {p.answer for p in pairs if p.meta["direction"] == "forward"}
+    assert "more than fifty percent (50%)" in answers
+    assert "one and one-quarter percent (1.25%) per month" in answers
+    assert "$265 per hour" in answers
+    assert not answers & {"fifty percent (50%)", "one and one-quarter percent (1.25%)", "$265"}
+    assert any("what rate" in p.question for p in _forward(pairs, "$265 per hour"))
+
+
+def test_an_amount_too_long_with_its_rate_is_asked_bare():
+    pairs = _one_clause_pairs(
+        "4.2 Rates. Supplier shall carry insurance of not less than Two Million Five Hundred Thousand "
+        "U.S. Dollars ($2,500,000) per occurrence.")
+    answers = {p.answer for p in pairs if p.meta["direction"] == "forward"}
+    # 13 words with its bound and rate: the amount alone, as before
+    assert "Two Million Five Hundred Thousand U.S. Dollars ($2,500,000)" in answers
+    assert not any("per occurrence" in a for a in answers)
+
+
+def test_an_enumerated_rate_that_leaves_no_question_is_asked_bare():
+    pairs = _one_clause_pairs(
+        "4.2 Rates. Past due payments shall bear interest at the rate of: (a) 1% per month; or (b) the "
+        "maximum interest rate permissible under law.")
+    assert _forward(pairs, "1%")  # "(a) 1% per month" is all answer: the percentage alone, asked "___ per month"
+
+
+def test_a_term_defined_in_passing_is_asked_both_ways():
+    pairs = _one_clause_pairs(
+        "4.2 Rates. Each Deliverable shall conform to its Specifications for ninety (90) days following its "
+        "Acceptance (the \u201cWarranty Period\u201d); the Customer Contract Manager (the \u201cCCM\u201d) "
+        "approves each invoice.")
+    term = _forward(pairs, "Warranty Period")
+    assert term and term[0].field == "defined_term"
+    assert all("following its Acceptance" in p.question and "(90)" in p.question for p in term)
+    reverse = [p for p in pairs if p.meta["direction"] == "reverse" and p.field == "definition"]
+    assert any(p.answer == "the Customer Contract Manager" and "CCM" in p.question for p in reverse)
+
+
+def test_the_preamble_roles_are_not_inline_definitions(pairs):
+    terms = {p.answer for p in pairs if p.field == "defined_term"}
+    assert not terms & {"Supplier", "Customer", "Agreement"}

@@ -659,6 +659,34 @@ def _duration_wh(unit: str, compound: bool) -> str:
     return "how many-" + base if compound else "how many " + words
 
 
+# A bound or a rate is part of an amount's meaning: "more than fifty percent (50%)" of the voting
+# equity is control, fifty percent is not; "1.25% per month" is not 1.25% a year; "$265 per hour".
+_BOUND = re.compile(
+    r"(?i)\b(?:(?:not|no)\s+(?:less|more|greater|fewer)\s+than|(?:more|less|greater|fewer)\s+than|"
+    r"at\s+least|at\s+most|in\s+excess\s+of|up\s+to)\s+$"
+)
+_RATE = re.compile(
+    r"(?i)\s*(?:per|each)\s+(?:(?:calendar|business)\s+)?(?P<unit>annum|year|month|quarter|week|day|hour|minute|"
+    r"occurrence|claim|unit|user|seat|license|device|location|site|store|employee|person|transaction|order|"
+    r"shipment|page|copy|item|mile|ton|barrel|gallon|pound)\b"
+)
+_TIME_UNITS = {"annum", "year", "month", "quarter", "week", "day", "hour", "minute"}
+
+
+def _with_bound_and_rate(sent: str, a: int, b: int, wh: str) -> tuple[int, int, str]:
+    """An amount's span widened over a bound before it and a rate after it (the wh-phrase
+    becomes "what rate" when a rate is asked)."""
+    bound = _BOUND.search(sent, max(0, a - 30), a)
+    if bound and bound.end() == a:
+        a = bound.start()
+    rate = _RATE.match(sent, b)
+    if rate:
+        b = rate.end()
+        if rate.group("unit").lower() in _TIME_UNITS:
+            wh = "what rate"
+    return a, b, wh
+
+
 def _find_spans(text: str, s: int, e: int, types: set[str], party_names: list[str]) -> list[_Span]:
     """Typed spans in text[s:e], without overlaps (money > percent > date > duration > count >
     section_ref > place)."""
@@ -670,11 +698,13 @@ def _find_spans(text: str, s: int, e: int, types: set[str], party_names: list[st
 
     if "money" in types:
         for m in MONEY.finditer(sent):
-            found.append(_Span("money", s + m.start(), s + m.end(), s + m.start(), s + m.end(), "what amount"))
+            a, b, wh = _with_bound_and_rate(sent, m.start(), m.end(), "what amount")
+            found.append(_Span("money", s + a, s + b, s + a, s + b, wh, meta={"bare": (s + m.start(), s + m.end(), "what amount")}))
     if "percent" in types:
         for m in PERCENT.finditer(sent):
-            if free(s + m.start(), s + m.end()):
-                found.append(_Span("percent", s + m.start(), s + m.end(), s + m.start(), s + m.end(), "what percentage"))
+            a, b, wh = _with_bound_and_rate(sent, m.start(), m.end(), "what percentage")
+            if free(s + a, s + b):
+                found.append(_Span("percent", s + a, s + b, s + a, s + b, wh, meta={"bare": (s + m.start(), s + m.end(), "what percentage")}))
     if "date" in types:
         for _, a, b in find_dates(sent):
             if not re.search(r"\d{4}", sent[a:b]) or not free(s + a, s + b):
@@ -864,6 +894,8 @@ class CoverageQAGenerator:
                     break
             if "defined_term" in self.types:
                 sent_facts += self._definition_facts(text, sent, names, seen)
+                if not preamble_start <= sent.start < preamble_end:  # the preamble's are the parties' roles
+                    sent_facts += self._inline_definition_facts(text, sent, names, seen, set(roles))
             if self.config.reverse_questions:
                 self._section_reverse(sent, sent_facts, names)
             facts.extend(f for f in sent_facts if len(f.questions) + len(f.reverse) >= self.config.min_phrasings)
@@ -1037,6 +1069,17 @@ class CoverageQAGenerator:
                    roles: dict[str, str], seen_clauses: set) -> _Fact | None:
         cfg = self.config
         answer = _spaces(text[span.start : span.end])
+        bare = span.meta.pop("bare", None)  # the amount without its bound or rate (_with_bound_and_rate)
+        if bare and (span.start, span.end) != bare[:2]:
+            widened = len(answer.split()) <= cfg.max_answer_words and self._span_fact(
+                text, sent, span, names, roles, seen_clauses)
+            if widened:
+                return widened
+            # too long with its bound or rate, or no question left around it ("(a) 1% per month; or (b) ..."
+            # is all answer): the amount alone, as before
+            span.start, span.end, span.wh = bare
+            span.rstart, span.rend = span.start, span.end
+            answer = _spaces(text[span.start : span.end])
         if len(answer.split()) > cfg.max_answer_words:
             m = re.search(r"\(\s*([^()]+)\s*\)\s*$", answer)  # "Forty ... Dollars ($48,500)" -> "$48,500"
             if not m:
@@ -1293,6 +1336,46 @@ class CoverageQAGenerator:
 
     # ------------------------------------------------------------------ definitions
 
+    def _inline_definition_facts(self, text: str, sent: _Sentence, names: list[str], seen: set,
+                                 aliases: set[str]) -> list[_Fact]:
+        """Terms defined in passing, in parentheses after what they name: "for ninety (90) days
+        following its Acceptance (the "Warranty Period")" -> which term the text uses for the words
+        before it (and, where short, what the term refers to). Contracts define most of their terms
+        this way rather than with "means"."""
+        facts = []
+        previous = 0  # where the sentence's last definition ended: "A ("X") and B ("Y")" names B by "Y"
+        for m in _DEF_PAREN.finditer(sent.text):
+            term = m.group("term").strip()
+            key = ("defined_term", term.lower())
+            start, previous = previous, m.end()
+            if key in seen or term in aliases or term.lower() in {"agreement", "this agreement"}:
+                continue
+            before = sent.text[: m.start()]
+            # the clause or item the parenthesis closes
+            cut = max(before.rfind(";"), before.rfind(":"), start - 1)
+            body = _spaces(before[cut + 1 :]).strip(" ,")
+            words = body.split()
+            if len(words) < 3:
+                continue
+            seen.add(key)
+            short = ("... " if len(words) > 14 else "") + " ".join(words[-14:])
+            loc = [self._location(sent, name, k) for k, name in enumerate((names * 3)[:3])]
+            questions = self._clean_questions([
+                f"What term does {loc[0]} use for \"{short}\"?",
+                f"In {loc[1]}, \"{short}\" is referred to by what defined term?",
+                f"What name does {loc[2]} give to \"{short}\"?",
+            ], term)
+            if len(questions) < self.config.min_phrasings:
+                continue
+            term_start = sent.start + m.start("term")
+            fact = _Fact("defined_term", term, term_start, term_start + len(term), sent, questions)
+            if len(words) <= self.config.max_answer_words and self.config.reverse_questions:
+                body_abs = sent.start + before.rfind(words[0], cut + 1)
+                fact.reverse.append((f"What does \"{term}\" refer to in {names[0]}?", body, "definition",
+                                     body_abs, body_abs + len(body), False))
+            facts.append(fact)
+        return facts
+
     def _definition_facts(self, text: str, sent: _Sentence, names: list[str], seen: set) -> list[_Fact]:
         facts = []
         m = _MEANS.search(sent.text)
@@ -1433,13 +1516,17 @@ class CoverageQAGenerator:
             if p.get("type") and "entity_type" in self.types:
                 t_start = base + p["type_start"]
                 etype = p["type"]
+                if p.get("state"):  # "a Minnesota limited liability company": the state is part of what it is
+                    s_start = base + p["state_start"]
+                    if s_start < t_start and not text[s_start + len(p["state"]) : t_start].strip():
+                        etype, t_start = text[s_start : t_start + len(etype)], s_start
                 qs = [
                     f"What type of entity is {display}, a party to {doc}?",
                     f"{display} is organized as what kind of entity, according to {doc}?",
                     f"What form of business entity is {the_alias} under {names[-1]}?",
                 ]
                 fact = _Fact("entity_type", etype, t_start, t_start + len(etype), sentence, self._clean_questions(qs, etype))
-                described = _spaces(f"{p.get('state') or ''} {etype}")
+                described = _spaces(f"{p.get('state') or ''} {p['type']}")
                 unique = sum(1 for o in found if _spaces(f"{o.get('state') or ''} {o.get('type') or ''}").lower() == described.lower()) == 1
                 if self.config.reverse_questions and unique:
                     article = "an" if described[:1].lower() in "aeiou" else "a"
