@@ -336,3 +336,48 @@ def test_a_term_defined_in_passing_is_asked_both_ways():
 def test_the_preamble_roles_are_not_inline_definitions(pairs):
     terms = {p.answer for p in pairs if p.field == "defined_term"}
     assert not terms & {"Supplier", "Customer", "Agreement"}
+
+
+SIGNED = (
+    'THIS SUPPLY AGREEMENT (this "Agreement") is made by and between KESTREL MILLS, INC., a Delaware '
+    'corporation ("Seller"), and DUNMORE FOODS LLC, an Ohio limited liability company ("Buyer").\n\n'
+    "12.1 Notices. Notices shall be sent as follows:\n\n(a) If to Seller:\n\nKestrel Mills, Inc.\n\n"
+    "40 Mill Lane, Akron, Ohio\n\nAttention: Treasurer\n\nwith a copy to:\n\nHarlow & Finch LLP\n\n"
+    "Attention: Nadia Brill, Esq.\n\n(b) If to Buyer:\n\nDunmore Foods LLC\n\n9 Quay Street, Toledo, Ohio\n\n"
+    "Attn: Purchasing Director Email: buy@dunmore.example\n\n"
+    "IN WITNESS WHEREOF, the parties have signed this Agreement.\n\n"
+    "KESTREL MILLS, INC. DUNMORE FOODS LLC\n\n"
+    "By: /s/ Oren Vashti By: /s/ Lise Marrow Name: Oren Vashti Name: Lise Marrow "
+    "Title: Chief Executive Officer Title: Vice President, Supply\n\n"
+    "HARLOW & FINCH LLP (as escrow agent)\n\nBy: ____________\n\nName: ____________\n\nTitle: ____________"
+)
+
+
+@pytest.fixture(scope="module")
+def signed_pairs():
+    chunk = Chunk("sup:0000", "sup", 0, 1, 1, 0, len(SIGNED), "SUPPLY AGREEMENT", SIGNED)
+    return CoverageQAGenerator().generate([Document("sup", "SUPPLY AGREEMENT", "sup.pdf")], [chunk])
+
+
+def test_signatories_of_side_by_side_blocks_go_to_their_parties(signed_pairs):
+    seller = _forward(signed_pairs, "Oren Vashti")
+    buyer = _forward(signed_pairs, "Lise Marrow")
+    assert seller and all("Kestrel Mills" in p.question for p in seller) and seller[0].field == "signatory"
+    assert buyer and all("Dunmore Foods" in p.question for p in buyer)
+    reverse = {(p.field, p.answer) for p in signed_pairs if p.meta["direction"] == "reverse"}
+    assert ("title", "Chief Executive Officer") in reverse and ("title", "Vice President, Supply") in reverse
+    assert not [p for p in signed_pairs if "_" in p.answer]  # the blank block signs for no one
+
+
+def test_notices_go_to_the_partys_attention_line_not_its_counsels(signed_pairs):
+    seller = _forward(signed_pairs, "Treasurer")
+    assert seller and seller[0].field == "notice_contact" and all("Seller" in p.question or "Kestrel Mills" in p.question for p in seller)
+    assert _forward(signed_pairs, "Purchasing Director")  # cut before its e-mail
+    assert not _forward(signed_pairs, "Nadia Brill, Esq.")  # the copy's attention line
+
+
+def test_signatories_and_notice_contacts_can_be_switched_off():
+    chunk = Chunk("sup:0000", "sup", 0, 1, 1, 0, len(SIGNED), "SUPPLY AGREEMENT", SIGNED)
+    config = CoverageQAConfig(span_types=["party", "duration"])
+    pairs = CoverageQAGenerator(config).generate([Document("sup", "SUPPLY AGREEMENT", "sup.pdf")], [chunk])
+    assert not {p.field for p in pairs} & {"signatory", "notice_contact"}

@@ -305,7 +305,7 @@ class RulesQAConfig:
 
 SPAN_TYPES = (
     "money", "percent", "duration", "date", "count", "section_ref", "place",
-    "party", "entity_type", "defined_term",
+    "party", "entity_type", "defined_term", "signatory", "notice_contact",
 )
 
 

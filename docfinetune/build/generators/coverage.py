@@ -860,6 +860,11 @@ class CoverageQAGenerator:
         text = doc.text
         parties = self._parties(text, names)
         facts: list[_Fact] = [f for f, _ in parties]
+        found = list({p["name"].lower(): p for _, p in parties if p.get("name")}.values())
+        if "signatory" in self.types:
+            facts += self._signatories(text, names, found)
+        if "notice_contact" in self.types:
+            facts += self._notice_contacts(text, names, found)
         party_names = [p["name"] for _, p in parties if p.get("name")]
         roles = {}
         for _, p in parties:
@@ -1427,6 +1432,103 @@ class CoverageQAGenerator:
         return facts
 
     # ------------------------------------------------------------------ parties
+
+    # ------------------------------------------------------------------ who signs, who is notified
+
+    _PERSON = re.compile(r"[A-Z][A-Za-z.'’-]*(?:\s+[A-Z][A-Za-z.'’-]*){1,4}")
+    _SIGNED_NAME = re.compile(r"Name:\s*(?P<v>[^\n:]+?)\s*(?=Name:|Title:|Date:|Its:|\n|$)")
+    _SIGNED_TITLE = re.compile(r"(?:Title|Its):\s*(?P<v>[^\n:]+?)\s*(?=Title:|Its:|Date:|Name:|By:|\n|$)")
+
+    def _party_mentions(self, text: str, start: int, end: int, found: list[dict]) -> list[tuple[int, dict]]:
+        """Where each party is named (full name or its alias as a label, "SELLER:") in text[start:end],
+        in order."""
+        hits = []
+        for p in found:
+            names = [re.escape(_spaces(p["name"]).rstrip(",."))]
+            if p.get("alias"):
+                names.append(re.escape(p["alias"]) + r"\s*:")
+            m = None
+            for m in re.finditer(rf"(?i)(?:{'|'.join(names)})", text[start:end]):
+                pass
+            if m:
+                hits.append((start + m.start(), p))
+        return sorted(hits, key=lambda h: h[0])
+
+    def _signatories(self, text: str, names: list[str], found: list[dict]) -> list[_Fact]:
+        """Who signed for each party, from signature blocks: the party's name, then "By:", "Name:"
+        and "Title:" lines -- stacked, or side by side for two parties (PDF text runs the columns
+        together: "By: /s/ A By: /s/ B Name: A Name: B Title: T1 Title: T2")."""
+        facts: list[_Fact] = []
+        doc = names[0]
+        done: set[str] = set()
+        for block in re.finditer(r"(?:By:[^\n]*?(?=By:|Name:|\n|$)\s*)+", text):
+            bys = len(re.findall(r"By:", block.group(0)))
+            after = text[block.end() : block.end() + 400]
+            people = [m for m in self._SIGNED_NAME.finditer(after)][:bys]
+            titles = [m for m in self._SIGNED_TITLE.finditer(after)][:bys]
+            parties = self._party_mentions(text, max(0, block.start() - 300), block.start(), found)[-bys:]
+            if len(people) != bys or len(parties) != bys:
+                continue
+            for k, ((_, p), person) in enumerate(zip(parties, people)):
+                who = _spaces(person.group("v")).lstrip("/s ")
+                if p["name"].lower() in done or not self._PERSON.fullmatch(who) or "_" in who:
+                    continue
+                done.add(p["name"].lower())
+                display = p["display"]
+                n_start = block.end() + person.start("v") + person.group("v").find(who)
+                sentence = _Sentence(block.start(), block.end() + person.end(), text[block.start() : block.end() + person.end()],
+                                     "", "", "")
+                questions = self._clean_questions([
+                    f"Who signed {doc} on behalf of {display}?",
+                    f"Which individual executed {names[-1]} for {display}?",
+                    f"Whose signature appears for {display} on {doc}?",
+                ], who)
+                fact = _Fact("signatory", who, n_start, n_start + len(who), sentence, questions)
+                if self.config.reverse_questions:
+                    fact.reverse.append((f"On behalf of which party did {who} sign {doc}?", p["name"], "party",
+                                         p["offset"] + p["name_start"], p["offset"] + p["name_start"] + len(p["name"]), False))
+                    if k < len(titles):
+                        title = _spaces(titles[k].group("v"))
+                        t_start = block.end() + titles[k].start("v")
+                        if re.search(r"[A-Za-z]{2}", title) and "_" not in title and len(title.split()) <= self.config.max_answer_words:
+                            fact.reverse.append((f"What is the title of {who}, who signed {doc} for {display}?",
+                                                 title, "title", t_start, t_start + len(title), False))
+                facts.append(fact)
+        return facts
+
+    def _notice_contacts(self, text: str, names: list[str], found: list[dict]) -> list[_Fact]:
+        """To whose attention notices to each party go: an "Attention:" / "Attn:" line of the party's
+        notice address ("If to Customer: ... Attention: Chief Legal Officer"); the lines of a copy
+        ("with a copy to: <counsel>") are someone else's."""
+        facts: list[_Fact] = []
+        doc = names[0]
+        done: set[str] = set()
+        for m in re.finditer(r"(?:Attention|Attn)\.?:[ \t]*(?P<v>[^\n]+)", text):
+            who = re.split(r"\s+(?:E-?mail|Fax|Facsimile|Tel|Telephone|Phone)\b|\s{2,}", m.group("v"))[0].strip(" ,;.")
+            if not re.match(r"[A-Z]", who) or len(who.split()) > self.config.max_answer_words or "_" in who:
+                continue
+            start = max(0, m.start() - 400)
+            copy = list(re.finditer(r"(?i)\bcopy\b|\bcc:", text[start : m.start()]))
+            if copy:
+                start += copy[-1].end()
+            parties = self._party_mentions(text, start, m.start(), found)
+            if not parties:
+                continue
+            p = parties[-1][1]
+            if p["name"].lower() in done:
+                continue
+            done.add(p["name"].lower())
+            display, alias = p["display"], p.get("alias") or p["display"]
+            the_alias = ("the " + alias) if alias.lower() in _ROLE_WORDS else alias
+            a = m.start("v") + m.group("v").find(who)
+            sentence = _Sentence(start, m.end(), text[start : m.end()], "", "", "")
+            questions = self._clean_questions([
+                f"To whose attention must notices to {the_alias} under {doc} be addressed?",
+                f"Under {names[-1]}, notices for {display} are sent to the attention of whom?",
+                f"Who is named as the attention line for {the_alias}'s notices in {doc}?",
+            ], who)
+            facts.append(_Fact("notice_contact", who, a, a + len(who), sentence, questions))
+        return facts
 
     def _preamble(self, text: str) -> tuple[int, int]:
         """Where the parties are introduced: from the first "between"/"among" that is followed
