@@ -11,6 +11,15 @@ from docfinetune.cli import main
 
 pytest_plugins = ["tests.fixtures_models"]
 
+
+@pytest.fixture(autouse=True)
+def _fp32_on_every_cpu(monkeypatch):
+    """The tests' figures are fp32 figures whatever CPU runs them: `precision: auto` picks bf16 on
+    one that computes it natively (core/models.cpu_has_native_bf16)."""
+    from docfinetune.core import models
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+
 # A short contract: three pages with a running header, "Page N of 3" footers, numbered
 # headings, and a word hyphenated across a line break ("termi-" / "nation").
 CONTRACT_PAGES = [

@@ -10,7 +10,7 @@ import pytest
 from docfinetune.core.config import GenerationConfig, ModelConfig
 from docfinetune.core.errors import ConfigError, DocfinetuneError
 from docfinetune.core.generate import answer_questions
-from docfinetune.core.models import load_model, load_tokenizer, resolve
+from docfinetune.core.models import cpu_has_native_bf16, load_model, load_tokenizer, resolve
 from tests.tiny_model import TRAINING_TEXT, build_tiny_gemma_tokenizer
 
 # Text that exercises normalization, pre-tokenization, byte fallback and special tokens.
@@ -180,3 +180,22 @@ def test_weights_too_large_for_the_gpu_say_to_use_nf4(monkeypatch, tiny_model_di
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", out_of_memory)
     with pytest.raises(ConfigError, match="does not fit in the GPU's memory .* use model.quantization: nf4"):
         models.load_model(ModelConfig(base_model=str(tiny_model_dir)))
+
+
+NATIVE_BF16_CHECK = cpu_has_native_bf16  # bound at import, before conftest pins it
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_precision_on_cpu_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native, expected):
+    import torch
+
+    from docfinetune.core import models
+    from docfinetune.core.models import resolve_dtype
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", NATIVE_BF16_CHECK)  # the real check (conftest pins fp32)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert resolve_dtype(ModelConfig(precision="auto"), "cpu") == getattr(torch, expected)
+    assert resolve_dtype(ModelConfig(precision="bf16"), "cpu") == torch.bfloat16  # asked for: kept
+    assert resolve_dtype(ModelConfig(precision="fp32"), "cpu") == torch.float32
+    assert resolve_dtype(ModelConfig(precision="auto"), "cuda") == torch.bfloat16

@@ -149,7 +149,9 @@ class ModelConfig:
         False, "Let transformers fetch a hub id that is not cached (also HF_HUB_OFFLINE=0)."
     )
     device: str = option("auto", "auto (CUDA when present), cpu or cuda.", choices=DEVICES)
-    precision: str = option("auto", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.", choices=PRECISIONS)
+    precision: str = option("auto", "auto (bf16 on CUDA and on a CPU that computes it natively: AVX512-BF16 or "
+                                    "AMX; fp32 on other CPUs, which emulate bf16 slowly), fp32 or bf16.",
+                            choices=PRECISIONS)
     quantization: str = option(
         "none", "none, or nf4: 4-bit NF4 base weights with double quantization (QLoRA; CUDA only).",
         choices=QUANTIZATIONS)

@@ -230,10 +230,21 @@ def resolve_device(model: ModelConfig) -> str:
         "cpu" if model.device == "auto" else model.device)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX): the embedded model trains
+    ~3x faster in bf16 than in fp32 there, and several times slower on an AVX2-only CPU, which
+    emulates it (benchmarks/RESULTS.md, "CPU training speed")."""
+    import torch
+
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check() for check in checks if check is not None)
+
+
 def resolve_dtype(model: ModelConfig, device: str):
     import torch
 
-    if model.precision == "bf16" or (model.precision == "auto" and device == "cuda"):
+    if model.precision == "bf16" or (model.precision == "auto" and (
+            device == "cuda" or (device == "cpu" and cpu_has_native_bf16()))):
         return torch.bfloat16
     return torch.float32
 
