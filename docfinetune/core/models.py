@@ -232,8 +232,8 @@ def resolve_device(model: ModelConfig) -> str:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX): the embedded model trains
-    ~3x faster in bf16 than in fp32 there, and several times slower on an AVX2-only CPU, which
-    emulates it (benchmarks/RESULTS.md, "CPU training speed")."""
+    ~3x faster in bf16 than in fp32 there (benchmarks/RESULTS.md, "CPU training speed"); an
+    AVX2-only CPU emulates bf16 ("CPU precision")."""
     import torch
 
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
