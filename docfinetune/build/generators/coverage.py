@@ -1375,7 +1375,7 @@ class CoverageQAGenerator:
             term_start = sent.start + m.start("term")
             fact = _Fact("defined_term", term, term_start, term_start + len(term), sent, questions)
             if len(words) <= self.config.max_answer_words and self.config.reverse_questions:
-                body_abs = sent.start + before.rfind(words[0], cut + 1)
+                body_abs = sent.start + before.find(words[0], cut + 1)
                 fact.reverse.append((f"What does \"{term}\" refer to in {names[0]}?", body, "definition",
                                      body_abs, body_abs + len(body), False))
             facts.append(fact)
@@ -1470,7 +1470,7 @@ class CoverageQAGenerator:
             if len(people) != bys or len(parties) != bys:
                 continue
             for k, ((_, p), person) in enumerate(zip(parties, people)):
-                who = _spaces(person.group("v")).lstrip("/s ")
+                who = re.sub(r"^/s/\s*", "", _spaces(person.group("v")))
                 if p["name"].lower() in done or not self._PERSON.fullmatch(who) or "_" in who:
                     continue
                 done.add(p["name"].lower())
