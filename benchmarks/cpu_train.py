@@ -47,9 +47,8 @@ VARIANTS: dict[str, dict] = {
     "new-1-thread": {"threads": 1},
     "new-compiled": {"compile": True},
     "new-bf16-compiled": {**BF16, "compile": True},
-    # today's cpu-demo in each precision: bf16 is fast only where the CPU does it natively (avx512_bf16, AMX)
-    "demo-bf16": BF16,
-    "demo-fp32": {"model": {"precision": "fp32"}},
+    # cpu-demo's `auto` is bf16 only where the CPU computes it (avx512_bf16, AMX): fp32 pinned, beside new-bf16
+    "new-fp32": {"model": {"precision": "fp32"}},
 }
 DEFAULT_VARIANTS = "old,new,old-bf16,new-bf16,new-bf16-no-dropout"
 FAMILIES = (("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear")),

@@ -1431,8 +1431,6 @@ class CoverageQAGenerator:
         facts.append(fact)
         return facts
 
-    # ------------------------------------------------------------------ parties
-
     # ------------------------------------------------------------------ who signs, who is notified
 
     _PERSON = re.compile(r"[A-Z][A-Za-z.'’-]*(?:\s+[A-Z][A-Za-z.'’-]*){1,4}")
@@ -1447,11 +1445,9 @@ class CoverageQAGenerator:
             names = [re.escape(_spaces(p["name"]).rstrip(",."))]
             if p.get("alias"):
                 names.append(re.escape(p["alias"]) + r"\s*:")
-            m = None
-            for m in re.finditer(rf"(?i)(?:{'|'.join(names)})", text[start:end]):
-                pass
-            if m:
-                hits.append((start + m.start(), p))
+            mentions = list(re.finditer(rf"(?i)(?:{'|'.join(names)})", text[start:end]))
+            if mentions:
+                hits.append((start + mentions[-1].start(), p))
         return sorted(hits, key=lambda h: h[0])
 
     def _signatories(self, text: str, names: list[str], found: list[dict]) -> list[_Fact]:
@@ -1464,8 +1460,8 @@ class CoverageQAGenerator:
         for block in re.finditer(r"(?:By:[^\n]*?(?=By:|Name:|\n|$)\s*)+", text):
             bys = len(re.findall(r"By:", block.group(0)))
             after = text[block.end() : block.end() + 400]
-            people = [m for m in self._SIGNED_NAME.finditer(after)][:bys]
-            titles = [m for m in self._SIGNED_TITLE.finditer(after)][:bys]
+            people = list(self._SIGNED_NAME.finditer(after))[:bys]
+            titles = list(self._SIGNED_TITLE.finditer(after))[:bys]
             parties = self._party_mentions(text, max(0, block.start() - 300), block.start(), found)[-bys:]
             if len(people) != bys or len(parties) != bys:
                 continue
@@ -1529,6 +1525,8 @@ class CoverageQAGenerator:
             ], who)
             facts.append(_Fact("notice_contact", who, a, a + len(who), sentence, questions))
         return facts
+
+    # ------------------------------------------------------------------ parties
 
     def _preamble(self, text: str) -> tuple[int, int]:
         """Where the parties are introduced: from the first "between"/"among" that is followed
