@@ -49,6 +49,10 @@ VARIANTS: dict[str, dict] = {
     "new-bf16-compiled": {**BF16, "compile": True},
     # cpu-demo's `auto` is bf16 only where the CPU computes it (avx512_bf16, AMX): fp32 pinned, beside new-bf16
     "new-fp32": {"model": {"precision": "fp32"}},
+    # a micro-batch's 8 examples packed into rows of at most N tokens instead of one row of up to ~2,700:
+    # SDPA computes the whole masked square of a row, so shorter rows skip the pairs that cannot attend
+    "new-fp32-rows512": {"model": {"precision": "fp32"}, "train": {"packed_row_tokens": 512}},
+    "new-fp32-rows1024": {"model": {"precision": "fp32"}, "train": {"packed_row_tokens": 1024}},
 }
 DEFAULT_VARIANTS = "old,new,old-bf16,new-bf16,new-bf16-no-dropout"
 FAMILIES = (("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear")),

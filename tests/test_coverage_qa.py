@@ -376,6 +376,16 @@ def test_notices_go_to_the_partys_attention_line_not_its_counsels(signed_pairs):
     assert not _forward(signed_pairs, "Nadia Brill, Esq.")  # the copy's attention line
 
 
+def test_an_attention_line_run_on_into_a_party_name_is_cut_there():
+    # PDF text joins "Attention: General Counsel" and the next address line "Kestrel Mills, Inc."
+    text = SIGNED.replace("Attn: Purchasing Director Email: buy@dunmore.example",
+                          "Attn: Purchasing Director Kestrel Mills, Inc. Receiving")
+    chunk = Chunk("sup:0000", "sup", 0, 1, 1, 0, len(text), "SUPPLY AGREEMENT", text)
+    pairs = CoverageQAGenerator().generate([Document("sup", "SUPPLY AGREEMENT", "sup.pdf")], [chunk])
+    assert _forward(pairs, "Purchasing Director")
+    assert not [p for p in pairs if p.field == "notice_contact" and "Kestrel" in p.answer]
+
+
 def test_signatories_and_notice_contacts_can_be_switched_off():
     chunk = Chunk("sup:0000", "sup", 0, 1, 1, 0, len(SIGNED), "SUPPLY AGREEMENT", SIGNED)
     config = CoverageQAConfig(span_types=["party", "duration"])

@@ -11,7 +11,7 @@ import pytest
 from docfinetune.core.config import IngestConfig
 from docfinetune.core.workspace import Workspace, read_jsonl
 from docfinetune.ingest import doc_id_for, ingest
-from docfinetune.ingest.chunk import PAGE_SEPARATOR
+from docfinetune.ingest.chunk import PAGE_SEPARATOR, document_title
 from tests.conftest import CONTRACT_PAGES, write_pdf
 
 
@@ -141,3 +141,23 @@ def test_interrupted_swap_is_recovered(contract_pdf: Path, workspace_dir: Path):
 )
 def test_doc_id_is_a_safe_slug_of_the_file_name(name: str, expected: str):
     assert doc_id_for(Path(name)) == expected
+
+
+@pytest.mark.parametrize(("pages", "expected"), [
+    # a heading that names a kind of document wins, cut before the parties it runs on to
+    (["Exhibit 10.1\n\nSOFTWARE LICENSE AGREEMENT BETWEEN GARMAN, INC. AND ACME LTD.\n\nThis Agreement is made"],
+     "SOFTWARE LICENSE AGREEMENT"),
+    # contents lines and sentences are not titles; the preamble's own name is, pages after the cover
+    (["Exhibit 10.10\n\nTABLE OF CONTENTS\n\nARTICLE 1 DEFINITIONS 1\n\n2.1 Scope of Agreement 5",
+      "2.2 Exclusive Supply 6", "The following terms shall have the following meanings:",
+      'THIS SUPPLY AGREEMENT (the "Agreement") is entered into by and between'], "SUPPLY AGREEMENT"),
+    (['"Inventory" shall mean the Product purchased under this Agreement.\n\nWHEREAS:\n\n'
+      'This Joint Supply and Marketing Agreement (hereinafter referred to as the "Agreement")'],
+     "Joint Supply and Marketing Agreement"),
+    (['CONFIDENTIAL PORTIONS OF THIS EXHIBIT HAVE BEEN OMITTED AND REPLACED WITH "[***]".\n\n'
+      'This agreement ("Agreement") is entered into as of the 15th day of December\n\nRECITALS'], "Agreement"),
+    (["Sales, Marketing, and Supply Agreement {***}\n\nbetween the parties"], "Sales, Marketing, and Supply Agreement"),
+    (["RECITALS\n\nA. Acme makes widgets."], "fallback"),
+])
+def test_document_title_is_the_documents_name_not_a_sentence_or_contents_line(pages, expected):
+    assert document_title(pages, fallback="fallback") == expected

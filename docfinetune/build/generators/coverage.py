@@ -1501,6 +1501,12 @@ class CoverageQAGenerator:
         done: set[str] = set()
         for m in re.finditer(r"(?:Attention|Attn)\.?:[ \t]*(?P<v>[^\n]+)", text):
             who = re.split(r"\s+(?:E-?mail|Fax|Facsimile|Tel|Telephone|Phone)\b|\s{2,}", m.group("v"))[0].strip(" ,;.")
+            # a PDF line join runs the next address line on: "General Counsel VerticalNet, Inc"
+            for party in found:
+                short = _spaces(party["name"]).split(",")[0].strip(" .")  # "VerticalNet", "Stallings Racing"
+                cut = re.search(rf"(?i)\s{re.escape(short)}\b", who) if len(short) > 3 else None
+                if cut:
+                    who = who[: cut.start()].strip(" ,;.")
             if not re.match(r"[A-Z]", who) or len(who.split()) > self.config.max_answer_words or "_" in who:
                 continue
             start = max(0, m.start() - 400)
