@@ -90,7 +90,7 @@ def document_title(pages: list[str], fallback: str) -> str:
     preamble = _PREAMBLE_TITLE.search("\n\n".join(pages[:6]))  # after a cover page and contents
     title = (
         next((p for p in short if _TITLE_WORDS.search(p) and is_heading_line(p)), None)
-        or (_spaces(preamble.group("title")) if preamble else None)
+        or (" ".join(preamble.group("title").split()) if preamble else None)
         or next((p for p in short if _TITLE_WORDS.search(p)), None)
         or next((p for p in short if is_heading_line(p)), None)
     )
@@ -98,10 +98,6 @@ def document_title(pages: list[str], fallback: str) -> str:
         return fallback
     title = _TITLE_TAIL.sub("", title).strip(" ,;")
     return title.capitalize() if title.islower() else title  # 'This agreement ("Agreement")
-
-
-def _spaces(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def make_splitter(chunk_chars: int, overlap_chars: int):
