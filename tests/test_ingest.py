@@ -157,6 +157,7 @@ def test_doc_id_is_a_safe_slug_of_the_file_name(name: str, expected: str):
     (['CONFIDENTIAL PORTIONS OF THIS EXHIBIT HAVE BEEN OMITTED AND REPLACED WITH "[***]".\n\n'
       'This agreement ("Agreement") is entered into as of the 15th day of December\n\nRECITALS'], "Agreement"),
     (["Sales, Marketing, and Supply Agreement {***}\n\nbetween the parties"], "Sales, Marketing, and Supply Agreement"),
+    (["LICENSE AGREEMENT\nBETWEEN ACME, INC.\nAND BETA LLC\n\nThis Agreement is made"], "LICENSE AGREEMENT"),
     (["RECITALS\n\nA. Acme makes widgets."], "fallback"),
 ])
 def test_document_title_is_the_documents_name_not_a_sentence_or_contents_line(pages, expected):

@@ -40,7 +40,7 @@ _PREAMBLE_TITLE = re.compile(
 )
 # What follows the name in a one-line title: "... AGREEMENT BETWEEN GARMAN ROUTING SYSTEMS, INC. AND";
 # and redaction marks ("Supply Agreement {***}").
-_TITLE_TAIL = re.compile(r"(?i)\s+(?:(?:by\s+and\s+)?between|dated|made\s+and\s+entered|entered\s+into)\b.*$")
+_TITLE_TAIL = re.compile(r"(?is)\s+(?:(?:by\s+and\s+)?between|dated|made\s+and\s+entered|entered\s+into)\b.*$")
 _REDACTION = re.compile(r"\s*[\[{(]\s*\*+\s*[\]})]")
 
 
@@ -97,7 +97,7 @@ def document_title(pages: list[str], fallback: str) -> str:
     if not title:
         return fallback
     title = _TITLE_TAIL.sub("", title).strip(" ,;")
-    return title.capitalize() if title.islower() else title  # 'This agreement ("Agreement")
+    return title.capitalize() if title.islower() else title  # 'This agreement ("Agreement")' -> Agreement
 
 
 def make_splitter(chunk_chars: int, overlap_chars: int):
