@@ -130,7 +130,8 @@ VARIANTS = {
     # for the next run (not yet measured with today's recipe): the prompt in the loss too (an open-book
     # row's chunks are then read as text beside their question), more epochs, a higher learning rate
     "train_on_inputs": {"train": {"train_on_inputs": True}},
-    "table_rows": {"build": {"coverage": {"table_rows": True}}},  # fee-table rows asked about (off by default)
+    "table_rows": {"build": {"coverage": {"table_rows": True}}},  # fee-table rows asked about (the default since the 18th run)
+    "no_table_rows": {"build": {"coverage": {"table_rows": False}}},  # the default until the 18th run
     "12_epochs": {"train": {"epochs": 12}},
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then

@@ -1,6 +1,6 @@
 """How many of a contract's typed values the offline `coverage` generator asks about.
 
-    .venv/bin/python benchmarks/span_coverage.py [--set pdf|more] [--table-rows] [--cache DIR] [--write-results]
+    .venv/bin/python benchmarks/span_coverage.py [--set pdf|more] [--no-table-rows] [--cache DIR] [--write-results]
 
 Every duration, amount of money and percentage in a document's text (the generator's own
 patterns, `coverage.DURATION`, `MONEY`, `PERCENT`) is a value a user may ask about. This counts
@@ -8,7 +8,7 @@ how many of them are the answer of at least one generated question (the answer's
 the value), per type, over the contracts of ../shared/cuad-dev/pdf (12) or /more (60), ingested
 as `benchmarks/qa_coverage.py` does. Values in tables and headings are counted too, so 100% is not
 the ceiling the generator aims at (it asks about prose). Exits 0 with a message when cuad-dev is
-absent. `--table-rows` switches on `build.coverage.table_rows` (off by default).
+absent. `--no-table-rows` switches off `build.coverage.table_rows` (on by default since 2026-12-02).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def asked_values(doc, chunks, config: CoverageQAConfig) -> dict[str, list[int]]:
     return counts
 
 
-def run(which: str, cache: Path | None, table_rows: bool = False) -> str:
+def run(which: str, cache: Path | None, table_rows: bool = True) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         docs = load_ingested(SETS[which] / "pdf", (cache or Path(tmp)) / f"{which}-ws")
     config = CoverageQAConfig(table_rows=table_rows)
@@ -59,7 +59,7 @@ def run(which: str, cache: Path | None, table_rows: bool = False) -> str:
             totals[name][1] += found
     seconds = time.perf_counter() - started
     lines = [f"{len(docs)} contracts of cuad-dev/{'pdf' if which == 'pdf' else 'more'}"
-             f"{', table rows on' if table_rows else ''}; generation "
+             f"{'' if table_rows else ', table rows off'}; generation "
              f"{seconds:.1f} s in all.", "", "| value | in the text | asked about | share |", "|---|---:|---:|---:|"]
     for name, (asked, found) in totals.items():
         lines.append(f"| {name} | {found} | {asked} | {100 * asked / max(found, 1):.1f}% |")
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", dest="which", choices=sorted(SETS), default="pdf")
-    parser.add_argument("--table-rows", action="store_true", help="build.coverage.table_rows on")
+    parser.add_argument("--no-table-rows", dest="table_rows", action="store_false", help="build.coverage.table_rows off")
     parser.add_argument("--cache", type=Path, default=None, help="reuse ingested workspaces kept in this folder")
     parser.add_argument("--write-results", action="store_true", help="update benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     table = run(args.which, args.cache, args.table_rows)
     print(table)
     if args.write_results:
-        heading = f"## span_coverage on cuad-dev/{args.which}{' (table rows on)' if args.table_rows else ''}"
+        heading = f"## span_coverage on cuad-dev/{args.which}{'' if args.table_rows else ' (table rows off)'}"
         write_section(heading, f"{heading} ({dt.date.today().isoformat()})\n\nMachine: {machine()}. Command: "
-                      f"`.venv/bin/python benchmarks/span_coverage.py --set {args.which}{' --table-rows' if args.table_rows else ''}`\n\n{table}\n")
+                      f"`.venv/bin/python benchmarks/span_coverage.py --set {args.which}{'' if args.table_rows else ' --no-table-rows'}`\n\n{table}\n")
     return 0
 
 

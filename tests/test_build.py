@@ -167,6 +167,27 @@ def test_split_keeps_phrasings_together_is_seeded_and_checks_leaks():
         check_no_leak(leaked)
 
 
+def test_which_facts_are_held_out_follows_their_answers_not_their_ids_or_number():
+    # Two recipes of one contract (one writes more facts, or numbers them otherwise) must hold out
+    # the same facts, or comparing their answers compares which facts each held out.
+    pairs = [_pair(f"d:coverage:{i}", f"Question {i}?", f"answer {i}") for i in range(40)]
+
+    def held_out(rows):
+        splits = split_by_fact(rows, 0.1, 0.1, seed=5)
+        return {name: {p.answer for p in splits[name]} for name in ("val", "test")}
+
+    first = held_out(pairs)
+    renumbered = [_pair(f"d:rules:{39 - i}", p.question, p.answer) for i, p in enumerate(reversed(pairs))]
+    assert held_out(renumbered) == first
+    more = pairs + [_pair(f"d:coverage:{i}", f"Question {i}?", f"answer {i}") for i in range(40, 44)]
+    second = held_out(more)
+    old, new = first["val"] | first["test"], second["val"] | second["test"]
+    # the quotas stay 4 and 4 (44 facts): each of the 4 new facts held out takes one old one's
+    # place at most (a shuffle of the fact list kept ~8 x 8/40 of them)
+    assert len(old) == len(new) == 8 and len(old & new) >= len(old) - len(new - {f"answer {i}" for i in range(40)})
+    assert len(old & new) >= 6
+
+
 def test_two_copies_of_one_contract_split_together_so_no_question_is_held_out_and_trained():
     # the same questions about two documents (one contract ingested under two names), with
     # answers written differently in each copy: a question held out in one must not train in the other

@@ -267,7 +267,7 @@ def test_a_clause_cut_after_its_auxiliary_verb_ends_before_it():
     assert not [q for q in questions if re.search(r"\b(?:shall|will|may|must|is|be)\W*$", q)]
 
 
-def test_table_rows_pair_a_label_with_its_amount_when_switched_on():
+def test_table_rows_pair_a_label_with_its_amount():
     documents, chunks = _one_chunk([
         "MASTER SERVICES AGREEMENT",
         "A.3 Professional Services Rates. Professional services shall be billed at the following rates:",
@@ -281,8 +281,9 @@ def test_table_rows_pair_a_label_with_its_amount_when_switched_on():
     assert sorted(rows[0].answer for rows in facts.values()) == ["$2,400 per trainer per day", "$285 per hour"]
     engagement = [p for p in pairs if p.answer == "$285 per hour"]
     assert len(engagement) == 3 and all("Engagement Lead" in p.question and "A.3" in p.question for p in engagement)
-    # off by default: the same document gives no money facts
-    assert not [p for p in CoverageQAGenerator().generate(documents, chunks) if p.field == "money"]
+    # switched off: the same document gives no money facts
+    assert not [p for p in CoverageQAGenerator(CoverageQAConfig(table_rows=False)).generate(documents, chunks)
+                if p.field == "money"]
 
 
 def _one_clause_pairs(clause: str):
