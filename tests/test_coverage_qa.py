@@ -392,3 +392,21 @@ def test_signatories_and_notice_contacts_can_be_switched_off():
     config = CoverageQAConfig(span_types=["party", "duration"])
     pairs = CoverageQAGenerator(config).generate([Document("sup", "SUPPLY AGREEMENT", "sup.pdf")], [chunk])
     assert not {p.field for p in pairs} & {"signatory", "notice_contact"}
+
+
+def test_questions_name_the_document_not_the_section_when_section_in_questions_is_off():
+    documents, chunks = _one_chunk([
+        "MASTER SERVICES AGREEMENT",
+        "4.3 Payment Terms. Customer shall pay each undisputed invoice within forty-five (45) days after its "
+        "receipt of the invoice.",
+    ])
+    on = CoverageQAGenerator().generate(documents, chunks)
+    off = CoverageQAGenerator(CoverageQAConfig(section_in_questions=False)).generate(documents, chunks)
+    asked = [p for p in off if p.answer == "forty-five (45) days"]
+    assert len(asked) == len([p for p in on if p.answer == "forty-five (45) days"]) >= 3
+    assert any("Section 4.3" in p.question for p in on if p.answer == "forty-five (45) days")
+    assert not any("4.3" in p.question for p in asked)
+    assert any("Master Services Agreement" in p.question for p in asked)
+    assert any("the Payment Terms section of" in p.question for p in asked)
+    # which section states it is still asked, and answered by the number
+    assert any(p.answer == "Section 4.3" for p in off)
