@@ -100,9 +100,9 @@ def split_by_fact(pairs: list[QAPair], val_fraction: float, test_fraction: float
                   seed: int) -> dict[str, list[QAPair]]:
     """Seeded split of fact groups into train/val/test, per document so that each document with
     enough facts has some held out. The fractions count facts: groups are taken in a seeded order
-    drawn from their answers (`_draw`) into test, then val, while they fit the remaining quota, so a large group (an answer such as
-    "thirty (30) days" that many clauses share) stays in train. Pair order within a split follows
-    the input order."""
+    drawn from their answers (`_draw`) into test, then val, while they fit the remaining quota, so
+    a large group (an answer such as "thirty (30) days" that many clauses share) stays in train.
+    Pair order within a split follows the input order."""
     group_of = fact_groups(pairs)
     facts_in: dict[str, set[str]] = defaultdict(set)
     groups_by_doc: dict[str, list[str]] = defaultdict(list)
