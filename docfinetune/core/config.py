@@ -347,7 +347,7 @@ class CoverageQAConfig:
         True, "Also ask about table rows that pair a label with one amount of money (\"Engagement Lead $285 "
               "per hour\" -> \"Under Section A.3 ..., what amount is listed for Engagement Lead?\"): most of the "
               "money no question asks about sits in fee tables (benchmarks/RESULTS.md, \"span_coverage\"). "
-              "On against off, two trainings on the H200 (12 contracts, 118 questions): fine-tuned + RAG 101 "
+              "On against off, two trainings on the H200 (118 questions; 113 in the first): fine-tuned + RAG 101 "
               "against 95 and 92 against 85 (the sample's hand-written 44 against 39, 42 against 34), "
               "closed-book 66 against 73 and 65 against 69 (benchmarks/RESULTS.md, \"Knowledge\"): on, for "
               "the answers `ask` gives.")
