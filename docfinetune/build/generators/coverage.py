@@ -246,6 +246,11 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
+def _spoken_title(title: str) -> str:
+    """A section title as a question names it: capitals title-cased ("PAYMENT TERMS" -> "Payment Terms")."""
+    return _title_case(title) if title.isupper() else title
+
+
 def _title_case(text: str) -> str:
     """ "MASTER SERVICES AGREEMENT" -> "Master Services Agreement" (mixed case is kept)."""
     text = _spaces(text)
@@ -918,7 +923,7 @@ class CoverageQAGenerator:
         if sent is None or not sent.section:
             return name
         if not self.config.section_in_questions:
-            title = _title_case(sent.title) if sent.title.isupper() else sent.title
+            title = _spoken_title(sent.title)
             return f"the {title} section of {name}" if k % 3 == 2 and title else name
         label = f"{sent.section_kind} {sent.section}"
         if k % 3 == 2 and sent.title:
@@ -1193,7 +1198,7 @@ class CoverageQAGenerator:
         0-3 of one fact: each base question once before and once after, the other word choice
         from the third on."""
         body = plain_words(question, j // 2).rstrip(" ?")
-        title = _title_case(sent.title) if sent.title and sent.title.isupper() else sent.title
+        title = _spoken_title(sent.title)
         where = f"the {title} section of {name}" if title else name
         if (j + j // 2) % 2:
             return f"{self._cap(body)}, according to {where}?"
