@@ -423,12 +423,14 @@ def test_resume_continues_from_the_last_checkpoint_as_if_never_stopped(reference
     assert [d["step"] for k, d in events if k == "step"][0] == stop_at + 1  # not from 0
 
     # Weights, optimizer moments, schedule and data position all came back: every figure of the
-    # resumed run equals the uninterrupted reference run's, and each evaluation appears once.
+    # resumed run equals the uninterrupted reference run's, and each evaluation appears once. Equal to
+    # 2e-4: two uninterrupted runs on an AMX CPU already differ by up to 4e-5 (oneDNN's threaded sums),
+    # while a step of training moves the loss by 1e-3 or more, so a wrong batch or lost state shows.
     got, want = lines(run_dir), lines(reference["run_dir"])
     assert [r["step"] for r in got] == steps
     for a, b in zip(got, want):
         for key in ("epoch", "train_loss", "val_loss", "accuracy", "learning_rate"):
-            assert a[key] == (None if b[key] is None else pytest.approx(b[key], rel=1e-6, abs=1e-9)), (a["step"], key)
+            assert a[key] == (None if b[key] is None else pytest.approx(b[key], rel=2e-4, abs=1e-9)), (a["step"], key)
     assert got[-1]["seconds"] > got[1]["seconds"] and got[-1]["accuracy"] is not None
     assert (workspace.root / "runs" / "latest").read_text().strip() == run_dir.name
     assert json.loads((run_dir / "selection.json").read_text())["selected"]["step"] in steps
