@@ -163,11 +163,29 @@ def merged_model(run: Run, chosen: Checkpoint, dtype: str, progress: ProgressFn)
     model = load_weights(dataclasses.replace(run.config, model=base_for_merge(run.config.model, dtype)), chosen.path)
     progress("loading", 1, 1)
     if hasattr(model, "merge_and_unload"):  # a LoRA adapter (a full fine-tune has none)
-        progress("merging", 0, 1)
-        # safe_merge: a weight the update turns into NaN or inf stops the merge instead of being saved
-        model = model.merge_and_unload(safe_merge=True)
-        progress("merging", 1, 1)
+        layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+        for done, layer in enumerate(layers):
+            progress("merging", done, len(layers))
+            merge_in_fp32(layer)
+        progress("merging", len(layers), len(layers))
+        model = model.unload()  # the adapters are in the weights now: only peft's wrappers go
     return model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
+
+
+def merge_in_fp32(layer) -> None:
+    """Merge one LoRA layer's update into its base weight, summed in fp32 and rounded to the weight's
+    dtype once. peft's merge on a bf16 weight rounds the update to bf16 and then the sum: on the tiny
+    test model that doubled the logits' error (0.016 against 0.009, tests/test_export.py). One
+    layer at a time in fp32: a 7B model's largest weight is 0.2 GB so, not 28 GB for the whole."""
+    weight = layer.base_layer.weight
+    dtype = weight.dtype
+    weight.data = weight.data.float()
+    try:
+        # safe_merge: a weight the update turns into NaN or inf stops the merge instead of being saved
+        layer.merge(safe_merge=True)
+    finally:
+        weight = layer.base_layer.weight
+        weight.data = weight.data.to(dtype)
 
 
 def _write_merged(staging: Path, run: Run, chosen: Checkpoint, settings: ExportConfig,
