@@ -183,8 +183,7 @@ def merge_in_fp32(layer) -> None:
     try:
         # safe_merge: a weight the update turns into NaN or inf stops the merge instead of being saved
         layer.merge(safe_merge=True)
-    finally:
-        weight = layer.base_layer.weight
+    finally:  # the same Parameter: safe_merge swaps only its .data
         weight.data = weight.data.to(dtype)
 
 
