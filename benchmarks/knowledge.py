@@ -134,6 +134,9 @@ VARIANTS = {
     "no_table_rows": {"build": {"coverage": {"table_rows": False}}},  # the default until the 18th run
     "no_section_in_questions": {"build": {"coverage": {"section_in_questions": False}}},  # as a user asks (20th run, sample only: 24 against 23 of 56)
     "12_epochs": {"train": {"epochs": 12}},
+    # EDA's random deletion on the closed-book questions, a new draw each epoch (21st run)
+    "question_dropout": {"train": {"question_dropout": 0.5}},
+    "question_dropout_all": {"train": {"question_dropout": 1.0, "question_dropout_words": 0.4}},
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then
     # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):

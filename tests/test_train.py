@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 
 from docfinetune.core.config import TrainConfig, load_pipeline
 from docfinetune.core.errors import ConfigError, DocfinetuneError
+from docfinetune.core.score import CHOICE_MARK
 from docfinetune.core.workspace import Workspace, read_jsonl
 from docfinetune.ingest import ingest
 from docfinetune.pipeline import build_then_train as train  # train on datasets built when stale, as the CLI does
@@ -28,6 +30,7 @@ from docfinetune.train import (
     qa_example,
     read_datasets,
     tokenize,
+    with_words_dropped,
 )
 from docfinetune.train.select import plot_curves, select_checkpoint, step_losses
 from tests.conftest import CONTRACT_PAGES, write_pdf
@@ -633,6 +636,36 @@ def test_phased_schedule_trains_qa_alone_first_and_the_text_alone_last(reference
     run_dir = train(workspace, config, run_id="phased")
     steps = [r["step"] for r in lines(run_dir)]
     assert {math.ceil(n / MICRO_BATCH) for n in ends} <= set(steps) and steps[-1] == math.ceil(ends[-1] / MICRO_BATCH)
+
+
+def test_question_dropout_deletes_words_of_closed_book_questions_anew_each_epoch(reference):
+    workspace = reference["workspace"]
+    data = read_datasets(workspace)
+    prompt_of = prompts_for(workspace, reference["config"], data["qa_train"])
+    plain = dataclasses.replace(reference["config"].train, schedule="qa_with_text", epochs=3)
+    dropped = dataclasses.replace(plain, question_dropout=1.0, question_dropout_words=0.5)
+    before, ends = passes_in_order(data, plain, prompt_of)
+    after, same_ends = passes_in_order(data, dropped, prompt_of)
+    assert ends == same_ends  # the same rows, in the same order: only questions change
+    assert [e["completion"] for e in before] == [e["completion"] for e in after]
+    changed = [(b["prompt"], a["prompt"]) for b, a in zip(before, after) if b["prompt"] != a["prompt"]]
+    assert len(changed) > len(data["qa_train"])  # most questions, in every epoch
+    for full, short in changed:  # words deleted, never added or reordered, three or more kept
+        asked = short.split("Question: ", 1)[1].split("\nAnswer:")[0].split()
+        words = iter(full.split("Question: ", 1)[1].split("\nAnswer:")[0].split())
+        assert len(asked) >= 3 and all(any(w == x for x in words) for w in asked)
+    # a new draw per epoch: one row's question differs between epochs
+    first = {e["completion"]: e["prompt"] for e in after[:ends[0]] if e["prompt"]}
+    second = {e["completion"]: e["prompt"] for e in after[ends[0]:ends[1]] if e["prompt"]}
+    assert any(first[c] != second[c] for c in first.keys() & second.keys())
+    # the option is checked: shuffled rows are built once
+    with pytest.raises(ConfigError, match="question_dropout"):
+        dataclasses.replace(plain, schedule="shuffled", question_dropout=0.5)
+    # a multiple-choice row keeps its options whole
+    row = {"question": f"Under Section 4.1 of the Agreement, what is the fee for the Platform?{CHOICE_MARK}(A) $1 (B) $2",
+           "answer": "$1"}
+    short = with_words_dropped(row, dropped, random.Random(0))
+    assert short["question"].endswith(f"{CHOICE_MARK}(A) $1 (B) $2") and short["question"] != row["question"]
 
 
 def test_prepare_writes_nothing_and_takes_the_rows_it_is_given(reference, tmp_path):

@@ -644,7 +644,7 @@ def passes_in_order(data: dict[str, list[dict]], t: TrainConfig,
     texts: dict[str, list[dict]] = {}
     for row in data["qa_train"]:
         key = (row.get("source_chunk_ids") or [""])[0] or f"qa:{row['fact_id']}"
-        questions.setdefault(key, []).extend([qa_example(prompt_of, row)] * t.qa_repeats)
+        questions.setdefault(key, []).extend([row] * t.qa_repeats)
     for row in data["cpt"]:
         texts.setdefault(row.get("chunk_id") or f"text:{len(texts)}", []).append(
             {"prompt": "", "completion": row["text"]})
@@ -655,10 +655,28 @@ def passes_in_order(data: dict[str, list[dict]], t: TrainConfig,
     for epoch in range(epochs):
         random.Random(f"{t.seed}:{epoch}").shuffle(keys)
         with_questions, with_text = epoch < epochs - edge, epoch >= edge
-        examples.extend(example for key in keys
-                        for example in questions.get(key, []) * with_questions + texts.get(key, []) * with_text)
+        dropping = random.Random(f"{t.seed}:{epoch}:question_dropout")
+        for key in keys:
+            if with_questions:
+                examples.extend(qa_example(prompt_of, with_words_dropped(row, t, dropping))
+                                for row in questions.get(key, []))
+            if with_text:
+                examples.extend(texts.get(key, []))
         ends.append(len(examples))
     return examples, ends
+
+
+def with_words_dropped(row: dict, t: TrainConfig, rng: random.Random) -> dict:
+    """`row`, or (for a closed-book row, with chance `question_dropout`) a copy whose question has
+    each word deleted with chance `question_dropout_words`, keeping at least three: a user's
+    question shares only some of the training question's words (EDA's random deletion)."""
+    if not t.question_dropout or row.get("context_chunk_ids") or rng.random() >= t.question_dropout:
+        return row
+    question, mark, options = row["question"].partition(CHOICE_MARK)  # a multiple-choice row keeps its options
+    kept = [w for w in question.split() if rng.random() >= t.question_dropout_words]
+    if len(kept) < 3:
+        return row
+    return {**row, "question": " ".join(kept) + mark + options}
 
 
 def tokenize(tokenizer, prompt: str, completion: str, max_tokens: int, learn_prompt: bool) -> dict:
