@@ -137,6 +137,8 @@ VARIANTS = {
     # EDA's random deletion on the closed-book questions, a new draw each epoch (21st run)
     "question_dropout": {"train": {"question_dropout": 0.5}},
     "question_dropout_all": {"train": {"question_dropout": 1.0, "question_dropout_words": 0.4}},
+    # after selection, the held-out facts taught too; held-out figures from the selected checkpoint (unmeasured)
+    "teach_held_out": {"train": {"teach_held_out_passes": 4}},
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then
     # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):
@@ -442,6 +444,7 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "tokens_seen": max((m.get("tokens_seen", 0) for m in selection["checkpoints"]), default=0),
         "selected": selection["selected"], "checkpoints": selection["checkpoints"],
         "rule": selection["rule"], "curve": curve,
+        "taught_all": selection.get("taught_all"),  # train.teach_held_out_passes: the lawyers' were asked it
         "lawyers": _summary(lawyers), "held_out": _summary(held_out),
         # each lawyers' / hand-written question's answers: what the systems got wrong, and how
         "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}

@@ -97,7 +97,7 @@ class Asker:
             chosen = resolve_checkpoint(run, checkpoint)
         why = "asked for" if open_book is not None else "no evaluation of this checkpoint yet"
         if open_book is None and chosen is not None:
-            best, figures = best_system(run, chosen.step)
+            best, figures = best_system(run, chosen.step, chosen.relative_path(run))
             if best is not None:
                 open_book = best == "finetuned+rag"
                 accuracy = figures["accuracy"]

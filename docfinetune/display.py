@@ -152,7 +152,10 @@ def selection_table(run_dir: Path, selection_file: str) -> Table:
         table.add_row(str(c["step"]), fmt(c.get("epoch"), ".2f"), fmt(c.get("train_loss"), ".3f"),
                       fmt(c.get("val_loss"), ".3f"), *(fmt(c.get(key), ".1%") for key, _ in accuracies),
                       style="bold green" if c["step"] == chosen else None)
-    table.caption = escape(f"selected: step {chosen}, {selection['reason']}; curves: {run_dir / CURVES_FILE}")
+    taught = selection.get("taught_all")
+    then = (f"; then the {taught['rows']['held_out']} held-out Q&A rows taught in {taught['steps']} steps: "
+            f"{taught['path']} answers (ask, export), step {chosen} the held-out facts (eval)") if taught else ""
+    table.caption = escape(f"selected: step {chosen}, {selection['reason']}{then}; curves: {run_dir / CURVES_FILE}")
     return table
 
 

@@ -748,3 +748,97 @@ def test_eval_merges_the_adapter_only_after_the_base_systems_answered(reference,
 def test_full_fine_tuning_refuses_a_4bit_model(tiny_model_dir):
     with pytest.raises(ConfigError, match="train.method: full"):
         tiny_config(tiny_model_dir, {"quantization": "nf4"}, method="full")
+
+
+def test_teach_held_out_teaches_the_held_out_facts_after_selection_and_eval_keeps_them_held_out(
+        reference, tmp_path, tiny_model_dir):
+    from docfinetune.core.runs import load_answerer, load_run, resolve_checkpoint
+    from docfinetune.evaluate import evaluate
+
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    config = tiny_config(tiny_model_dir, schedule="qa_with_text", epochs=1.0, teach_held_out_passes=3,
+                         teach_held_out_learning_rate=5e-3)
+    run_dir = train(workspace, config, run_id="taught")
+    selection = json.loads((run_dir / "selection.json").read_text())
+    taught, selected = selection["taught_all"], selection["selected"]
+    data = read_datasets(workspace)
+    held = data["qa_val"] + workspace.read_dataset("qa_test")
+    assert taught["path"] == "checkpoints/taught-all" and taught["from_step"] == selected["step"]
+    assert taught["rows"]["held_out"] == len(held) > 0 and taught["rows"]["replayed"] == len(held)
+    assert taught["steps"] > 0 and not (run_dir / "teaching").exists()
+    assert not (run_dir / "checkpoints" / "taught-all.partial").exists()
+
+    run = load_run(run_dir)
+    answering = resolve_checkpoint(run)  # ask and export: the taught adapter
+    assert answering.path == run_dir / "checkpoints" / "taught-all" and answering.step is None
+    assert resolve_checkpoint(run, held_out=True).step == selected["step"]
+
+    closed_book = [r for r in data["qa_train"] if not r.get("context_chunk_ids")][:len(held)]
+
+    def answer_losses(adapter: Path) -> tuple[float, float]:
+        """Mean answer loss of the held-out rows and of as many training rows."""
+        model, tokenizer = load_answerer(config, adapter)
+        prompt_of = prompts_for(workspace, config, held)
+        means = []
+        with torch.no_grad():
+            for rows in (held, closed_book):
+                losses = []
+                for row in rows:
+                    example = qa_example(prompt_of, row)
+                    ids = tokenize(tokenizer, example["prompt"], example["completion"], 64, False)
+                    losses.append(model(input_ids=torch.tensor([ids["input_ids"]]),
+                                        labels=torch.tensor([ids["labels"]])).loss.item())
+                means.append(sum(losses) / len(losses))
+        return means[0], means[1]
+
+    # the held-out answers are learned: their loss falls from the selected adapter to the taught
+    # one (the tiny random model's whole training moved the val loss 6.47 -> 6.36), more than the
+    # training rows' loss moves
+    (held_before, train_before), (held_after, train_after) = (
+        answer_losses(run_dir / selected["path"]), answer_losses(answering.path))
+    assert held_before - held_after > 0.1 and held_before - held_after > train_before - train_after
+
+    # eval asks the held-out facts of the checkpoint that never saw them, other questions of the taught one
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question": "Which state's laws govern the agreement?", "answer": "Vermont"}) + "\n")
+    held_report = evaluate(workspace, config=config, include_test=True, systems="finetuned")
+    asked_report = evaluate(workspace, config=config, questions_file=questions, systems="finetuned")
+    assert held_report["run"]["step"] == selected["step"]
+    assert asked_report["run"]["step"] is None and asked_report["run"]["checkpoint"] == "checkpoints/taught-all"
+    systems = json.loads((run_dir / "systems.json").read_text())
+    assert systems["checkpoint"] == "checkpoints/taught-all"
+
+    # the export is the taught adapter; its card names it and quotes the selected step's held-out figures
+    from docfinetune.core.config import ExportConfig
+    from docfinetune.export import export_run
+
+    out = export_run(workspace, ExportConfig(format="adapter"), run_id="taught", out=tmp_path / "adapter")
+    card = (out / "README.md").read_text()
+    assert "checkpoint taught-all" in card and f"checkpoint {selected['step']} answered" in card
+    assert f"Then the {len(held)} held-out Q&A rows were taught too" in card
+
+    with pytest.raises(ConfigError, match="teach_held_out_passes"):
+        tiny_config(tiny_model_dir, teach_held_out_passes=1, method="full")
+
+
+def test_a_run_stopped_while_teaching_held_out_facts_is_unfinished_and_resume_teaches_them(
+        reference, tmp_path, tiny_model_dir, monkeypatch):
+    import docfinetune.train
+
+    workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
+    config = tiny_config(tiny_model_dir, schedule="qa_with_text", epochs=1.0, teach_held_out_passes=1)
+    teach = docfinetune.train.teach_held_out
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(docfinetune.train, "teach_held_out", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train(workspace, config, run_id="stopped")
+    run_dir = workspace.root / "runs" / "stopped"
+    assert not (run_dir / "selection.json").exists()  # not finished: resumable
+    monkeypatch.setattr(docfinetune.train, "teach_held_out", teach)
+    assert train(workspace, config, resume=True) == run_dir
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert selection["taught_all"]["from_step"] == selection["selected"]["step"]
+    assert (run_dir / "checkpoints" / "taught-all" / "adapter_config.json").is_file()

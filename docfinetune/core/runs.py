@@ -219,8 +219,10 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(done, key=checkpoint_step, default=None)
 
 
-def resolve_checkpoint(run: Run, checkpoint: int | str | Path | None = None) -> Checkpoint:
-    """The adapter to answer with: the selected checkpoint, the one saved at step `checkpoint`
+def resolve_checkpoint(run: Run, checkpoint: int | str | Path | None = None, *, held_out: bool = False) -> Checkpoint:
+    """The adapter to answer with: the selected checkpoint (or, when training then taught the
+    held-out facts, train.teach_held_out_passes, that adapter — unless `held_out`: the questions
+    include those facts, which only the selected one never saw), the one saved at step `checkpoint`
     (an int or a string of digits), or the folder `checkpoint` names (relative to the working
     directory or to the run). WorkspaceError, listing the saved steps, when there is none."""
     available = run.checkpoints()
@@ -230,8 +232,14 @@ def resolve_checkpoint(run: Run, checkpoint: int | str | Path | None = None) -> 
         if not selected:
             raise WorkspaceError(f"{run.path / SELECTION_FILE}: no checkpoint selected yet (missing or empty: "
                                  f"did training finish?); pass --checkpoint STEP (steps: {steps})")
-        found = Checkpoint(run.path / selected["path"], int(selected["step"]),
-                           (run.selection or {}).get("reason", "selected by training"))
+        taught = (run.selection or {}).get("taught_all")
+        if taught and not held_out:
+            found = Checkpoint(run.path / taught["path"], None,
+                               f"step {selected['step']}, then every held-out fact taught "
+                               f"(train.teach_held_out_passes {taught['passes']})")
+        else:
+            found = Checkpoint(run.path / selected["path"], int(selected["step"]),
+                               (run.selection or {}).get("reason", "selected by training"))
     elif isinstance(checkpoint, int) or (isinstance(checkpoint, str) and checkpoint.isdigit()):
         step = int(checkpoint)
         if step not in available:
@@ -328,15 +336,19 @@ def is_full_checkpoint(folder: Path) -> bool:
     return not (folder / ADAPTER_FILE).is_file() and (folder / FULL_MODEL_FILE).is_file()
 
 
-def best_system(run: Run, step: int | None) -> tuple[str | None, dict | None]:
+def best_system(run: Run, step: int | None, checkpoint: str | None = None) -> tuple[str | None, dict | None]:
     """("finetuned" or "finetuned+rag", the figures) from the run's systems.json when its last
-    evaluation measured both fine-tuned systems on checkpoint `step`; (None, None) otherwise."""
+    evaluation measured both fine-tuned systems on checkpoint `step` (and folder `checkpoint`,
+    relative to the run, where both record it: a taught-all adapter has no step); (None, None)
+    otherwise."""
     path = run.path / SYSTEMS_FILE
     try:
         figures = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except (OSError, json.JSONDecodeError):
         return None, None
     if not figures or figures.get("step") != step:
+        return None, None
+    if checkpoint is not None and figures.get("checkpoint") not in (None, checkpoint):
         return None, None
     accuracy = figures.get("accuracy", {})
     if accuracy.get("finetuned") is None or accuracy.get("finetuned+rag") is None:

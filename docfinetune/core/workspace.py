@@ -19,6 +19,9 @@ how they are written safely.
     runs/<run-id>/checkpoints/checkpoint-<step>/  a peft adapter with Trainer's state, its own
                                       metrics.json (written last: the checkpoint is complete) and
                                       config.yaml (core/runs.py finds, resumes and loads them)
+    runs/<run-id>/checkpoints/taught-all/  train.teach_held_out_passes: the selected adapter, then the
+                                      held-out facts taught; ask and export use it, eval's held-out
+                                      questions the selected one
     reports/<time>.{json,md,png}      eval: one report per call
     cache/<name>/                     build: replies of the llm generators, by chunk and prompt
 

@@ -65,16 +65,18 @@ def check_systems(systems: Iterable[str] | str) -> tuple[str, ...]:
 
 
 def _pipeline(workspace: Workspace, config: PipelineConfig | None, fine_tuned: bool, run_id: str | None,
-              step: int | None) -> tuple[PipelineConfig, EvalConfig, Run | None, Checkpoint | None]:
+              step: int | None, held_out: bool = False) -> tuple[PipelineConfig, EvalConfig, Run | None, Checkpoint | None]:
     """(model/prompt settings, eval settings, run, checkpoint). A run's own config.yaml decides
     the model and prompt (its adapter was trained on them); `config.eval` decides the eval
-    settings. Without a usable run only the base systems can be evaluated."""
+    settings. Without a usable run only the base systems can be evaluated. `held_out`: the
+    Q&A-test rows are asked, so the selected checkpoint answers even where training then taught
+    them (train.teach_held_out_passes)."""
     try:
         run = find_run(workspace, run_id)
         if run is None:
             raise WorkspaceError(f"{runs_dir(workspace)}: no run trained yet; run `docfinetune train` first, "
                                  "or evaluate only the base model (--systems base,base+rag)")
-        return run.config, (config or run.config).eval, run, resolve_checkpoint(run, step)
+        return run.config, (config or run.config).eval, run, resolve_checkpoint(run, step, held_out=held_out)
     except WorkspaceError:
         if fine_tuned or run_id is not None or step is not None:
             raise
@@ -148,7 +150,8 @@ def evaluate(
     now = datetime.now(timezone.utc)
     systems = check_systems(systems)
     fine_tuned = any(s.startswith("finetuned") for s in systems)
-    pipeline, eval_config, run, chosen = _pipeline(workspace, config, fine_tuned, run_id, checkpoint)
+    held_out = include_test if include_test is not None else questions_file is None  # load_questions' rule
+    pipeline, eval_config, run, chosen = _pipeline(workspace, config, fine_tuned, run_id, checkpoint, held_out)
     asked: QuestionSet = load_questions(workspace, eval_config, questions_file, include_test)
     questions: list[Question] = asked.questions
     texts = [q.question for q in questions]
@@ -362,7 +365,8 @@ def _record_systems(run: Run, chosen: Checkpoint, report: dict) -> None:
     from docfinetune.core.workspace import write_json
 
     write_json(run.path / SYSTEMS_FILE, {
-        "created_at": report["created_at"], "step": chosen.step, "report": report.get("files", {}).get("json"),
+        "created_at": report["created_at"], "step": chosen.step, "checkpoint": chosen.relative_path(run),
+        "report": report.get("files", {}).get("json"),
         "questions": report["questions"]["scored"], "rag_k": report["settings"]["eval"]["rag_k"],
         "accuracy": {name: figures["accuracy"] for name, figures in report["systems"].items()}})
 

@@ -189,8 +189,8 @@ def _recital_lines(c) -> list[str]:
 
 
 def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt: str, dtype: str, full: bool,
-           docs: list[dict], found: dict | None, serving: list[str]) -> str:
-    """README.md's text."""
+           docs: list[dict], found: dict | None, serving: list[str], taught: dict | None = None) -> str:
+    """README.md's text. `taught`: selection.json's taught_all entry when the checkpoint is that adapter."""
     c = run.config
     front = ["---", f"library_name: {'peft' if fmt == 'adapter' else 'transformers'}"]
     if "/" in c.model.base_model and not Path(c.model.base_model).expanduser().exists():
@@ -198,7 +198,8 @@ def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt
     front += ["tags:", "- docfinetune", f"- {'full-fine-tune' if full else 'lora'}", "---", ""]
     weights = ("the LoRA adapter (safetensors) and its adapter_config.json" if fmt == "adapter"
                else f"the whole model in {dtype} safetensors" + ("" if full else ", the adapter merged into the base"))
-    out = [*front, f"# Run {run.id}, checkpoint {step if step is not None else '(a chosen folder)'}", "",
+    name = step if step is not None else (taught["path"].split("/")[-1] if taught else "(a chosen folder)")
+    out = [*front, f"# Run {run.id}, checkpoint {name}", "",
            _warning(found), "",
            f"Exported by `docfinetune export --format {fmt}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: "
            f"{weights}, the tokenizer with the training prompt as its chat template, and an Ollama Modelfile. "
@@ -216,7 +217,12 @@ def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt
                                             if d["ingested_after_training_began"] else "")] for d in docs])
     else:
         out.append(f"The workspace ({workspace.root}) lists no ingested documents any more.")
-    out += ["", "## Evaluation", "", *_training_figures(run, step), "", *_evaluation_section(found), "",
+    figures = _training_figures(run, taught["from_step"] if taught else step)
+    if taught:  # the selected checkpoint's figures: the held-out facts were taught after them
+        figures.append(f"Then the {taught['rows']['held_out']} held-out Q&A rows were taught too "
+                       f"(train.teach_held_out_passes {taught['passes']}, {taught['steps']} steps): these weights have "
+                       "seen every fact the build found, so no held-out figure describes them.")
+    out += ["", "## Evaluation", "", *figures, "", *_evaluation_section(found), "",
             "## Memorization", "", *_memorization_section(found), "",
             "## Prompt format", "",
             "The model was trained on a plain prompt, not a chat format. Closed-book:", "", "```",

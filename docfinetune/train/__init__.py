@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from docfinetune.core.runs import (
     CHECKPOINT_METRICS_FILE,
     CONFIG_FILE,
     METRICS_FILE,
+    SELECTION_FILE,
     Run,
     checkpoint_path,
     checkpoint_step,
@@ -49,7 +51,13 @@ from docfinetune.core.runs import (
     write_latest,
 )
 from docfinetune.core.score import CHOICE_MARK, RECITAL_MARK, answer_matches
-from docfinetune.core.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
+from docfinetune.core.workspace import (
+    Workspace,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+    write_text_atomic,
+)
 from docfinetune.train.memory import apply_cap, check_fits, estimate
 from docfinetune.train.select import plot_curves, select_checkpoint
 
@@ -179,10 +187,19 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
         ready.resume_from, quiet=on_event is not None, fused_kernels=ready.fused_kernels,
         in_order=ready.epoch_ends is not None)
 
+    # selection.json, written last, marks the run finished: a run stopped while it teaches the
+    # held-out facts has none, and --resume selects and teaches again
+    teaching = bool(t.teach_held_out_passes)
     if main:
-        selection = select_checkpoint(run_dir, ready.config.train.select_by, ready.config.train.taught_weight,
-                                      ready.config.train.selection_tolerance)
+        selection = select_checkpoint(run_dir, t.select_by, t.taught_weight, t.selection_tolerance, write=not teaching)
         curves = plot_curves(run_dir)
+    if teaching:
+        selected = distributed.from_main(selection["selected"]["path"] if main else None)
+        taught = teach_held_out(workspace, run_dir, ready, selected, quiet=on_event is not None)
+        if main:
+            selection = {**selection, "taught_all": taught} if taught else selection
+            write_json(run_dir / SELECTION_FILE, selection)
+    if main:
         if t.keep_optimizer_state == "last":  # selected: the run is never resumed
             drop_optimizer_state(run_dir, None)
         write_latest(workspace, run_dir)
@@ -192,9 +209,12 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
 
 
 def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineConfig, callbacks: list,
-        checkpoint: Path | None, quiet: bool, fused_kernels: bool = False, in_order: bool = False) -> None:
+        checkpoint: Path | None, quiet: bool, fused_kernels: bool = False, in_order: bool = False,
+        scratch: Path | None = None):
     """The loop: transformers' Trainer with our schedule, cadence and callbacks (RunRecorder).
-    `in_order`: `train_set` holds every epoch already ordered (one Trainer epoch, no shuffle)."""
+    `in_order`: `train_set` holds every epoch already ordered (one Trainer epoch, no shuffle).
+    `scratch`: Trainer's folder instead of the run's checkpoints, nothing saved or evaluated on
+    the way (teach_held_out saves the result itself). Returns the Trainer."""
     import torch
     from transformers import (
         DataCollatorForSeq2Seq,
@@ -219,7 +239,7 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         tokenizer.padding_side = "right"
         collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE)
     args = TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(scratch or run_dir / "checkpoints"),
         num_train_epochs=1 if in_order else t.epochs,
         max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.micro_batch_size,
@@ -234,9 +254,9 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
         bf16=resolve_dtype(config.model, device) == torch.bfloat16,
         use_cpu=device == "cpu",
         # Evaluate and save every eval_every_steps (RunRecorder adds each epoch's end); keep all.
-        eval_strategy="steps" if has_val else "no",
+        eval_strategy="steps" if has_val and scratch is None else "no",
         eval_steps=t.eval_every_steps,
-        save_strategy="steps",
+        save_strategy="steps" if scratch is None else "no",
         save_steps=t.eval_every_steps,
         save_total_limit=None,
         prediction_loss_only=True,
@@ -273,6 +293,56 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
             if isinstance(callback, RunRecorder):
                 callback.tracker_log = trainer.log
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return trainer
+
+
+TAUGHT_ALL = "checkpoints/taught-all"  # the adapter teach_held_out writes, beside checkpoint-<step>
+
+
+def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selected: str, quiet: bool) -> dict | None:
+    """train.teach_held_out_passes: from the selected adapter, a short training on the facts the run
+    held out (Q&A-val and Q&A-test rows), as many training rows replayed so the taught ones are
+    kept, and the reading records of the held-out facts' chunks, in the qa_with_text order; the
+    adapter goes to TAUGHT_ALL. Returns selection.json's "taught_all" entry, or None when nothing
+    was held out. `selected`: the selected checkpoint's folder in the run, which stays as it was:
+    eval asks it the held-out facts."""
+    with peft_import():
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+
+    t = ready.config.train
+    data = read_datasets(workspace)
+    held = data["qa_val"] + workspace.read_dataset("qa_test")
+    if not held:
+        return None
+    started = time.perf_counter()
+    replay = random.Random(f"{t.seed}:teach").sample(data["qa_train"], min(len(held), len(data["qa_train"])))
+    chunks = {cid for row in held for cid in row.get("source_chunk_ids") or ()}
+    texts = [row for row in data["cpt"] if row.get("chunk_id") in chunks]
+    teaching = dataclasses.replace(t, schedule="qa_with_text", epochs=t.teach_held_out_passes, max_steps=0,
+                                   learning_rate=t.teach_held_out_learning_rate, warmup_ratio=0.0)
+    config = dataclasses.replace(ready.config, train=teaching)
+    prompt_of = prompts_for(workspace, config, replay)
+    examples, _ = passes_in_order({"cpt": texts, "qa_train": held + replay}, teaching, prompt_of)
+    train_set = to_dataset(examples, ready.tokenizer, teaching, shuffle=False)
+    # the weights training ended with are the last checkpoint's; teaching starts from the selected one
+    set_peft_model_state_dict(ready.model, load_peft_weights(str(run_dir / selected)))
+    scratch = run_dir / "teaching"
+    trainer = fit(ready.model, ready.tokenizer, train_set, to_dataset([], ready.tokenizer, teaching, shuffle=False),
+                  run_dir, config, [], None, quiet, fused_kernels=ready.fused_kernels, in_order=True,
+                  scratch=scratch)
+    target = run_dir / TAUGHT_ALL
+    if distributed.is_main():
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        trainer.save_model(str(staging))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)  # a crash leaves the .partial folder, never a half-written adapter
+        shutil.rmtree(scratch, ignore_errors=True)
+    distributed.barrier()
+    return {"path": TAUGHT_ALL, "from_step": checkpoint_step(run_dir / selected), "passes": t.teach_held_out_passes,
+            "rows": {"held_out": len(held), "replayed": len(replay), "reading": len(texts)},
+            "steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def sharded(config: PipelineConfig) -> bool:
@@ -572,6 +642,9 @@ def check_settings(config: PipelineConfig, data: dict[str, list[dict]], datasets
     if t.optimizer not in {o.value for o in OptimizerNames}:
         problems.append(f"train.optimizer: {t.optimizer!r} is not a transformers optimizer name "
                         "(e.g. adamw_torch, adamw_torch_fused, paged_adamw_8bit)")
+    if t.teach_held_out_passes and sharded(config):
+        problems.append("train.teach_held_out_passes: loads the selected adapter into the model, which FSDP "
+                        "shards across processes; set it to 0 or use strategy ddp")
     if not data["cpt"] and not data["qa_train"]:
         problems.append(f"{datasets_dir}: cpt.jsonl and qa_train.jsonl are both empty, so there is nothing "
                         "to train on; ingest documents with text, then `docfinetune build --force`")

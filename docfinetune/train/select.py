@@ -158,15 +158,18 @@ def _choose(checkpoints: list[dict], select_by: str, taught_weight: float = 0.5,
             f"last checkpoint, step {best['step']}")
 
 
-def select_checkpoint(run_dir: Path, select_by: str, taught_weight: float = 0.5, tolerance: float = 0.0) -> dict:
+def select_checkpoint(run_dir: Path, select_by: str, taught_weight: float = 0.5, tolerance: float = 0.0,
+                      write: bool = True) -> dict:
     """Choose a checkpoint of `run_dir` by `select_by` (accuracy, held_out_accuracy or
-    val_loss; see the module docstring); writes and returns selection.json's content."""
+    val_loss; see the module docstring); writes (unless not `write`: the caller does, when the
+    run is finished) and returns selection.json's content."""
     run_dir = Path(run_dir)
     checkpoints = _checkpoints(run_dir)
     selected, rule, reason = _choose(checkpoints, select_by, taught_weight, tolerance)
     selection = {"run_id": run_dir.name, "rule": rule, "checkpoints": checkpoints,
                  "selected": selected, "reason": reason}
-    write_json(run_dir / SELECTION_FILE, selection)
+    if write:
+        write_json(run_dir / SELECTION_FILE, selection)
     return selection
 
 
