@@ -129,6 +129,12 @@ def train_events(progress) -> Callable[[str, dict], None]:
             val = "-" if data.get("val_loss") is None else f"{data['val_loss']:.3f}"
             peak = f", GPU peak {data['peak_gpu_gib']:.1f} GiB" if data.get("peak_gpu_gib") else ""
             progress.console.print(f"step {data['step']}: val loss {val}, accuracy {accuracy}{peak}")
+        elif kind == "teach":  # train.teach_held_out_passes, after selection
+            if "teach" not in state:
+                state["teach"] = progress.add_task("teaching held-out facts", total=data["total_steps"], loss="-",
+                                                   speed="-")
+            progress.update(state["teach"], completed=data["step"],
+                            loss="-" if data["loss"] is None else f"{data['loss']:.3f}")
 
     return on_event
 

@@ -39,6 +39,24 @@ def test_train_prints_the_run_and_the_selection_table(trained_ws):
     assert (root / "datasets" / "stats.json").is_file()
 
 
+def test_train_teaching_held_out_facts_says_which_checkpoint_answers_what(ingested_contract, tiny_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from docfinetune.cli import main
+
+    root = tmp_path / "ws"
+    shutil.copytree(ingested_contract.root, root)
+    result = CliRunner().invoke(main, [
+        "--workspace", str(root), "train", "--base-model", str(tiny_model_dir), "--device", "cpu",
+        "--max-steps", "4", "--eval-every-steps", "2", "--micro-batch-size", "4", "--max-seq-tokens", "64",
+        "--eval-max-questions", "4", "--max-new-tokens", "6", "--teach-held-out-passes", "1"])
+    assert result.exit_code == 0, result.output
+    taught = json.loads(next((root / "runs").glob("*/selection.json")).read_text())["taught_all"]
+    caption = " ".join(result.output.split())
+    assert f"then the {taught['rows']['held_out']} held-out Q&A rows taught in {taught['steps']} steps" in caption
+    assert "checkpoints/taught-all answers (ask, export)" in caption
+
+
 def test_ask_streams_an_answer_and_lists_the_sources(trained_ws, run_cli):
     root, _ = trained_ws
     result = run_cli("ask", "--sources", "1", "Which state's laws govern the agreement?", workspace=root)

@@ -758,9 +758,14 @@ def test_teach_held_out_teaches_the_held_out_facts_after_selection_and_eval_keep
     workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
     config = tiny_config(tiny_model_dir, schedule="qa_with_text", epochs=1.0, teach_held_out_passes=3,
                          teach_held_out_learning_rate=5e-3)
-    run_dir = train(workspace, config, run_id="taught")
+    events: list[tuple[str, dict]] = []
+    run_dir = train(workspace, config, run_id="taught", on_event=lambda kind, data: events.append((kind, data)))
     selection = json.loads((run_dir / "selection.json").read_text())
     taught, selected = selection["taught_all"], selection["selected"]
+    teach = [d for k, d in events if k == "teach"]  # progress on the way, then "done" with the entry
+    assert [d["step"] for d in teach] == list(range(1, taught["steps"] + 1))
+    assert teach[-1]["total_steps"] == taught["steps"] and teach[-1]["loss"] > 0
+    assert events[-1][0] == "done" and events[-1][1]["taught_all"] == taught
     data = read_datasets(workspace)
     held = data["qa_val"] + workspace.read_dataset("qa_test")
     assert taught["path"] == "checkpoints/taught-all" and taught["from_step"] == selected["step"]

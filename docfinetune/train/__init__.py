@@ -195,7 +195,7 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
         curves = plot_curves(run_dir)
     if teaching:
         selected = distributed.from_main(selection["selected"]["path"] if main else None)
-        taught = teach_held_out(workspace, run_dir, ready, selected, quiet=on_event is not None)
+        taught = teach_held_out(workspace, run_dir, ready, selected, emit, quiet=on_event is not None)
         if main:
             selection = {**selection, "taught_all": taught} if taught else selection
             write_json(run_dir / SELECTION_FILE, selection)
@@ -299,7 +299,21 @@ def fit(model, tokenizer, train_set, val_set, run_dir: Path, config: PipelineCon
 TAUGHT_ALL = "checkpoints/taught-all"  # the adapter teach_held_out writes, beside checkpoint-<step>
 
 
-def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selected: str, quiet: bool) -> dict | None:
+class TeachingProgress(TrainerCallback):
+    """teach_held_out's progress: a "teach" event per step (step, total_steps, loss)."""
+
+    def __init__(self, emit: EventFn) -> None:
+        self.emit, self.loss = emit, None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.loss = (logs or {}).get("loss", self.loss)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.emit("teach", {"step": state.global_step, "total_steps": state.max_steps, "loss": self.loss})
+
+
+def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selected: str, emit: EventFn,
+                   quiet: bool) -> dict | None:
     """train.teach_held_out_passes: from the selected adapter, a short training on the facts the run
     held out (Q&A-val and Q&A-test rows), as many training rows replayed so the taught ones are
     kept, and the reading records of the held-out facts' chunks, in the qa_with_text order; the
@@ -329,7 +343,7 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     set_peft_model_state_dict(ready.model, load_peft_weights(str(run_dir / selected)))
     scratch = run_dir / "teaching"
     trainer = fit(ready.model, ready.tokenizer, train_set, to_dataset([], ready.tokenizer, teaching, shuffle=False),
-                  run_dir, config, [], None, quiet, fused_kernels=ready.fused_kernels, in_order=True,
+                  run_dir, config, [TeachingProgress(emit)], None, quiet, fused_kernels=ready.fused_kernels, in_order=True,
                   scratch=scratch)
     target = run_dir / TAUGHT_ALL
     if distributed.is_main():
