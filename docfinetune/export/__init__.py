@@ -247,8 +247,7 @@ def _write_serving_files(staging: Path, workspace: Workspace, run: Run, chosen: 
     taught = (run.selection or {}).get("taught_all")
     taught = taught if taught and chosen.path.resolve() == (run.path / taught["path"]).resolve() else None
     readme = card.render(workspace=workspace, run=run, step=chosen.step, reason=chosen.reason, taught=taught,
-                         fmt=settings.format,
-                         dtype=settings.dtype, full=full, docs=docs, found=found,
+                         fmt=settings.format, dtype=settings.dtype, full=full, docs=docs, found=found,
                          serving=_serving_commands(run, settings, target, base))
     (staging / "README.md").write_text(readme, encoding="utf-8")
     report = (found or {}).get("report") or {}

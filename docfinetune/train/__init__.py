@@ -51,13 +51,7 @@ from docfinetune.core.runs import (
     write_latest,
 )
 from docfinetune.core.score import CHOICE_MARK, RECITAL_MARK, answer_matches
-from docfinetune.core.workspace import (
-    Workspace,
-    read_jsonl,
-    write_json,
-    write_jsonl,
-    write_text_atomic,
-)
+from docfinetune.core.workspace import Workspace, read_jsonl, write_json, write_jsonl, write_text_atomic
 from docfinetune.train.memory import apply_cap, check_fits, estimate
 from docfinetune.train.select import plot_curves, select_checkpoint
 
