@@ -139,6 +139,7 @@ VARIANTS = {
     "question_dropout_all": {"train": {"question_dropout": 1.0, "question_dropout_words": 0.4}},
     # after selection, the held-out facts taught too; held-out figures from the selected checkpoint (unmeasured)
     "teach_held_out": {"train": {"teach_held_out_passes": 4}},
+    "teach_held_out_replay_4": {"train": {"teach_held_out_passes": 4, "teach_held_out_replay": 4.0}},
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then
     # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):
@@ -426,8 +427,12 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     curve = checkpoint_curve(workspace, config, run_dir, folder / "questions.jsonl") if curves else []
     lawyers = evaluate(workspace, config=config, questions_file=folder / "questions.jsonl", include_test=False)
     held_out = evaluate(workspace, config=config, include_test=True, systems="base,finetuned")
-    finished = time.perf_counter()
     selection = json.loads((run_dir / "selection.json").read_text())
+    before = None  # train.teach_held_out_passes: the same questions of the selected checkpoint, before teaching
+    if selection.get("taught_all"):
+        before = evaluate(workspace, config=config, questions_file=folder / "questions.jsonl", include_test=False,
+                          checkpoint=selection["selected"]["step"], systems="finetuned,finetuned+rag")
+    finished = time.perf_counter()
     stats = workspace.read_stats()
     row = {
         "contract": contract, "variant": variant, "overrides": VARIANTS[variant],
@@ -445,6 +450,9 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "selected": selection["selected"], "checkpoints": selection["checkpoints"],
         "rule": selection["rule"], "curve": curve,
         "taught_all": selection.get("taught_all"),  # train.teach_held_out_passes: the lawyers' were asked it
+        "lawyers_before_teaching": _summary(before) if before else None,
+        "lawyers_before_teaching_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
+                                            for r in before.get("records", [])] if before else None,
         "lawyers": _summary(lawyers), "held_out": _summary(held_out),
         # each lawyers' / hand-written question's answers: what the systems got wrong, and how
         "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
@@ -890,6 +898,35 @@ def selection_rules(by_variant: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def _teaching_lines(variant: str, rows: list[dict]) -> list[str]:
+    """train.teach_held_out_passes: each contract's lawyers' + hand-written questions asked of its
+    selected checkpoint and of the adapter that then learned the held-out facts (one training:
+    the difference is the teaching alone)."""
+    taught = [r for r in rows if r.get("lawyers_before_teaching")]
+    if not taught:
+        return []
+    lines = ["", f"Variant `{variant}`, the same questions before (the selected checkpoint) and after teaching the "
+                 "held-out facts (checkpoints/taught-all), closed-book and with retrieval:", "",
+             "| contract | questions | held-out rows taught (steps, seconds) | before | after | gained / lost "
+             "| before + RAG | after + RAG |", "|---|---|---|---|---|---|---|---|"]
+    totals = [0] * 7
+    for r in taught:
+        t, before, after = r["taught_all"], r["lawyers_before_teaching"], r["lawyers"]
+        pairs = list(zip(r["lawyers_before_teaching_records"], r["lawyers_records"]))
+        gained = sum(a["answers"]["finetuned"]["correct"] and not b["answers"]["finetuned"]["correct"] for b, a in pairs)
+        lost = sum(b["answers"]["finetuned"]["correct"] and not a["answers"]["finetuned"]["correct"] for b, a in pairs)
+        figures = [before["questions"], before["correct"]["finetuned"], after["correct"]["finetuned"], gained, lost,
+                   before["correct"]["finetuned+rag"], after["correct"]["finetuned+rag"]]
+        totals = [a + b for a, b in zip(totals, figures)]
+        n = figures[0]
+        lines.append(f"| {r['contract'][:40]} | {n} | {t['rows']['held_out']} ({t['steps']}, {t['seconds']:.0f}) "
+                     f"| {figures[1]}/{n} | {figures[2]}/{n} | {gained} / {lost} | {figures[5]}/{n} | {figures[6]}/{n} |")
+    n = totals[0]
+    lines.append(f"| all | {n} | | {totals[1]}/{n} | **{totals[2]}/{n}** | {totals[3]} / {totals[4]} "
+                 f"| {totals[5]}/{n} | **{totals[6]}/{n}** |")
+    return lines
+
+
 def report(results: Path, write: bool, rescored: bool = False, baselines: list[str] = ()) -> int:
     from results import machine, publish
 
@@ -995,6 +1032,7 @@ def report(results: Path, write: bool, rescored: bool = False, baselines: list[s
         lines += _read_on_lines(variant, rows)
         lines += _both_ways_lines(variant, rows)
         lines += _confidence_lines(variant, rows)
+        lines += _teaching_lines(variant, rows)
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})
         lines += ["", f"Variant `{variant}`, lawyers' + hand-written questions per field:", "",
                   "| field | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]

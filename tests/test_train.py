@@ -757,7 +757,7 @@ def test_teach_held_out_teaches_the_held_out_facts_after_selection_and_eval_keep
 
     workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
     config = tiny_config(tiny_model_dir, schedule="qa_with_text", epochs=1.0, teach_held_out_passes=3,
-                         teach_held_out_learning_rate=5e-3)
+                         teach_held_out_learning_rate=5e-3, teach_held_out_replay=1.5)
     events: list[tuple[str, dict]] = []
     run_dir = train(workspace, config, run_id="taught", on_event=lambda kind, data: events.append((kind, data)))
     selection = json.loads((run_dir / "selection.json").read_text())
@@ -769,7 +769,7 @@ def test_teach_held_out_teaches_the_held_out_facts_after_selection_and_eval_keep
     data = read_datasets(workspace)
     held = data["qa_val"] + workspace.read_dataset("qa_test")
     assert taught["path"] == "checkpoints/taught-all" and taught["from_step"] == selected["step"]
-    assert taught["rows"]["held_out"] == len(held) > 0 and taught["rows"]["replayed"] == len(held)
+    assert taught["rows"]["held_out"] == len(held) > 0 and taught["rows"]["replayed"] == round(1.5 * len(held))
     assert taught["steps"] > 0 and not (run_dir / "teaching").exists()
     assert not (run_dir / "checkpoints" / "taught-all.partial").exists()
 

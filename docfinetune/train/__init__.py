@@ -309,8 +309,9 @@ class TeachingProgress(TrainerCallback):
 def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selected: str, emit: EventFn,
                    quiet: bool) -> dict | None:
     """train.teach_held_out_passes: from the selected adapter, a short training on the facts the run
-    held out (Q&A-val and Q&A-test rows), as many training rows replayed so the taught ones are
-    kept, and the reading records of the held-out facts' chunks, in the qa_with_text order; the
+    held out (Q&A-val and Q&A-test rows), `teach_held_out_replay` training rows replayed for each so
+    the taught ones are kept, and the reading records of the held-out facts' chunks, in the
+    qa_with_text order; the
     adapter goes to TAUGHT_ALL. Returns selection.json's "taught_all" entry, or None when nothing
     was held out. `selected`: the selected checkpoint's folder in the run, which stays as it was:
     eval asks it the held-out facts."""
@@ -324,7 +325,8 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     if not held:
         return None
     started = time.perf_counter()
-    replay = random.Random(f"{t.seed}:teach").sample(data["qa_train"], min(len(held), len(data["qa_train"])))
+    replayed = min(round(len(held) * t.teach_held_out_replay), len(data["qa_train"]))
+    replay = random.Random(f"{t.seed}:teach").sample(data["qa_train"], replayed)
     chunks = {cid for row in held for cid in row.get("source_chunk_ids") or ()}
     texts = [row for row in data["cpt"] if row.get("chunk_id") in chunks]
     teaching = dataclasses.replace(t, schedule="qa_with_text", epochs=t.teach_held_out_passes, max_steps=0,
