@@ -643,9 +643,9 @@ class TrainConfig:
         minimum=0)
     teach_held_out_replay: float = option(
         1.0, "With teach_held_out_passes: training Q&A rows replayed beside each held-out row (a seeded sample), "
-             "so the taught facts keep their answers. On one contract on CPU (2026-12-03, tcpipelines, 4 passes, "
-             "1.0: 3 steps) the held-out effective date was gained and the agreement date, a neighbour, lost to "
-             "it.", minimum=0)
+             "so the taught facts keep their answers. On one contract on CPU (2026-12-03, tcpipelines, 4 passes) "
+             "the held-out effective date was gained and the agreement date, a neighbour, lost to it, with 1.0 "
+             "(3 steps) and with 4.0 (6 steps) alike (benchmarks/RESULTS.md).", minimum=0)
     teach_held_out_learning_rate: float = option(
         4e-4, "With teach_held_out_passes: the peak learning rate of that training (cosine to 0, no warmup; "
               "learning_rate's default: a held-out fact gets ~1/4 of a taught one's passes).",
