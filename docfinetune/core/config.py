@@ -631,13 +631,17 @@ class TrainConfig:
              "held-out facts 31 against 47 of 330 (9 gained / 25 lost); 1.0 with 0.4 of the words worse on both "
              "(4 contracts; benchmarks/RESULTS.md, \"Knowledge\").",
         minimum=0, maximum=1)
+    question_dropout_words: float = option(
+        0.3, "With question_dropout: the chance that each word of such a question is deleted (at least three "
+             "words stay).", minimum=0, below=1)
     teach_held_out_passes: int = option(
         0, "After the checkpoint is selected, passes of a short training that teaches the facts held out "
-           "from it (the Q&A-val and Q&A-test rows), beside as many replayed training rows and the reading "
-           "records of their chunks, starting from the selected adapter: the model ask and export use then "
-           "knows every fact the build found, where the selected one never saw a fifth of them (split_val_"
-           "fraction + split_test_fraction). eval answers Q&A-test rows with the selected checkpoint (they "
-           "stay held out there) and other questions with the taught one. Why: 16 of the 118 lawyers' + "
+           "from it (the Q&A-val and Q&A-test rows), beside teach_held_out_replay replayed training rows each "
+           "and the reading records of their chunks, starting from the selected adapter, written to "
+           "checkpoints/taught-all: the model ask and export use then knows every fact the build found, where "
+           "the selected one never saw a fifth of them (split_val_fraction + split_test_fraction). An eval "
+           "that includes the Q&A-test rows asks the selected checkpoint (they stay held out there); an eval "
+           "of a questions file alone asks the taught one. Why: 16 of the 118 lawyers' + "
            "hand-written questions have a held-out answer, and the default answers 2 of them closed-book "
            "(twentieth run). LoRA on one process or DDP; 0: off, the selected checkpoint is the model.",
         minimum=0)
@@ -648,11 +652,8 @@ class TrainConfig:
              "(3 steps) and with 4.0 (6 steps) alike (benchmarks/RESULTS.md).", minimum=0)
     teach_held_out_learning_rate: float = option(
         4e-4, "With teach_held_out_passes: the peak learning rate of that training (cosine to 0, no warmup; "
-              "learning_rate's default: a held-out fact gets ~1/4 of a taught one's passes).",
+              "learning_rate's default: 4 passes are half the 8 epochs a taught fact gets).",
         above=0, below=1)
-    question_dropout_words: float = option(
-        0.3, "With question_dropout: the chance that each word of such a question is deleted (at least three "
-             "words stay).", minimum=0, below=1)
     eval_every_steps: int = option(
         50, "Evaluate (val loss and accuracy) and save a checkpoint every N steps, and at each epoch's end.",
         minimum=1)
