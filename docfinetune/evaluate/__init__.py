@@ -41,7 +41,7 @@ from docfinetune.core.runs import (
     runs_dir,
 )
 from docfinetune.core.workspace import Workspace, read_jsonl
-from docfinetune.evaluate.questions import TEST_SOURCE, Question, QuestionSet, load_questions
+from docfinetune.evaluate.questions import TEST_SOURCE, Question, QuestionSet, asks_test_rows, load_questions
 
 SYSTEMS = ("base", "base+rag", "finetuned", "finetuned+rag")
 COMPARISONS = (("finetuned", "base"), ("base+rag", "base"), ("finetuned", "base+rag"),
@@ -150,8 +150,8 @@ def evaluate(
     now = datetime.now(timezone.utc)
     systems = check_systems(systems)
     fine_tuned = any(s.startswith("finetuned") for s in systems)
-    held_out = include_test if include_test is not None else questions_file is None  # load_questions' rule
-    pipeline, eval_config, run, chosen = _pipeline(workspace, config, fine_tuned, run_id, checkpoint, held_out)
+    pipeline, eval_config, run, chosen = _pipeline(workspace, config, fine_tuned, run_id, checkpoint,
+                                                   asks_test_rows(questions_file, include_test))
     asked: QuestionSet = load_questions(workspace, eval_config, questions_file, include_test)
     questions: list[Question] = asked.questions
     texts = [q.question for q in questions]

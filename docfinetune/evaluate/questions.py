@@ -103,13 +103,16 @@ def file_questions(path: Path, workspace: Workspace, config: EvalConfig) -> tupl
     return questions, skipped
 
 
+def asks_test_rows(questions_file: Path | None, include_test: bool | None) -> bool:
+    """Whether the Q&A-test rows are asked: `include_test`, by default only when no file is given."""
+    return questions_file is None if include_test is None else include_test
+
+
 def load_questions(workspace: Workspace, config: EvalConfig, questions_file: Path | None = None,
                    include_test: bool | None = None) -> QuestionSet:
-    """The questions to ask: the Q&A-test rows (by default only when no file is given) and the
-    file's; a seeded sample of `config.max_questions` when that is set. WorkspaceError when
-    there are none."""
-    if include_test is None:
-        include_test = questions_file is None
+    """The questions to ask: the Q&A-test rows (`asks_test_rows`) and the file's; a seeded sample
+    of `config.max_questions` when that is set. WorkspaceError when there are none."""
+    include_test = asks_test_rows(questions_file, include_test)
     questions: list[Question] = []
     skipped: list[str] = []
     if include_test:
