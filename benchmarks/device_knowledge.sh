@@ -45,6 +45,9 @@
 #   12 contracts, 5 jobs: 5, then 10 tasks in calls of 582 and 494 s (MINUTES 9, 5); the machine was released while
 #   this side paused, so the last 9 (the smallest contracts) ran after the pieces again, in 352 s). The tracked tree must leave room for a
 #   58 MB piece under the 64 MiB carry: the raw results are gzipped, and freeze leaves them out.
+#   The twenty-second (teach_held_out and teach_held_out_replay_4 on the same 12, 24 tasks; teaching and a second
+#   asking of the questions add ~1 minute a task): 5, then 11 in calls of 584 and 543 s (MINUTES 7, 4), then with 4
+#   jobs the 4 smallest of one variant in 218 s and 2 of the other's in 188 s: 24 tasks do not fit one session.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge

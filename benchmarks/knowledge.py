@@ -137,9 +137,11 @@ VARIANTS = {
     # EDA's random deletion on the closed-book questions, a new draw each epoch (21st run)
     "question_dropout": {"train": {"question_dropout": 0.5}},
     "question_dropout_all": {"train": {"question_dropout": 1.0, "question_dropout_words": 0.4}},
-    # after selection, the held-out facts taught too; held-out figures from the selected checkpoint (unmeasured)
-    "teach_held_out": {"train": {"teach_held_out_passes": 4}},
+    # after selection, the held-out facts taught too; held-out figures from the selected checkpoint (22nd run:
+    # replay 4.0 the default since, 1.0 lost 16 of the taught questions)
+    "teach_held_out": {"train": {"teach_held_out_passes": 4, "teach_held_out_replay": 1.0}},
     "teach_held_out_replay_4": {"train": {"teach_held_out_passes": 4, "teach_held_out_replay": 4.0}},
+    "no_teaching": {"train": {"teach_held_out_passes": 0}},  # the default until the 22nd run
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then
     # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):

@@ -26,7 +26,7 @@ from docfinetune.core.config import GenerationConfig, PipelineConfig
 from docfinetune.core.errors import DocfinetuneError, WorkspaceError
 from docfinetune.core.generate import closed_book_answers, format_prompt, generate, rag_prompt
 from docfinetune.core.records import Chunk, is_card
-from docfinetune.core.runs import best_system, find_run, load_answerer, resolve_checkpoint, runs_dir
+from docfinetune.core.runs import find_run, load_answerer, measured_system, resolve_checkpoint, runs_dir
 from docfinetune.core.score import RECITAL_MARK
 from docfinetune.core.workspace import Workspace
 
@@ -97,12 +97,13 @@ class Asker:
             chosen = resolve_checkpoint(run, checkpoint)
         why = "asked for" if open_book is not None else "no evaluation of this checkpoint yet"
         if open_book is None and chosen is not None:
-            best, figures = best_system(run, chosen.step, chosen.relative_path(run))
+            best, figures, measured_on = measured_system(run, chosen)
             if best is not None:
                 open_book = best == "finetuned+rag"
                 accuracy = figures["accuracy"]
                 why = (f"eval measured fine-tuned + RAG {accuracy['finetuned+rag']:.0%} against closed-book "
-                       f"{accuracy['finetuned']:.0%} on {figures['questions']} questions")
+                       f"{accuracy['finetuned']:.0%} on {figures['questions']} questions"
+                       + (f" ({measured_on})" if measured_on else ""))
         self.run, self.chosen, self.config, self.sources = run, chosen, config, sources
         self.open_book, self.why = bool(open_book), why
         self.index = None

@@ -93,6 +93,12 @@ def test_the_main_process_alone_writes_the_run(runs):
     assert json.loads((run_dir / SELECTION_FILE).read_text())["selected"]["step"] in steps
     assert (run_dir / "curves.png").is_file()
     assert (runs["two"].root / "runs" / "latest").read_text().strip() == run_dir.name
+    # the held-out facts are taught after selection (train.teach_held_out_passes, on by default) by both
+    # processes, in as many steps of the same global batch as one process takes, and written once
+    taught = json.loads((run_dir / SELECTION_FILE).read_text())["taught_all"]
+    alone = json.loads((only_run(runs["one"]) / SELECTION_FILE).read_text())["taught_all"]
+    assert taught["steps"] == alone["steps"] > 0 and taught["rows"] == alone["rows"]
+    assert (run_dir / taught["path"] / "adapter_model.safetensors").is_file()
     # the selection table is printed once, by the main process
     assert runs["double"].stdout.count("selected") == runs["single"].stdout.count("selected") >= 1
 
@@ -101,15 +107,17 @@ def test_a_run_of_two_processes_resumes_in_one(runs, tmp_path):
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(runs["two"].root, workspace.root)
     run_dir = only_run(workspace)
-    checkpoints = sorted((run_dir / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    saved = [p for p in (run_dir / "checkpoints").iterdir() if p.name != "taught-all"]  # checkpoint-<step>
+    checkpoints = sorted(saved, key=lambda p: int(p.name.split("-")[1]))
     first = int(checkpoints[0].name.split("-")[1])
     for later in checkpoints[1:]:  # as if the run had died after its first checkpoint
         shutil.rmtree(later)
+    shutil.rmtree(run_dir / "checkpoints" / "taught-all")  # taught after selection, by both processes
     (run_dir / SELECTION_FILE).unlink()
     docfinetune(workspace.root, "train", "--resume")
     steps = [line["step"] for line in read_jsonl(run_dir / METRICS_FILE)]
     assert steps[0] == first and steps == sorted(set(steps)) and len(steps) > 1
-    assert (run_dir / SELECTION_FILE).is_file()
+    assert (run_dir / SELECTION_FILE).is_file() and (run_dir / "checkpoints" / "taught-all").is_dir()
 
 
 def test_num_gpus_needs_that_many_gpus(runs):

@@ -23,12 +23,14 @@ from docfinetune.pipeline import build_then_train as train  # train on datasets 
 from docfinetune.train import (
     IGNORE,
     PackedRows,
+    check_settings,
     fused_kernels_on,
     passes_in_order,
     prepare_model,
     prompts_for,
     qa_example,
     read_datasets,
+    teaches_held_out,
     tokenize,
     with_words_dropped,
 )
@@ -735,7 +737,7 @@ def test_eval_merges_the_adapter_only_after_the_base_systems_answered(reference,
     assert [r["answers"]["base"]["answer"] for r in report["records"]] == \
         [r["answers"]["base"]["answer"] for r in base_only["records"]]
 
-    checkpoint = resolve_checkpoint(find_run(workspace))
+    checkpoint = resolve_checkpoint(find_run(workspace), held_out=True)  # eval asks Q&A-test rows of the selected one
     unmerged, tokenizer = load_answerer(config, checkpoint.path)
     prompts = [format_prompt(config.generation.prompt_template, q) for q in questions]
     expected = generate(unmerged, tokenizer, prompts, max_new_tokens=config.generation.max_new_tokens,
@@ -752,7 +754,7 @@ def test_full_fine_tuning_refuses_a_4bit_model(tiny_model_dir):
 
 def test_teach_held_out_teaches_the_held_out_facts_after_selection_and_eval_keeps_them_held_out(
         reference, tmp_path, tiny_model_dir):
-    from docfinetune.core.runs import load_answerer, load_run, resolve_checkpoint
+    from docfinetune.core.runs import load_answerer, load_run, measured_system, resolve_checkpoint
     from docfinetune.evaluate import evaluate
 
     workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
@@ -806,9 +808,14 @@ def test_teach_held_out_teaches_the_held_out_facts_after_selection_and_eval_keep
     # eval asks the held-out facts of the checkpoint that never saw them, other questions of the taught one
     questions = tmp_path / "questions.jsonl"
     questions.write_text(json.dumps({"question": "Which state's laws govern the agreement?", "answer": "Vermont"}) + "\n")
-    held_report = evaluate(workspace, config=config, include_test=True, systems="finetuned")
-    asked_report = evaluate(workspace, config=config, questions_file=questions, systems="finetuned")
+    held_report = evaluate(workspace, config=config, include_test=True, systems="finetuned,finetuned+rag")
     assert held_report["run"]["step"] == selected["step"]
+    # ask, on the taught adapter, answers with the system that eval measured better on the step it was taught from
+    best, measured, measured_on = measured_system(load_run(run_dir), answering)
+    accuracy = {name: figures["accuracy"] for name, figures in held_report["systems"].items()}
+    assert best == ("finetuned+rag" if accuracy["finetuned+rag"] > accuracy["finetuned"] else "finetuned")
+    assert measured["step"] == selected["step"] and measured_on.startswith(f"step {selected['step']}, before")
+    asked_report = evaluate(workspace, config=config, questions_file=questions, systems="finetuned")
     assert asked_report["run"]["step"] is None and asked_report["run"]["checkpoint"] == "checkpoints/taught-all"
     systems = json.loads((run_dir / "systems.json").read_text())
     assert systems["checkpoint"] == "checkpoints/taught-all"
@@ -822,8 +829,12 @@ def test_teach_held_out_teaches_the_held_out_facts_after_selection_and_eval_keep
     assert "checkpoint taught-all" in card and f"checkpoint {selected['step']} answered" in card
     assert f"Then the {len(held)} held-out Q&A rows were taught too" in card
 
-    with pytest.raises(ConfigError, match="teach_held_out_passes"):
-        tiny_config(tiny_model_dir, teach_held_out_passes=1, method="full")
+    # full fine-tuning has no adapter to teach on: the selected checkpoint is the model, and train says so
+    full = tiny_config(tiny_model_dir, teach_held_out_passes=1, method="full")
+    assert teaches_held_out(config) and not teaches_held_out(full)
+    warnings = check_settings(full, data, workspace.datasets_dir)
+    assert any("held-out facts are not taught after selection (method full" in w for w in warnings)
+    assert not any("teach_held_out" in w for w in check_settings(config, data, workspace.datasets_dir))
 
 
 def test_a_run_stopped_while_teaching_held_out_facts_is_unfinished_and_resume_teaches_them(

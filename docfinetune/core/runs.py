@@ -354,3 +354,18 @@ def best_system(run: Run, step: int | None, checkpoint: str | None = None) -> tu
     if accuracy.get("finetuned") is None or accuracy.get("finetuned+rag") is None:
         return None, None
     return ("finetuned+rag" if accuracy["finetuned+rag"] > accuracy["finetuned"] else "finetuned"), figures
+
+
+def measured_system(run: Run, chosen: Checkpoint) -> tuple[str | None, dict | None, str]:
+    """best_system for the adapter `chosen`, and where its figures come from: `chosen` itself (""),
+    or, for the taught-all adapter that no evaluation has asked, the checkpoint it was taught from —
+    an eval that includes the held-out facts asks that one, and teaching kept retrieval ahead there
+    (H200, 10 contracts: fine-tuned + RAG 95 against closed-book 63 of 107 after teaching, 90 against
+    58 before; benchmarks/RESULTS.md, "Knowledge")."""
+    best, figures = best_system(run, chosen.step, chosen.relative_path(run))
+    taught = (run.selection or {}).get("taught_all")
+    if best is None and taught and chosen.step is None and chosen.relative_path(run) == taught["path"]:
+        best, figures = best_system(run, taught["from_step"], run.selection["selected"]["path"])
+        if best is not None:
+            return best, figures, f"step {taught['from_step']}, before the held-out facts were taught"
+    return best, figures, ""

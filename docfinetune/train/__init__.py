@@ -183,7 +183,7 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
 
     # selection.json, written last, marks the run finished: a run stopped while it teaches the
     # held-out facts has none, and --resume selects and teaches again
-    teaching = bool(t.teach_held_out_passes)
+    teaching = teaches_held_out(ready.config)
     if main:
         selection = select_checkpoint(run_dir, t.select_by, t.taught_weight, t.selection_tolerance, write=not teaching)
         curves = plot_curves(run_dir)
@@ -353,6 +353,12 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     return {"path": TAUGHT_ALL, "from_step": checkpoint_step(run_dir / selected), "passes": t.teach_held_out_passes,
             "rows": {"held_out": len(held), "replayed": len(replay), "reading": len(texts)},
             "steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def teaches_held_out(config: PipelineConfig) -> bool:
+    """Whether train teaches the held-out facts after selection: it trains on from the selected LoRA
+    adapter, which method full lacks and FSDP would have to load into a sharded model."""
+    return bool(config.train.teach_held_out_passes) and config.train.method == "lora" and not sharded(config)
 
 
 def sharded(config: PipelineConfig) -> bool:
@@ -652,9 +658,10 @@ def check_settings(config: PipelineConfig, data: dict[str, list[dict]], datasets
     if t.optimizer not in {o.value for o in OptimizerNames}:
         problems.append(f"train.optimizer: {t.optimizer!r} is not a transformers optimizer name "
                         "(e.g. adamw_torch, adamw_torch_fused, paged_adamw_8bit)")
-    if t.teach_held_out_passes and sharded(config):
-        problems.append("train.teach_held_out_passes: loads the selected adapter into the model, which FSDP "
-                        "shards across processes; set it to 0 or use strategy ddp")
+    if t.teach_held_out_passes and not teaches_held_out(config):
+        why = "method full has no adapter" if t.method != "lora" else "FSDP shards the model it would load it into"
+        warnings.append(f"train.teach_held_out_passes: the held-out facts are not taught after selection ({why}); "
+                        "the selected checkpoint is the model")
     if not data["cpt"] and not data["qa_train"]:
         problems.append(f"{datasets_dir}: cpt.jsonl and qa_train.jsonl are both empty, so there is nothing "
                         "to train on; ingest documents with text, then `docfinetune build --force`")
