@@ -656,9 +656,10 @@ class TrainConfig:
              "contracts): one replayed row each lets the new values displace their neighbours' "
              "(benchmarks/RESULTS.md, \"Knowledge\").", minimum=0)
     teach_held_out_learning_rate: float = option(
-        4e-4, "With teach_held_out_passes: the peak learning rate of that training (cosine to 0, no warmup; "
-              "learning_rate's default: 4 passes are half the 8 epochs a taught fact gets).",
-        above=0, below=1)
+        0.0, "With teach_held_out_passes: the peak learning rate of that training (cosine to 0, no warmup); "
+             "0: learning_rate, the rate the facts were taught at (4e-4 in the default, as measured: 4 passes "
+             "are half the 8 epochs a taught fact gets).",
+        minimum=0, below=1)
     eval_every_steps: int = option(
         50, "Evaluate (val loss and accuracy) and save a checkpoint every N steps, and at each epoch's end.",
         minimum=1)

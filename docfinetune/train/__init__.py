@@ -330,7 +330,7 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     chunks = {cid for row in held for cid in row.get("source_chunk_ids") or ()}
     texts = [row for row in data["cpt"] if row.get("chunk_id") in chunks]
     teaching = dataclasses.replace(t, schedule="qa_with_text", epochs=t.teach_held_out_passes, max_steps=0,
-                                   learning_rate=t.teach_held_out_learning_rate, warmup_ratio=0.0)
+                                   learning_rate=t.teach_held_out_learning_rate or t.learning_rate, warmup_ratio=0.0)
     config = dataclasses.replace(ready.config, train=teaching)
     prompt_of = prompts_for(workspace, config, replay)
     examples, _ = passes_in_order({"cpt": texts, "qa_train": held + replay}, teaching, prompt_of)
