@@ -294,7 +294,7 @@ def _launch(num_gpus: int) -> int:
 
 @main.command()
 @click.argument("question")
-@click.option("--checkpoint", default=None, help="A step or checkpoint folder of the run (default: the selected one).")
+@click.option("--checkpoint", default=None, help="A step or checkpoint folder of the run (default: the selected one, then taught the held-out facts).")
 @click.option("--base", is_flag=True, help="Answer with the untuned base model, for comparison.")
 @click.option("--sources", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also list the N chunks BM25 ranks best, with document and page.")
@@ -336,7 +336,9 @@ def ask(ctx: click.Context, question: str, checkpoint: str | None, base: bool, s
 @click.option("--with-test/--no-test", "include_test", default=None,
               help="Also ask the held-out Q&A-test questions (default: only when no --questions file).")
 @click.option("--run", "run_id", default=None, help="Run to evaluate (default: the latest).")
-@click.option("--checkpoint", type=int, default=None, help="Checkpoint step (default: the selected one).")
+@click.option("--checkpoint", type=int, default=None,
+              help="Checkpoint step (default: the selected one, then taught the held-out facts; with the Q&A-test "
+                   "facts asked, the selected one).")
 @click.option("--systems", default="base,base+rag,finetuned,finetuned+rag", show_default=True,
               help="Comma-separated systems to compare.")
 @pipeline_option
@@ -362,7 +364,7 @@ def evaluate_command(ctx: click.Context, questions_file: Path | None, include_te
 
 @main.command(name="export")
 @click.option("--run-id", "--run", "run_id", default=None, help="Run to export (default: the latest).")
-@click.option("--checkpoint", default=None, help="A step or checkpoint folder of the run (default: the selected one).")
+@click.option("--checkpoint", default=None, help="A step or checkpoint folder of the run (default: the selected one, then taught the held-out facts).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Folder to create (default: exports/<run>-step<N>-<format> in the workspace); it must not exist.")
 @pipeline_option
