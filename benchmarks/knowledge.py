@@ -142,6 +142,8 @@ VARIANTS = {
     "teach_held_out": {"train": {"teach_held_out_passes": 4, "teach_held_out_replay": 1.0}},
     "teach_held_out_replay_4": {"train": {"teach_held_out_passes": 4, "teach_held_out_replay": 4.0}},
     "no_teaching": {"train": {"teach_held_out_passes": 0}},  # the default until the 22nd run
+    # the default's teaching, every rules-generator training row replayed too (not yet measured)
+    "teach_replay_rules": {"train": {"teach_held_out_replay_rules": True}},
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then
     # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):

@@ -842,7 +842,9 @@ def test_a_run_stopped_while_teaching_held_out_facts_is_unfinished_and_resume_te
     import docfinetune.train
 
     workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
-    config = tiny_config(tiny_model_dir, schedule="qa_with_text", epochs=1.0, teach_held_out_passes=1)
+    # replaying only the rules generator's rows: each of them, and no random draw
+    config = tiny_config(tiny_model_dir, schedule="qa_with_text", epochs=1.0, teach_held_out_passes=1,
+                         teach_held_out_replay=0.0, teach_held_out_replay_rules=True)
     teach = docfinetune.train.teach_held_out
 
     def stopped(*args, **kwargs):
@@ -858,3 +860,5 @@ def test_a_run_stopped_while_teaching_held_out_facts_is_unfinished_and_resume_te
     selection = json.loads((run_dir / "selection.json").read_text())
     assert selection["taught_all"]["from_step"] == selection["selected"]["step"]
     assert (run_dir / "checkpoints" / "taught-all" / "adapter_config.json").is_file()
+    rules = [r for r in read_datasets(workspace)["qa_train"] if r["generator"] == "rules"]
+    assert selection["taught_all"]["rows"]["replayed"] == len(rules) > 0

@@ -326,7 +326,11 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
         return None
     started = time.perf_counter()
     replayed = min(round(len(held) * t.teach_held_out_replay), len(data["qa_train"]))
-    replay = random.Random(f"{t.seed}:teach").sample(data["qa_train"], replayed)
+    drawn = random.Random(f"{t.seed}:teach").sample(range(len(data["qa_train"])), replayed)
+    if t.teach_held_out_replay_rules:  # and every document-level field's row not drawn
+        drawn += [i for i in sorted(set(range(len(data["qa_train"]))) - set(drawn))
+                  if data["qa_train"][i].get("generator") == "rules"]
+    replay = [data["qa_train"][i] for i in drawn]
     chunks = {cid for row in held for cid in row.get("source_chunk_ids") or ()}
     texts = [row for row in data["cpt"] if row.get("chunk_id") in chunks]
     teaching = dataclasses.replace(t, schedule="qa_with_text", epochs=t.teach_held_out_passes, max_steps=0,
