@@ -294,7 +294,8 @@ def _launch(num_gpus: int) -> int:
 
 @main.command()
 @click.argument("question")
-@click.option("--checkpoint", default=None, help="A step or checkpoint folder of the run (default: the selected one, then taught the held-out facts).")
+@click.option("--checkpoint", default=None,
+              help="A step or checkpoint folder of the run (default: the selected one, then taught the held-out facts).")
 @click.option("--base", is_flag=True, help="Answer with the untuned base model, for comparison.")
 @click.option("--sources", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also list the N chunks BM25 ranks best, with document and page.")
@@ -364,7 +365,8 @@ def evaluate_command(ctx: click.Context, questions_file: Path | None, include_te
 
 @main.command(name="export")
 @click.option("--run-id", "--run", "run_id", default=None, help="Run to export (default: the latest).")
-@click.option("--checkpoint", default=None, help="A step or checkpoint folder of the run (default: the selected one, then taught the held-out facts).")
+@click.option("--checkpoint", default=None,
+              help="A step or checkpoint folder of the run (default: the selected one, then taught the held-out facts).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Folder to create (default: exports/<run>-step<N>-<format> in the workspace); it must not exist.")
 @pipeline_option
