@@ -729,8 +729,11 @@ def test_eval_merges_the_adapter_only_after_the_base_systems_answered(reference,
     from docfinetune.evaluate import evaluate
 
     workspace = copy_workspace(reference["workspace"], tmp_path / "ws")
-    config = tiny_config(reference["config"].model.base_model, max_steps=4, eval_every_steps=4)
-    train(workspace, config)
+    config = tiny_config(reference["config"].model.base_model, max_steps=4, eval_every_steps=4,
+                         teach_held_out_passes=4)
+    run_dir = train(workspace, config)
+    # teaching the held-out facts (4 passes: 142 steps uncut here) takes no more steps than the training did
+    assert json.loads((run_dir / "selection.json").read_text())["taught_all"]["steps"] == 4
     report = evaluate(workspace, config=config, systems="base,finetuned")
     questions = [r["question"] for r in report["records"]]
     base_only = evaluate(workspace, config=config, systems="base")

@@ -646,8 +646,8 @@ class TrainConfig:
            "of 107 lawyers' + hand-written (22 gained / 17 lost; the questions whose answer was held out 9 "
            "against 1 of 15, the taught ones 52 against 54 of 87), with retrieval 95 against 90; ~0.5 min "
            "more a contract; a pass is 0.34-0.43 of an epoch's text (benchmarks/RESULTS.md, \"Knowledge\"). "
-           "LoRA on one process or DDP; with method full or FSDP there is no adapter to teach on and the "
-           "selected checkpoint is the model (a warning says so). 0: off.",
+           "Never more steps than the training took. LoRA on one process or DDP; with method full or FSDP "
+           "there is no adapter to teach on and the selected checkpoint is the model (a warning says so). 0: off.",
         minimum=0)
     teach_held_out_replay: float = option(
         4.0, "With teach_held_out_passes: training Q&A rows replayed beside each held-out row (a seeded sample), "

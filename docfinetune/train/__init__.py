@@ -339,6 +339,13 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     prompt_of = prompts_for(workspace, config, replay)
     examples, _ = passes_in_order({"cpt": texts, "qa_train": held + replay}, teaching, prompt_of)
     train_set = to_dataset(examples, ready.tokenizer, teaching, shuffle=False)
+    # never longer than the training it follows: a run cut to --max-steps 12 would otherwise teach for
+    # hundreds (4 passes of the sample at 8 a step: 393); the default's 6-99 steps after 19-426 are not cut
+    trained = checkpoint_step(last_checkpoint(run_dir))
+    per_step = teaching.micro_batch_size * teaching.gradient_accumulation_steps * distributed.world_size()
+    if math.ceil(len(train_set) / per_step) > trained:
+        teaching = dataclasses.replace(teaching, max_steps=trained)
+        config = dataclasses.replace(config, train=teaching)
     # the weights training ended with are the last checkpoint's; teaching starts from the selected one
     set_peft_model_state_dict(ready.model, load_peft_weights(str(run_dir / selected)))
     scratch = run_dir / "teaching"
