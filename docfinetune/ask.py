@@ -103,7 +103,7 @@ class Asker:
                 accuracy = figures["accuracy"]
                 why = (f"eval measured fine-tuned + RAG {accuracy['finetuned+rag']:.0%} against closed-book "
                        f"{accuracy['finetuned']:.0%} on {figures['questions']} questions"
-                       + (f" ({measured_on})" if measured_on else ""))
+                       + (f" of {measured_on}" if measured_on else ""))
         self.run, self.chosen, self.config, self.sources = run, chosen, config, sources
         self.open_book, self.why = bool(open_book), why
         self.index = None

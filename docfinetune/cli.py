@@ -323,7 +323,13 @@ def ask(ctx: click.Context, question: str, checkpoint: str | None, base: bool, s
             continue
         result = asker.answer(asked, lambda piece: click.echo(piece, nl=False), started)
         click.echo()
-        who = result.checkpoint if result.step is None else f"run {result.run_id}, step {result.step}"
+        folder = asker.chosen.relative_path(asker.run) if asker.chosen is not None else None
+        if result.step is not None:
+            who = f"run {result.run_id}, step {result.step}"
+        elif folder and not Path(folder).is_absolute():  # checkpoints/taught-all
+            who = f"run {result.run_id}, {folder}"
+        else:
+            who = result.checkpoint
         mode = f"open-book, {len(result.context)} retrieved chunks" if result.open_book else "closed-book"
         consoles.err.print(f"[dim]{escape(f'{who}; {mode} ({result.why})')}; first token after "
                            f"{result.seconds_to_first_token or 0:.1f} s[/]", soft_wrap=True)

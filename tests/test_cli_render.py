@@ -55,6 +55,11 @@ def test_train_teaching_held_out_facts_says_which_checkpoint_answers_what(ingest
     caption = " ".join(result.output.split())
     assert f"then the {taught['rows']['held_out']} held-out Q&A rows taught in {taught['steps']} steps" in caption
     assert "checkpoints/taught-all answers (ask, export)" in caption
+    # ask answers with the taught adapter and names it within its run
+    run_id = next((root / "runs").glob("*/selection.json")).parent.name
+    asked = CliRunner().invoke(main, ["--workspace", str(root), "ask", "Which state's laws govern the agreement?"])
+    assert asked.exit_code == 0, asked.output
+    assert f"run {run_id}, checkpoints/taught-all; closed-book (no evaluation of this checkpoint yet)" in asked.output
 
 
 def test_ask_streams_an_answer_and_lists_the_sources(trained_ws, run_cli):
