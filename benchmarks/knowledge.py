@@ -264,7 +264,7 @@ TAUGHT_KINDS = ("taught", "held out", "its clause not asked; the value taught fo
                 "its clause not asked; the value held out for another", "no generator's answer")
 
 
-def taught(out: Path, results: Path, variant: str) -> int:
+def taught(out: Path, results: Path, variant: str, before_teaching: bool = False) -> int:
     """Where the answer of each lawyers' / hand-written question sits in the variant's own build
     of its contract — taught, held out (val / test), or no generator's answer — and how often the
     run answered each kind, closed-book and with retrieval: whether a miss is a fact the model was
@@ -273,7 +273,8 @@ def taught(out: Path, results: Path, variant: str) -> int:
     window and for a go-live delay), so the question's clause is the chunk BM25 ranks highest for
     the question among those that state the reference (its text holds it, or a Q&A row with it
     as answer comes from it); the question is taught when a training row comes from that chunk
-    (CPU; builds each prepared contract, ~1.5 min)."""
+    (CPU; builds each prepared contract, ~1.5 min). `before_teaching`: the answers of the selected
+    checkpoint, asked in the same run before train.teach_held_out_passes taught it the held-out facts."""
     from collections import Counter
 
     from docfinetune.core.records import is_card
@@ -286,7 +287,13 @@ def taught(out: Path, results: Path, variant: str) -> int:
         index = BM25Index.from_workspace(workspace)
         texts = {c.chunk_id: normalize_spaces(c.text).lower() for c in index.chunks if not is_card(c)}
         kind = "hand-written" if row["contract"].startswith("quillmere") else "lawyers'"
-        for record in row["lawyers_records"]:
+        records = row["lawyers_records"]
+        if before_teaching:
+            if not row.get("lawyers_before_teaching_records"):
+                print(f"{results}: {variant} on {row['contract']} was not taught the held-out facts", file=sys.stderr)
+                return 2
+            records = row["lawyers_before_teaching_records"]
+        for record in records:
             matching = [(name, r) for name, r in rows if answer_matches(r["answer"], record["reference"])]
             if not matching:
                 where = "no generator's answer"
@@ -308,7 +315,8 @@ def taught(out: Path, results: Path, variant: str) -> int:
             counts[kind, where] += 1
             for system in ("finetuned", "finetuned+rag"):
                 counts[kind, where, system] += record["answers"][system]["correct"]
-    print(f"Variant `{variant}`: where each question's answer sits in its contract's build\n")
+    when = ", the selected checkpoint before teaching" if before_teaching else ""
+    print(f"Variant `{variant}`{when}: where each question's answer sits in its contract's build\n")
     print("| question set | answer is | questions | fine-tuned | fine-tuned + RAG |\n|---|---|---|---|---|")
     for kind in ("lawyers'", "hand-written"):
         for where in TAUGHT_KINDS:
@@ -1326,6 +1334,8 @@ def main() -> int:
     tg.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     tg.add_argument("--results", type=Path, required=True)
     tg.add_argument("--variant", default="default")
+    tg.add_argument("--before-teaching", action="store_true",
+                    help="the selected checkpoint's answers, asked before the held-out facts were taught")
     ms = sub.add_parser("misses", help="where the wrong answers to held-out facts come from (CPU)")
     ms.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     ms.add_argument("--results", type=Path, required=True)
@@ -1367,7 +1377,7 @@ def main() -> int:
     if args.step == "splits":
         return splits(args.out)
     if args.step == "taught":
-        return taught(args.out, args.results, args.variant)
+        return taught(args.out, args.results, args.variant, args.before_teaching)
     if args.step == "misses":
         return misses(args.out, args.results, args.variant)
     if args.step == "recitals":
