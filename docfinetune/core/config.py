@@ -658,9 +658,9 @@ class TrainConfig:
     teach_held_out_replay_rules: bool = option(
         False, "With teach_held_out_passes: also replay every training row of the rules generator (the "
                "document-level fields: parties, dates, term, renewal, governing law), whose questions are alike "
-               "and whose values a newly taught date or name displaces: 9 of the 17 taught questions lost with "
-               "replay 4.0 were such fields, 4 of them expiration dates then answered with a taught effective "
-               "date (H200, 2026-12-03). Not yet measured: the knowledge variant teach_replay_rules.")
+               "and whose values a newly taught date or name displaces: 10 of the 17 questions lost with "
+               "replay 4.0 asked for one (expiration 4, parties 3, renewal term 2, governing law 1), the "
+               "expirations then answered with a taught effective date (H200, 2026-12-03). Not yet measured: the knowledge variant teach_replay_rules.")
     teach_held_out_learning_rate: float = option(
         0.0, "With teach_held_out_passes: the peak learning rate of that training (cosine to 0, no warmup); "
              "0: learning_rate, the rate the facts were taught at (4e-4 in the default, as measured: 4 passes "
