@@ -173,7 +173,7 @@ def train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
              "tokens": sum(len(ids) for ids in ready.train_set["input_ids"]), "val_rows": len(ready.val_set),
              "warnings": ready.warnings}
     t = ready.config.train
-    per_step = t.micro_batch_size * t.gradient_accumulation_steps * distributed.world_size()
+    per_step = examples_per_step(t)
     epoch_steps = {math.ceil(n / per_step) for n in ready.epoch_ends} if ready.epoch_ends else set()
     recorder = RunRecorder(run_dir, ready.config, ready.tokenizer, ready.questions, emit, start, seconds_before,
                            epoch_steps, ready.taught, ready.fused_kernels)
@@ -328,24 +328,22 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     replayed = min(round(len(held) * t.teach_held_out_replay), len(data["qa_train"]))
     drawn = random.Random(f"{t.seed}:teach").sample(range(len(data["qa_train"])), replayed)
     if t.teach_held_out_replay_rules:  # and every document-level field's row not drawn
-        drawn += [i for i in sorted(set(range(len(data["qa_train"]))) - set(drawn))
-                  if data["qa_train"][i].get("generator") == "rules"]
+        chosen = set(drawn)
+        drawn += [i for i, row in enumerate(data["qa_train"]) if i not in chosen and row.get("generator") == "rules"]
     replay = [data["qa_train"][i] for i in drawn]
     chunks = {cid for row in held for cid in row.get("source_chunk_ids") or ()}
     texts = [row for row in data["cpt"] if row.get("chunk_id") in chunks]
     teaching = dataclasses.replace(t, schedule="qa_with_text", epochs=t.teach_held_out_passes, max_steps=0,
                                    learning_rate=t.teach_held_out_learning_rate or t.learning_rate, warmup_ratio=0.0)
-    config = dataclasses.replace(ready.config, train=teaching)
-    prompt_of = prompts_for(workspace, config, replay)
+    prompt_of = prompts_for(workspace, ready.config, replay)  # the run's generation and build settings
     examples, _ = passes_in_order({"cpt": texts, "qa_train": held + replay}, teaching, prompt_of)
     train_set = to_dataset(examples, ready.tokenizer, teaching, shuffle=False)
     # never longer than the training it follows: a run cut to --max-steps 12 would otherwise teach for
     # hundreds (4 passes of the sample at 8 a step: 393); the default's 6-99 steps after 19-426 are not cut
     trained = checkpoint_step(last_checkpoint(run_dir))
-    per_step = teaching.micro_batch_size * teaching.gradient_accumulation_steps * distributed.world_size()
-    if math.ceil(len(train_set) / per_step) > trained:
+    if math.ceil(len(train_set) / examples_per_step(teaching)) > trained:
         teaching = dataclasses.replace(teaching, max_steps=trained)
-        config = dataclasses.replace(config, train=teaching)
+    config = dataclasses.replace(ready.config, train=teaching)
     # the weights training ended with are the last checkpoint's; teaching starts from the selected one
     set_peft_model_state_dict(ready.model, load_peft_weights(str(run_dir / selected)))
     scratch = run_dir / "teaching"
@@ -364,6 +362,11 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     return {"path": TAUGHT_ALL, "from_step": checkpoint_step(run_dir / selected), "passes": t.teach_held_out_passes,
             "rows": {"held_out": len(held), "replayed": len(replay), "reading": len(texts)},
             "steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def examples_per_step(t: TrainConfig) -> int:
+    """Examples in one optimizer step, over every process."""
+    return t.micro_batch_size * t.gradient_accumulation_steps * distributed.world_size()
 
 
 def teaches_held_out(config: PipelineConfig) -> bool:
