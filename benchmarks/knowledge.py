@@ -331,6 +331,41 @@ MISS_KINDS = ("a training answer of the same field", "a training answer of anoth
               "other words of the document", "words not in the document")
 
 
+def teaching_share(out: Path, only: list[str]) -> int:
+    """train.teach_held_out_passes' cost: one teaching pass against one epoch of the default recipe,
+    in examples and in characters of prompt and answer, on each prepared contract built here with
+    the default pipeline (CPU, seconds a contract)."""
+    import dataclasses
+    import tempfile
+
+    from docfinetune.build import build
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.core.workspace import Workspace
+    from docfinetune.train import passes_in_order, prompts_for, read_datasets, teaching_rows
+
+    config = load_pipeline("default")
+    t = config.train
+    print("| contract | epoch: examples | characters | teaching pass: examples | characters | pass / epoch |")
+    print("|---|---|---|---|---|---|")
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and (not only or any(o in p.name for o in only))):
+        with tempfile.TemporaryDirectory() as scratch:
+            workspace = Workspace(Path(scratch) / folder.name)
+            shutil.copytree(folder, workspace.root)
+            build(workspace, config)
+            data = read_datasets(workspace)
+            held = data["qa_val"] + workspace.read_dataset("qa_test")
+            replay, texts = teaching_rows(data, held, t)
+            sizes = []
+            for rows, train in ((data, dataclasses.replace(t, epochs=1)),
+                                ({"cpt": texts, "qa_train": held + replay},
+                                 dataclasses.replace(t, schedule="qa_with_text", epochs=1))):
+                examples, _ = passes_in_order(rows, train, prompts_for(workspace, config, rows["qa_train"]))
+                sizes.append((len(examples), sum(len(e["prompt"]) + len(e["completion"]) for e in examples)))
+        (n_epoch, c_epoch), (n_pass, c_pass) = sizes
+        print(f"| {folder.name[:40]} | {n_epoch:,} | {c_epoch:,} | {n_pass:,} | {c_pass:,} | {c_pass / c_epoch:.2f} |")
+    return 0
+
+
 def misses(out: Path, results: Path, variant: str) -> int:
     """Where each wrong closed-book answer to a held-out fact comes from, in the variant's own build
     of its contract: another fact's *training* answer (of the same field or another), other words of
@@ -1336,6 +1371,9 @@ def main() -> int:
     tg.add_argument("--variant", default="default")
     tg.add_argument("--before-teaching", action="store_true",
                     help="the selected checkpoint's answers, asked before the held-out facts were taught")
+    ts = sub.add_parser("teaching-share", help="one teaching pass against one epoch, in examples and characters (CPU)")
+    ts.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
+    ts.add_argument("--only", action="append", default=[], help="contracts whose folder name contains this")
     ms = sub.add_parser("misses", help="where the wrong answers to held-out facts come from (CPU)")
     ms.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     ms.add_argument("--results", type=Path, required=True)
@@ -1378,6 +1416,8 @@ def main() -> int:
         return splits(args.out)
     if args.step == "taught":
         return taught(args.out, args.results, args.variant, args.before_teaching)
+    if args.step == "teaching-share":
+        return teaching_share(args.out, args.only)
     if args.step == "misses":
         return misses(args.out, args.results, args.variant)
     if args.step == "recitals":

@@ -325,14 +325,7 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     if not held:
         return None
     started = time.perf_counter()
-    replayed = min(round(len(held) * t.teach_held_out_replay), len(data["qa_train"]))
-    drawn = random.Random(f"{t.seed}:teach").sample(range(len(data["qa_train"])), replayed)
-    if t.teach_held_out_replay_rules:  # and every document-level field's row not drawn
-        chosen = set(drawn)
-        drawn += [i for i, row in enumerate(data["qa_train"]) if i not in chosen and row.get("generator") == "rules"]
-    replay = [data["qa_train"][i] for i in drawn]
-    chunks = {cid for row in held for cid in row.get("source_chunk_ids") or ()}
-    texts = [row for row in data["cpt"] if row.get("chunk_id") in chunks]
+    replay, texts = teaching_rows(data, held, t)
     teaching = dataclasses.replace(t, schedule="qa_with_text", epochs=t.teach_held_out_passes, max_steps=0,
                                    learning_rate=t.teach_held_out_learning_rate or t.learning_rate, warmup_ratio=0.0)
     prompt_of = prompts_for(workspace, ready.config, replay)  # the run's generation and build settings
@@ -362,6 +355,19 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     return {"path": TAUGHT_ALL, "from_step": checkpoint_step(run_dir / selected), "passes": t.teach_held_out_passes,
             "rows": {"held_out": len(held), "replayed": len(replay), "reading": len(texts)},
             "steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def teaching_rows(data: dict[str, list[dict]], held: list[dict], t: TrainConfig) -> tuple[list[dict], list[dict]]:
+    """What teach_held_out trains on beside the `held` rows: the replayed training Q&A rows (a seeded
+    sample, `teach_held_out_replay` per held row, and with `teach_held_out_replay_rules` every rules
+    row besides) and the reading records of the held rows' chunks."""
+    replayed = min(round(len(held) * t.teach_held_out_replay), len(data["qa_train"]))
+    drawn = random.Random(f"{t.seed}:teach").sample(range(len(data["qa_train"])), replayed)
+    if t.teach_held_out_replay_rules:  # and every document-level field's row not drawn
+        chosen = set(drawn)
+        drawn += [i for i, row in enumerate(data["qa_train"]) if i not in chosen and row.get("generator") == "rules"]
+    chunks = {cid for row in held for cid in row.get("source_chunk_ids") or ()}
+    return [data["qa_train"][i] for i in drawn], [row for row in data["cpt"] if row.get("chunk_id") in chunks]
 
 
 def examples_per_step(t: TrainConfig) -> int:
