@@ -48,6 +48,8 @@
 #   The twenty-second (teach_held_out and teach_held_out_replay_4 on the same 12, 24 tasks; teaching and a second
 #   asking of the questions add ~1 minute a task): 5, then 11 in calls of 584 and 543 s (MINUTES 7, 4), then with 4
 #   jobs the 4 smallest of one variant in 218 s and 2 of the other's in 188 s: 24 tasks do not fit one session.
+#   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
+#   ~1-2 minutes a task for each.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
 #   closed-book since the sixth session: about twice the ~1.5 min a contract of retrieval alone, untimed).
 # Back here: tar xzf knowledge.tgz; .venv/bin/python benchmarks/knowledge.py report --results knowledge
@@ -80,7 +82,7 @@ case "${1:-}" in
     # Stop starting tasks after $minutes; the call's limit is 10 minutes, so let running ones end.
     timeout "${TIMEOUT_S:-555}" python3 .bench/code/benchmarks/knowledge.py run --out .bench/knowledge \
       --base-model /tmp/gemma-3-270m-q4_k_m.gguf --results /tmp/knowledge --variants "$variants" \
-      --jobs "$jobs" --gpus "$gpus" --budget-minutes "$minutes" ${NO_CURVES:+--no-curves} 2>&1 | grep -v -i "warn" | tee "$OUT/run.log" | tail -80 || true
+      --jobs "$jobs" --gpus "$gpus" --budget-minutes "$minutes" ${NO_CURVES:+--no-curves} ${ALSO_TEACH:+--also-teach "$ALSO_TEACH"} 2>&1 | grep -v -i "warn" | tee "$OUT/run.log" | tail -80 || true
     nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv || true
     tar czf "$OUT/knowledge.tgz" -C /tmp knowledge
     ls /tmp/knowledge/* | head -100 ;;

@@ -208,6 +208,15 @@ VARIANTS = {
                                "build": {"open_book_share": 0.5}},
 }
 
+# `run --also-teach NAME,...`: the selected checkpoint taught again with each of these train overrides
+# beside the variant's own teaching (checkpoints/taught-<name>), and the same questions asked of it: one
+# training, so against the run's own teaching the difference is the teaching alone (the 22nd run's two
+# teachings were two trainings apart, whose "before" figures differed by more than either teaching moved)
+TEACHINGS = {
+    "replay_rules": {"train": {"teach_held_out_replay_rules": True}},  # every rules-generator row replayed too
+    "passes_2": {"train": {"teach_held_out_passes": 2}},  # half the default's passes: half its cost
+}
+
 
 def splits(out: Path) -> int:
     """How `build` splits each prepared contract (CPU, seconds): facts per split, the largest unit
@@ -264,7 +273,7 @@ TAUGHT_KINDS = ("taught", "held out", "its clause not asked; the value taught fo
                 "its clause not asked; the value held out for another", "no generator's answer")
 
 
-def taught(out: Path, results: Path, variant: str, before_teaching: bool = False) -> int:
+def taught(out: Path, results: Path, variant: str, before_teaching: bool = False, teaching: str = "") -> int:
     """Where the answer of each lawyers' / hand-written question sits in the variant's own build
     of its contract — taught, held out (val / test), or no generator's answer — and how often the
     run answered each kind, closed-book and with retrieval: whether a miss is a fact the model was
@@ -274,7 +283,8 @@ def taught(out: Path, results: Path, variant: str, before_teaching: bool = False
     the question among those that state the reference (its text holds it, or a Q&A row with it
     as answer comes from it); the question is taught when a training row comes from that chunk
     (CPU; builds each prepared contract, ~1.5 min). `before_teaching`: the answers of the selected
-    checkpoint, asked in the same run before train.teach_held_out_passes taught it the held-out facts."""
+    checkpoint, asked in the same run before train.teach_held_out_passes taught it the held-out facts;
+    `teaching`: the answers after one of `run --also-teach`'s other teachings instead."""
     from collections import Counter
 
     from docfinetune.core.records import is_card
@@ -293,6 +303,11 @@ def taught(out: Path, results: Path, variant: str, before_teaching: bool = False
                 print(f"{results}: {variant} on {row['contract']} was not taught the held-out facts", file=sys.stderr)
                 return 2
             records = row["lawyers_before_teaching_records"]
+        if teaching:
+            if teaching not in (row.get("other_teachings") or {}):
+                print(f"{results}: {variant} on {row['contract']} was not taught `{teaching}`", file=sys.stderr)
+                return 2
+            records = row["other_teachings"][teaching]["lawyers_records"]
         for record in records:
             matching = [(name, r) for name, r in rows if answer_matches(r["answer"], record["reference"])]
             if not matching:
@@ -316,6 +331,7 @@ def taught(out: Path, results: Path, variant: str, before_teaching: bool = False
             for system in ("finetuned", "finetuned+rag"):
                 counts[kind, where, system] += record["answers"][system]["correct"]
     when = ", the selected checkpoint before teaching" if before_teaching else ""
+    when = f", the selected checkpoint taught `{teaching}`" if teaching else when
     print(f"Variant `{variant}`{when}: where each question's answer sits in its contract's build\n")
     print("| question set | answer is | questions | fine-tuned | fine-tuned + RAG |\n|---|---|---|---|---|")
     for kind in ("lawyers'", "hand-written"):
@@ -446,8 +462,10 @@ def merged(*layers: dict) -> dict:
     return out
 
 
-def run_task(out: Path, results: Path, base_model: str, variant: str, contract: str, curves: bool = True) -> dict:
-    """Train one contract with one variant and evaluate it; writes and returns the result row."""
+def run_task(out: Path, results: Path, base_model: str, variant: str, contract: str, curves: bool = True,
+             also_teach: tuple[str, ...] = ()) -> dict:
+    """Train one contract with one variant and evaluate it; writes and returns the result row.
+    `also_teach`: TEACHINGS to teach the selected checkpoint with besides the variant's own."""
     import torch
 
     from docfinetune.core.config import load_pipeline
@@ -476,9 +494,13 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     held_out = evaluate(workspace, config=config, include_test=True, systems="base,finetuned")
     selection = json.loads((run_dir / "selection.json").read_text())
     before = None  # train.teach_held_out_passes: the same questions of the selected checkpoint, before teaching
+    other_teachings = {}
     if selection.get("taught_all"):
         before = evaluate(workspace, config=config, questions_file=folder / "questions.jsonl", include_test=False,
                           checkpoint=selection["selected"]["step"], systems="finetuned,finetuned+rag")
+        # after the figures above: the run's own teaching's adapter and answers are the row's
+        other_teachings = {name: teach_again(workspace, run_dir, merged(overrides, TEACHINGS[name]), name,
+                                             folder / "questions.jsonl") for name in also_teach}
     finished = time.perf_counter()
     stats = workspace.read_stats()
     row = {
@@ -500,6 +522,7 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         "lawyers_before_teaching": _summary(before) if before else None,
         "lawyers_before_teaching_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
                                             for r in before.get("records", [])] if before else None,
+        "other_teachings": other_teachings or None,  # run --also-teach
         "lawyers": _summary(lawyers), "held_out": _summary(held_out),
         # each lawyers' / hand-written question's answers: what the systems got wrong, and how
         "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
@@ -536,6 +559,34 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     # fine-tune's 1.1 GB each; 22 selected ones kept would fill 24 of the device's 64 GB)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return row
+
+
+def teach_again(workspace, run_dir: Path, overrides: dict, name: str, questions: Path) -> dict:
+    """`run --also-teach`: the run's selected checkpoint taught the held-out facts with `overrides`
+    (TEACHINGS[name] over the variant's), its adapter beside the run's own as checkpoints/taught-<name>,
+    and the lawyers' / hand-written questions asked of it, closed-book and with retrieval."""
+    import gc
+
+    import torch
+
+    from docfinetune.core.config import load_pipeline
+    from docfinetune.evaluate import evaluate
+    from docfinetune.train import prepare, teach_held_out
+
+    config = load_pipeline("default", overrides)
+    selection = json.loads((run_dir / "selection.json").read_text())
+    ready = prepare(workspace, config)  # a fresh adapter; teach_held_out loads the selected one into it
+    taught = teach_held_out(workspace, run_dir, ready, selection["selected"]["path"], lambda kind, data: None,
+                            quiet=True, target=f"checkpoints/taught-{name}")
+    del ready
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # seven other processes share the GPU
+    answers = evaluate(workspace, config=config, questions_file=questions, include_test=False,
+                       checkpoint=taught["path"], systems="finetuned,finetuned+rag")
+    return {"overrides": TEACHINGS[name], "taught": taught, "lawyers": _summary(answers),
+            "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
+                                for r in answers.get("records", [])]}
 
 
 def _left_by_an_earlier_call(workspace) -> tuple[Path | None, float]:
@@ -599,7 +650,8 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker(queue, out: Path, results: Path, base_model: str, deadline: float, curves: bool) -> None:
+def _worker(queue, out: Path, results: Path, base_model: str, deadline: float, curves: bool,
+            also_teach: tuple[str, ...] = ()) -> None:
     _exit_with_parent()
     while time.time() < deadline:
         try:
@@ -608,7 +660,7 @@ def _worker(queue, out: Path, results: Path, base_model: str, deadline: float, c
             return
         began = time.perf_counter()
         try:
-            row = run_task(out, results, base_model, variant, contract, curves)
+            row = run_task(out, results, base_model, variant, contract, curves, also_teach)
             print(json.dumps({"variant": variant, "contract": contract, "minutes": row["total_minutes"],
                               "lawyers": row["lawyers"]["accuracy"], "held_out": row["held_out"]["accuracy"]}),
                   flush=True)
@@ -620,12 +672,13 @@ def _worker(queue, out: Path, results: Path, base_model: str, deadline: float, c
 
 
 def run(out: Path, base_model: str, results: Path, variants: list[str], only: list[str], jobs: int,
-        gpus: int, budget_minutes: float, curves: bool = True) -> int:
+        gpus: int, budget_minutes: float, curves: bool = True, also_teach: tuple[str, ...] = ()) -> int:
     import multiprocessing as mp
 
     unknown = [v for v in variants if v.partition("@")[0] not in VARIANTS]
+    unknown += [f"--also-teach {name}" for name in also_teach if name not in TEACHINGS]
     if unknown:
-        print(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+        print(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}; teachings: {', '.join(TEACHINGS)}")
         return 2
     contracts = sorted(p.name for p in out.iterdir() if p.is_dir())
     # Tasks by contract, largest first (the long ones must not start last), each with its variants in
@@ -656,7 +709,8 @@ def run(out: Path, base_model: str, results: Path, variants: list[str], only: li
     for n in range(jobs):
         os.environ["CUDA_VISIBLE_DEVICES"] = str(n % max(gpus, 1))
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // jobs))
-        worker = context.Process(target=_worker, args=(queue, out, results, base_model, deadline, curves))
+        worker = context.Process(target=_worker, args=(queue, out, results, base_model, deadline, curves,
+                                                                also_teach))
         worker.start()
         workers.append(worker)
     for worker in workers:
@@ -974,6 +1028,61 @@ def _teaching_lines(variant: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def _other_teaching_lines(variant: str, rows: list[dict]) -> list[str]:
+    """`run --also-teach`: each contract's selected checkpoint taught the run's way and each other
+    way, the same questions asked of each (one training: the differences are the teachings alone)."""
+    taught = [r for r in rows if r.get("other_teachings")]
+    if not taught:
+        return []
+    names = list(taught[0]["other_teachings"])
+    lines = ["", f"Variant `{variant}`: the selected checkpoint taught the held-out facts the run's way and "
+                 f"{len(names)} other way(s) (`run --also-teach`), the same questions asked of each; closed-book "
+                 "(with retrieval), and each other way's gained / lost against the run's own teaching:", "",
+             "| contract | questions | before | the run's teaching | " + " | ".join(f"`{n}`" for n in names)
+             + " | " + " | ".join(f"`{n}`: gained / lost" for n in names) + " |",
+             "|---|---|---|---|" + "---|" * 2 * len(names)]
+    totals: dict = {}
+
+    def cell(summary: dict) -> str:
+        return f"{summary['correct']['finetuned']} ({summary['correct']['finetuned+rag']})"
+
+    def add(key, summary: dict) -> None:
+        for system in ("finetuned", "finetuned+rag"):
+            totals[key, system] = totals.get((key, system), 0) + summary["correct"][system]
+
+    for r in taught:
+        n = r["lawyers"]["questions"]
+        cells, changes = [], []
+        add("before", r["lawyers_before_teaching"])
+        add("run", r["lawyers"])
+        for name in names:
+            other = r["other_teachings"][name]
+            add(name, other["lawyers"])
+            pairs = list(zip(r["lawyers_records"], other["lawyers_records"]))
+            gained = sum(b["answers"]["finetuned"]["correct"] and not a["answers"]["finetuned"]["correct"] for a, b in pairs)
+            lost = sum(a["answers"]["finetuned"]["correct"] and not b["answers"]["finetuned"]["correct"] for a, b in pairs)
+            totals[name, "gained"] = totals.get((name, "gained"), 0) + gained
+            totals[name, "lost"] = totals.get((name, "lost"), 0) + lost
+            cells.append(f"{cell(other['lawyers'])}")
+            changes.append(f"{gained} / {lost}")
+        lines.append(f"| {r['contract'][:40]} | {n} | {cell(r['lawyers_before_teaching'])} | {cell(r['lawyers'])} | "
+                     + " | ".join(cells) + " | " + " | ".join(changes) + " |")
+    n = sum(r["lawyers"]["questions"] for r in taught)
+    total = {key: {"correct": {s: totals[key, s] for s in ("finetuned", "finetuned+rag")}} for key in ("before", "run", *names)}
+    lines.append(f"| all | {n} | {cell(total['before'])} | **{cell(total['run'])}** | "
+                 + " | ".join(f"**{cell(total[name])}**" for name in names) + " | "
+                 + " | ".join(f"{totals[name, 'gained']} / {totals[name, 'lost']}" for name in names) + " |")
+    lines.append("")
+    lines.append("| teaching | steps (median) | seconds (median) | rows replayed (median) |\n|---|---|---|---|")
+    for name in ("run", *names):
+        entries = [r["taught_all"] if name == "run" else r["other_teachings"][name]["taught"] for r in taught]
+        label = "the run's" if name == "run" else f"`{name}`"
+        lines.append(f"| {label} | {statistics.median(e['steps'] for e in entries):g} | "
+                     f"{statistics.median(e['seconds'] for e in entries):.0f} | "
+                     f"{statistics.median(e['rows']['replayed'] for e in entries):g} |")
+    return lines
+
+
 def report(results: Path, write: bool, rescored: bool = False, baselines: list[str] = ()) -> int:
     from results import machine, publish
 
@@ -1080,6 +1189,7 @@ def report(results: Path, write: bool, rescored: bool = False, baselines: list[s
         lines += _both_ways_lines(variant, rows)
         lines += _confidence_lines(variant, rows)
         lines += _teaching_lines(variant, rows)
+        lines += _other_teaching_lines(variant, rows)
         lawyer_fields = sorted({f for r in rows for f in r["lawyers"]["by_field"]})
         lines += ["", f"Variant `{variant}`, lawyers' + hand-written questions per field:", "",
                   "| field | " + " | ".join(SYSTEMS) + " |", "|---" * (len(SYSTEMS) + 1) + "|"]
@@ -1371,6 +1481,8 @@ def main() -> int:
     tg.add_argument("--variant", default="default")
     tg.add_argument("--before-teaching", action="store_true",
                     help="the selected checkpoint's answers, asked before the held-out facts were taught")
+    tg.add_argument("--teaching", default="", choices=["", *TEACHINGS],
+                    help="the answers after this other teaching (run --also-teach)")
     ts = sub.add_parser("teaching-share", help="one teaching pass against one epoch, in examples and characters (CPU)")
     ts.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
     ts.add_argument("--only", action="append", default=[], help="contracts whose folder name contains this")
@@ -1390,6 +1502,8 @@ def main() -> int:
     r.add_argument("--budget-minutes", type=float, default=1e9, help="start no task after this long")
     r.add_argument("--no-curves", action="store_true",
                    help="answer the questions with the selected checkpoint only, not with every one (faster)")
+    r.add_argument("--also-teach", default="", metavar="NAME,...",
+                   help=f"teach the selected checkpoint these other ways too and ask it again ({', '.join(TEACHINGS)})")
     rc = sub.add_parser("recitals", help="a recite variant against plain runs: by kind of question, by "
                                           "generator, and build.recite_both's choice at each θ (CPU)")
     rc.add_argument("--out", type=Path, default=ROOT / ".bench" / "knowledge")
@@ -1415,7 +1529,7 @@ def main() -> int:
     if args.step == "splits":
         return splits(args.out)
     if args.step == "taught":
-        return taught(args.out, args.results, args.variant, args.before_teaching)
+        return taught(args.out, args.results, args.variant, args.before_teaching, args.teaching)
     if args.step == "teaching-share":
         return teaching_share(args.out, args.only)
     if args.step == "misses":
@@ -1427,7 +1541,8 @@ def main() -> int:
         return keep(args.results, args.out)
     if args.step == "run":
         return run(args.out, args.base_model, args.results, args.variants.split(","), args.only, args.jobs,
-                   args.gpus, args.budget_minutes, curves=not args.no_curves)
+                   args.gpus, args.budget_minutes, curves=not args.no_curves,
+                   also_teach=tuple(n for n in args.also_teach.split(",") if n))
     return report(args.results, args.write_results, args.rescore, args.baseline)
 
 

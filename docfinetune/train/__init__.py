@@ -307,14 +307,15 @@ class TeachingProgress(TrainerCallback):
 
 
 def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selected: str, emit: EventFn,
-                   quiet: bool) -> dict | None:
+                   quiet: bool, target: str = TAUGHT_ALL) -> dict | None:
     """train.teach_held_out_passes: from the selected adapter, a short training on the facts the run
     held out (Q&A-val and Q&A-test rows), `teach_held_out_replay` training rows replayed for each so
     the taught ones are kept, and the reading records of the held-out facts' chunks, in the
     qa_with_text order; the
-    adapter goes to TAUGHT_ALL. Returns selection.json's "taught_all" entry, or None when nothing
-    was held out. `selected`: the selected checkpoint's folder in the run, which stays as it was:
-    eval asks it the held-out facts."""
+    adapter goes to `target` in the run (TAUGHT_ALL; the knowledge benchmark teaches the same
+    checkpoint other ways beside it). Returns selection.json's "taught_all" entry, or None when
+    nothing was held out. `selected`: the selected checkpoint's folder in the run, which stays as
+    it was: eval asks it the held-out facts."""
     with peft_import():
         from peft import set_peft_model_state_dict
         from peft.utils import load_peft_weights
@@ -343,16 +344,16 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     trainer = fit(ready.model, ready.tokenizer, train_set, to_dataset([], ready.tokenizer, teaching, shuffle=False),
                   run_dir, config, [TeachingProgress(emit)], None, quiet, fused_kernels=ready.fused_kernels, in_order=True,
                   scratch=scratch)
-    target = run_dir / TAUGHT_ALL
+    written = run_dir / target
     if distributed.is_main():
-        staging = target.with_name(target.name + ".partial")
+        staging = written.with_name(written.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         trainer.save_model(str(staging))
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)  # a crash leaves the .partial folder, never a half-written adapter
+        shutil.rmtree(written, ignore_errors=True)
+        staging.rename(written)  # a crash leaves the .partial folder, never a half-written adapter
         shutil.rmtree(scratch, ignore_errors=True)
     distributed.barrier()
-    return {"path": TAUGHT_ALL, "from_step": checkpoint_step(run_dir / selected), "passes": t.teach_held_out_passes,
+    return {"path": target, "from_step": checkpoint_step(run_dir / selected), "passes": t.teach_held_out_passes,
             "rows": {"held_out": len(held), "replayed": len(replay), "reading": len(texts)},
             "steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
 
