@@ -865,3 +865,13 @@ def test_a_run_stopped_while_teaching_held_out_facts_is_unfinished_and_resume_te
     assert (run_dir / "checkpoints" / "taught-all" / "adapter_config.json").is_file()
     rules = [r for r in read_datasets(workspace)["qa_train"] if r["generator"] == "rules"]
     assert selection["taught_all"]["rows"]["replayed"] == len(rules) > 0
+    # the knowledge benchmark teaches the same checkpoint again beside it (run --also-teach): the run's
+    # own adapter and selection stay as they were
+    adapter = run_dir / "checkpoints" / "taught-all" / "adapter_model.safetensors"
+    written = adapter.read_bytes()
+    again = teach(workspace, run_dir, docfinetune.train.prepare(workspace, config), selection["selected"]["path"],
+                  lambda kind, data: None, quiet=True, target="checkpoints/taught-other")
+    assert again["path"] == "checkpoints/taught-other" and again["from_step"] == selection["selected"]["step"]
+    assert (run_dir / "checkpoints" / "taught-other" / "adapter_model.safetensors").is_file()
+    assert adapter.read_bytes() == written
+    assert json.loads((run_dir / "selection.json").read_text()) == selection
