@@ -142,8 +142,10 @@ VARIANTS = {
     "teach_held_out": {"train": {"teach_held_out_passes": 4, "teach_held_out_replay": 1.0}},
     "teach_held_out_replay_4": {"train": {"teach_held_out_passes": 4, "teach_held_out_replay": 4.0}},
     "no_teaching": {"train": {"teach_held_out_passes": 0}},  # the default until the 22nd run
-    # the default's teaching, every rules-generator training row replayed too (not yet measured)
+    # the default's teaching, every rules-generator training row replayed too (the default since the 23rd run,
+    # which taught each selected checkpoint both ways: run --also-teach replay_rules)
     "teach_replay_rules": {"train": {"teach_held_out_replay_rules": True}},
+    "no_replay_rules": {"train": {"teach_held_out_replay_rules": False}},  # the default's teaching until then
     "lr_4e-4": {"train": {"learning_rate": 4e-4}},  # the default since 2026-12-01's eighth run
     "lr_2e-4": {"train": {"learning_rate": 2e-4}},  # the default until then
     # closed-book answers recall their clause first (build.recite; the answer after the mark is scored):
@@ -214,6 +216,7 @@ VARIANTS = {
 # teachings were two trainings apart, whose "before" figures differed by more than either teaching moved)
 TEACHINGS = {
     "replay_rules": {"train": {"teach_held_out_replay_rules": True}},  # every rules-generator row replayed too
+    "no_replay_rules": {"train": {"teach_held_out_replay_rules": False}},  # since the 23rd run: the default's off
     "passes_2": {"train": {"teach_held_out_passes": 2}},  # half the default's passes: half its cost
 }
 
