@@ -48,6 +48,9 @@
 #   The twenty-second (teach_held_out and teach_held_out_replay_4 on the same 12, 24 tasks; teaching and a second
 #   asking of the questions add ~1 minute a task): 5, then 11 in calls of 584 and 543 s (MINUTES 7, 4), then with 4
 #   jobs the 4 smallest of one variant in 218 s and 2 of the other's in 188 s: 24 tasks do not fit one session.
+#   The twenty-third (default on the 12 with ALSO_TEACH=replay_rules,passes_2: ~2.5 minutes more a task): 2, then
+#   10 in calls of 584 and 446 s (MINUTES 7, 5); a contract alone (waste2energy, 1 job) 290 s; blackbox alone
+#   did not finish in 215 s (nothing written). Two teachings beside one training cost less than a second variant.
 #   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
 #   ~1-2 minutes a task for each.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
