@@ -645,7 +645,8 @@ class TrainConfig:
            "asked before and after teaching in one run (replay 4.0, 10 contracts): closed-book 63 against 58 "
            "of 107 lawyers' + hand-written (22 gained / 17 lost; the questions whose answer was held out 9 "
            "against 1 of 15, the taught ones 52 against 54 of 87), with retrieval 95 against 90; ~0.5 min "
-           "more a contract; a pass is 0.39-0.49 of an epoch's text with the rules rows replayed (0.34-0.43 without) (benchmarks/RESULTS.md, \"Knowledge\"). "
+           "more a contract; a pass is 0.39-0.49 of an epoch's text with the rules rows replayed, 0.34-0.43 "
+           "without (benchmarks/RESULTS.md, \"Knowledge\"). "
            "Never more steps than the training took. LoRA on one process or DDP; with method full or FSDP "
            "there is no adapter to teach on and the selected checkpoint is the model (a warning says so). 0: off.",
         minimum=0)
