@@ -508,8 +508,7 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
         before = evaluate(workspace, config=config, questions_file=folder / "questions.jsonl", include_test=False,
                           checkpoint=selection["selected"]["step"], systems="finetuned,finetuned+rag")
         # after the figures above: the run's own teaching's adapter and answers are the row's
-        other_teachings = {name: teach_again(workspace, run_dir, merged(overrides, TEACHINGS[name]), name,
-                                             folder / "questions.jsonl") for name in also_teach}
+        other_teachings = teach_again(workspace, run_dir, overrides, also_teach, folder / "questions.jsonl")
     finished = time.perf_counter()
     stats = workspace.read_stats()
     row = {
@@ -570,10 +569,11 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
     return row
 
 
-def teach_again(workspace, run_dir: Path, overrides: dict, name: str, questions: Path) -> dict:
-    """`run --also-teach`: the run's selected checkpoint taught the held-out facts with `overrides`
-    (TEACHINGS[name] over the variant's), its adapter beside the run's own as checkpoints/taught-<name>,
-    and the lawyers' / hand-written questions asked of it, closed-book and with retrieval."""
+def teach_again(workspace, run_dir: Path, overrides: dict, names: tuple[str, ...], questions: Path) -> dict:
+    """`run --also-teach`: the run's selected checkpoint taught the held-out facts once more for each of
+    `names` (TEACHINGS[name] over the variant's `overrides`), each adapter beside the run's own as
+    checkpoints/taught-<name>, and the lawyers' / hand-written questions asked of it, closed-book and
+    with retrieval. One model serves every teaching: teach_held_out loads the selected weights first."""
     import gc
 
     import torch
@@ -582,20 +582,28 @@ def teach_again(workspace, run_dir: Path, overrides: dict, name: str, questions:
     from docfinetune.evaluate import evaluate
     from docfinetune.train import prepare, teach_held_out
 
-    config = load_pipeline("default", overrides)
-    selection = json.loads((run_dir / "selection.json").read_text())
-    ready = prepare(workspace, config)  # a fresh adapter; teach_held_out loads the selected one into it
-    taught = teach_held_out(workspace, run_dir, ready, selection["selected"]["path"], lambda kind, data: None,
-                            quiet=True, target=f"checkpoints/taught-{name}")
+    if not names:
+        return {}
+    selected = json.loads((run_dir / "selection.json").read_text())["selected"]["path"]
+    config = load_pipeline("default", overrides)  # the teachings differ in train settings only
+    ready = prepare(workspace, config)
+    taught = {}
+    for name in names:
+        ready.config = load_pipeline("default", merged(overrides, TEACHINGS[name]))
+        taught[name] = teach_held_out(workspace, run_dir, ready, selected, lambda kind, data: None, quiet=True,
+                                      target=f"checkpoints/taught-{name}")
     del ready
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # seven other processes share the GPU
-    answers = evaluate(workspace, config=config, questions_file=questions, include_test=False,
-                       checkpoint=taught["path"], systems="finetuned,finetuned+rag")
-    return {"overrides": TEACHINGS[name], "taught": taught, "lawyers": _summary(answers),
-            "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
-                                for r in answers.get("records", [])]}
+    out = {}
+    for name, entry in taught.items():
+        answers = evaluate(workspace, config=config, questions_file=questions, include_test=False,
+                           checkpoint=entry["path"], systems="finetuned,finetuned+rag")
+        out[name] = {"overrides": TEACHINGS[name], "taught": entry, "lawyers": _summary(answers),
+                     "lawyers_records": [{k: r[k] for k in ("question", "reference", "field", "answers")}
+                                         for r in answers.get("records", [])]}
+    return out
 
 
 def _left_by_an_earlier_call(workspace) -> tuple[Path | None, float]:
