@@ -51,6 +51,8 @@
 #   The twenty-third (default on the 12 with ALSO_TEACH=replay_rules,passes_2: ~2.5 minutes more a task): 2, then
 #   10 in calls of 584 and 446 s (MINUTES 7, 5); a contract alone (waste2energy, 1 job) 290 s; blackbox alone
 #   did not finish in 215 s (nothing written). Two teachings beside one training cost less than a second variant.
+#   The twenty-fourth (the same, ALSO_TEACH=question_dropout,passes_6): 2, then 10 in calls of 585 and 473 s
+#   (MINUTES 7, 5), after one refused start (91 s) and the pieces; then hemispherx alone (1 job) in 357 s.
 #   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
 #   ~1-2 minutes a task for each.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
