@@ -332,7 +332,7 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     examples, _ = passes_in_order({"cpt": texts, "qa_train": held + replay}, teaching, prompt_of)
     train_set = to_dataset(examples, ready.tokenizer, teaching, shuffle=False)
     # never longer than the training it follows: a run cut to --max-steps 12 would otherwise teach for
-    # hundreds (6 passes of the sample at 8 a step: ~590); the default's 14-168 steps after 37-426 are not cut
+    # hundreds (6 passes of the sample at 8 a step: ~670); the default's 14-168 steps after 37-426 are not cut
     trained = checkpoint_step(last_checkpoint(run_dir))
     if math.ceil(len(train_set) / examples_per_step(teaching)) > trained:
         teaching = dataclasses.replace(teaching, max_steps=trained)
