@@ -312,9 +312,9 @@ def teach_held_out(workspace: Workspace, run_dir: Path, ready: Prepared, selecte
     held out (Q&A-val and Q&A-test rows), `teach_held_out_replay` training rows replayed for each so
     the taught ones are kept, and the reading records of the held-out facts' chunks, in the
     qa_with_text order; the adapter goes to `target` in the run (TAUGHT_ALL; the knowledge
-    benchmark teaches the same checkpoint other ways beside it). Returns selection.json's "taught_all" entry, or None when
-    nothing was held out. `selected`: the selected checkpoint's folder in the run, which stays as
-    it was: eval asks it the held-out facts."""
+    benchmark teaches the same checkpoint other ways beside it). Returns selection.json's
+    "taught_all" entry, or None when nothing was held out. `selected`: the selected checkpoint's
+    folder in the run, which stays as it was: eval asks it the held-out facts."""
     with peft_import():
         from peft import set_peft_model_state_dict
         from peft.utils import load_peft_weights
