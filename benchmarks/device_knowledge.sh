@@ -53,6 +53,9 @@
 #   did not finish in 215 s (nothing written). Two teachings beside one training cost less than a second variant.
 #   The twenty-fourth (the same, ALSO_TEACH=question_dropout,passes_6): 2, then 10 in calls of 585 and 473 s
 #   (MINUTES 7, 5), after one refused start (91 s) and the pieces; then hemispherx alone (1 job) in 357 s.
+#   The twenty-fifth (recite_both_all on the same 12, 6 teaching passes): none, then 11 in calls of 584 and 581 s
+#   (MINUTES 7, 5), then the sample alone resumed in 144 s ("…@quillmere" 1 2); 25.5 of 30 minutes with a
+#   refused start and the pieces. A recite variant and a second one do not fit one session.
 #   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
 #   ~1-2 minutes a task for each.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and

@@ -173,9 +173,10 @@ VARIANTS = {
                                    "recital_enough_words": 0}},
     # recite_both with a recite-prompt copy of every closed-book row (build.recite_both_rows "all"): those without
     # a recital answered plainly there, so the model learns which questions a clause is recited for, as recite_read
-    # did (72 of the users' 118 recited against recite_both's 108 — twelfth run, 2026-12-02; not yet measured).
-    # With today's teaching (6 passes) it runs end to end (tiny-model CPU smoke, 24th session): the candidate for
-    # the held-out facts, which only the recite recipes took near 35% (fourteenth run: 34.4-36.4%)
+    # did (72 of the users' 118 recited against recite_both's 108 — twelfth run, 2026-12-02).
+    # With today's teaching (6 passes; twenty-fifth run, 2026-12-03, 12 contracts): closed-book 86/118, the
+    # sample's 27/56, with retrieval 100/118, held-out 91/330 (the default's twenty-fourth: 84, 30, 104, 38),
+    # 7.5 minutes a contract against ~4.9 — pipelines/recite.yaml, not the default
     "recite_both_all": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all"},
                         "generation": {"max_new_tokens": 112, "continue_recitals": True}},
     # every training fact also asked as multiple choice (3 of its phrasings) among same-type training values of its
