@@ -1086,7 +1086,7 @@ def _other_teaching_lines(variant: str, rows: list[dict]) -> list[str]:
             lost = sum(a["answers"]["finetuned"]["correct"] and not b["answers"]["finetuned"]["correct"] for a, b in pairs)
             totals[name, "gained"] = totals.get((name, "gained"), 0) + gained
             totals[name, "lost"] = totals.get((name, "lost"), 0) + lost
-            cells.append(f"{cell(other['lawyers'])}")
+            cells.append(cell(other["lawyers"]))
             changes.append(f"{gained} / {lost}")
         lines.append(f"| {r['contract'][:40]} | {n} | {cell(r['lawyers_before_teaching'])} | {cell(r['lawyers'])} | "
                      + " | ".join(cells) + " | " + " | ".join(changes) + " |")
