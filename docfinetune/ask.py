@@ -107,13 +107,13 @@ class Asker:
         self.run, self.chosen, self.config, self.sources = run, chosen, config, sources
         self.open_book, self.why = bool(open_book), why
         self.index = None
-        self.titles: dict[str, str] = {}
+        # the document titles: retrieval's chunks show them, and generation.recall_sections starts from them
+        self.titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
         self.chunk_at: dict[tuple[str, int], Chunk] = {}
         if sources or self.open_book:
             from docfinetune.core.retrieve import BM25Index
 
             self.index = BM25Index.from_workspace(workspace, config.retrieval)
-            self.titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
             # a card carries the span of the chunk it came from: show the contract's own words beside it
             self.chunk_at = {(c.doc_id, c.char_start): c for c in self.index.chunks if not is_card(c)}
         self.model, self.tokenizer = load_answerer(config, chosen.path if chosen else None, merged=True)
@@ -157,20 +157,28 @@ class Asker:
         """The closed-book `answer` (already streamed) after the model's recital decodings, as eval
         and checkpoint selection answer (`closed_book_answers`): with build.recite_both the question
         asked again for a recital, read on, and kept when its recital quotes the question; otherwise
-        a recited answer read on (generation.continue_recitals)."""
+        a recited answer read on (generation.continue_recitals); and with generation.recall_sections,
+        for a question naming a section, the answer read from the model's recall of it."""
         generation = self.config.generation
         both = self.config.build.recite_both and self.chosen is not None
         streamed = format_prompt(generation.prompt_template, question)
 
-        def ask_more(prompts: list[str], max_new_tokens: int) -> list[str]:  # the plain answer is streamed
-            if prompts == [streamed]:
+        def ask_more(prompts: list[str], max_new_tokens: int, stop_at_line_end: bool = True) -> list[str]:
+            if prompts == [streamed]:  # the plain answer is streamed
                 return [answer]
-            return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=1)
+            return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=1,
+                            stop_at_line_end=stop_at_line_end)
 
-        chosen = closed_book_answers(ask_more, [question], generation, both)["answer"][0]
+        titles = list(self.titles.values()) if self.chosen is not None else []
+        got = closed_book_answers(ask_more, [question], generation, both, titles=titles)
+        chosen = got["answer"][0]
         if chosen != answer and on_token is not None:
-            on_token(f"\n(recited, the clause the question quotes: {chosen})" if both
-                     else f"\n(read on from the recital: {chosen.rsplit(RECITAL_MARK, 1)[1]})")
+            if got.get("recall", [""])[0] and chosen == got["recalled"][0]:
+                on_token(f"\n(from its recall of the section the question names: {chosen})")
+            elif both:
+                on_token(f"\n(recited, the clause the question quotes: {chosen})")
+            else:
+                on_token(f"\n(read on from the recital: {chosen.rsplit(RECITAL_MARK, 1)[1]})")
         return chosen
 
 

@@ -268,7 +268,7 @@ def test_ask_with_recite_both_prints_the_recital_only_when_it_quotes_the_questio
     recital = "Customer shall pay each undisputed invoice within forty-five (45) days ⇒ forty-five (45) days"
     prompts = []
     monkeypatch.setattr(ask_module, "generate", lambda model, tokenizer, asked, **kw: prompts.extend(asked) or [recital])
-    asker = SimpleNamespace(config=config, chosen=object(), model=None, tokenizer=None)
+    asker = SimpleNamespace(config=config, chosen=object(), model=None, tokenizer=None, titles={})
     printed = []
     quoting = "Within how many days shall Customer pay each undisputed invoice?"
     assert Asker.recalled(asker, quoting, "thirty (30) days", printed.append) == recital
@@ -278,7 +278,7 @@ def test_ask_with_recite_both_prints_the_recital_only_when_it_quotes_the_questio
     topic = "When are the vendor's bills due?"
     assert Asker.recalled(asker, topic, "thirty (30) days", printed.append) == "thirty (30) days" and not printed
     # the base model (no run) is never asked twice
-    assert Asker.recalled(SimpleNamespace(config=config, chosen=None, model=None, tokenizer=None), quoting,
+    assert Asker.recalled(SimpleNamespace(config=config, chosen=None, model=None, tokenizer=None, titles={}), quoting,
                           "thirty (30) days", printed.append) == "thirty (30) days" and len(prompts) == 2
 
 
@@ -293,7 +293,7 @@ def test_ask_reads_on_from_a_recited_answer_and_prints_the_value_read(monkeypatc
     asked = []
     monkeypatch.setattr(ask_module, "generate",
                         lambda model, tokenizer, prompts, **kw: asked.extend(prompts) or ["forty-five (45) days of receipt."])
-    asker = SimpleNamespace(config=config, chosen=object(), model=None, tokenizer=None)
+    asker = SimpleNamespace(config=config, chosen=object(), model=None, tokenizer=None, titles={})
     printed = []
     got = Asker.recalled(asker, "When must invoices be paid?", f"{clause} thirty (30) days ⇒ thirty (30) days",
                          printed.append)
@@ -302,3 +302,33 @@ def test_ask_reads_on_from_a_recited_answer_and_prints_the_value_read(monkeypatc
     printed.clear()
     assert Asker.recalled(asker, "When must invoices be paid?", "thirty (30) days", printed.append) == "thirty (30) days"
     assert not printed and asked == [clause]  # nothing recited: nothing read on
+
+
+def test_ask_answers_a_question_naming_a_section_from_its_recall_and_says_so(monkeypatch):
+    from types import SimpleNamespace
+
+    import docfinetune.ask as ask_module
+    from docfinetune.ask import Asker
+
+    config = load_pipeline("default", {"generation": {"recall_sections": True}})
+    calls = []
+
+    def generate(model, tokenizer, prompts, stop_at_line_end=True, **kw):
+        calls.append((list(prompts), stop_at_line_end))
+        if not stop_at_line_end:  # the section's header continued from memory
+            return [" Fees\n\n4.2 Fees. Customer shall pay each undisputed invoice within forty-five (45) days."]
+        return ["forty-five (45) days" if "Context:" in prompts[0] else "thirty (30) days"]
+
+    monkeypatch.setattr(ask_module, "generate", generate)
+    asker = SimpleNamespace(config=config, chosen=object(), model=None, tokenizer=None,
+                            titles={"msa": "MASTER SERVICES AGREEMENT"})
+    printed = []
+    question = "Under Section 4.2, within how many days shall Customer pay each undisputed invoice?"
+    assert Asker.recalled(asker, question, "thirty (30) days", printed.append) == "forty-five (45) days"
+    assert calls[0] == (["MASTER SERVICES AGREEMENT\n4.2"], False)
+    assert calls[1][0][0].startswith("Context:\n[MASTER SERVICES AGREEMENT, page ?]\n4.2 Fees")
+    assert printed == ["\n(from its recall of the section the question names: forty-five (45) days)"]
+    # a question naming no section is answered as before, with nothing more asked
+    calls.clear(), printed.clear()
+    assert Asker.recalled(asker, "When are invoices due?", "thirty (30) days", printed.append) == "thirty (30) days"
+    assert not calls and not printed

@@ -16,12 +16,15 @@ import pytest
 from docfinetune.core.config import EvalConfig, GenerationConfig, load_pipeline
 from docfinetune.core.errors import BadInputError, ConfigError, WorkspaceError
 from docfinetune.core.generate import (
+    SECTION_NAMED,
     answer_confidence,
     chunk_pages,
     closed_book_answers,
     continue_recitals,
     generate,
     rag_prompt,
+    recall_prompt,
+    recall_quotes,
     recital_prefix,
     recital_quotes,
     recited_value,
@@ -518,6 +521,82 @@ def test_eval_with_recite_both_answers_closed_book_both_ways_and_keeps_both_in_e
         sure = record["answers"]["finetuned"]["confidence"]
         assert set(sure) == {"plain", "recited"} and all(0.0 <= v <= 1.0 for v in sure.values())
     assert ("answering (finetuned), confidence", n, n) in events and "confidence" not in report["records"][0]["answers"]["base"]
+
+
+def test_a_question_naming_a_section_is_answered_from_the_models_recall_of_that_section():
+    title = "MASTER SERVICES AGREEMENT"
+    # the section's reading-text header: the title, then the number its heading starts with
+    assert recall_prompt("Under Section 4.9 of the Master Services Agreement, within how many days?", [title]) == \
+        f"{title}\n4.9"
+    assert recall_prompt("What does Article IV (Training) require?", [title]) == f"{title}\nIV"
+    assert recall_prompt("Under Section 12(a), who pays?", [title]) == f"{title}\n12"
+    assert recall_prompt("What is the governing law?", [title]) is None  # no section named
+    assert recall_prompt("Section 4.9 of the Supply Agreement says what?", ["LEASE", "SUPPLY AGREEMENT"]) == \
+        "SUPPLY AGREEMENT\n4.9"  # of several documents, the one the question names
+    memory = {f"{title}\n4.9": " Suspension\n\n4.9 Suspension. If any undisputed amount remains unpaid for more "
+                                  "than sixty (60) days after its due date, Provider may suspend access.",
+              f"{title}\n7.1": " Warranty\n\n7.1 Warranty. Provider warrants the Platform for ninety (90) days."}
+    asked = []
+
+    def ask(prompts: list[str], tokens: int, stop_at_line_end: bool = True) -> list[str]:
+        asked.append((list(prompts), tokens, stop_at_line_end))
+        if not stop_at_line_end:  # the model continuing a section's header from memory
+            return [memory[p] for p in prompts]
+        # a reader that answers with the first duration its context states, else "thirty (30) days"
+        return [next((w for w in ("sixty (60) days", "ninety (90) days") if w in p.split("Question:")[0]),
+                     "thirty (30) days") for p in prompts]
+
+    questions = ["Under Section 4.9, if any undisputed amount remains unpaid for more than how many days after its "
+                 "due date may Provider suspend access?",
+                 "Under Section 7.1, for how long may Customer terminate for convenience?",  # recalls another clause
+                 "What is the notice period for renewal?"]  # names no section
+    generation = GenerationConfig(recall_sections=True, recall_tokens=99, continue_recitals=False)
+    got = closed_book_answers(ask, questions, generation, titles=[title])
+    assert got["unrecalled"] == ["thirty (30) days"] * 3  # the plain answers
+    assert got["recall"] == [f"{title}\n4.9{memory[title + chr(10) + '4.9']}",
+                             f"{title}\n7.1{memory[title + chr(10) + '7.1']}", ""]
+    assert got["recalled"] == ["sixty (60) days", "ninety (90) days", ""]
+    # kept where the recall quotes the question; the recall of another clause and no recall leave the answer
+    assert got["answer"] == ["sixty (60) days", "thirty (30) days", "thirty (30) days"]
+    continued = [call for call in asked if not call[2]]
+    assert continued == [([f"{title}\n4.9", f"{title}\n7.1"], 99, False)]
+    read = asked[-1][0][0]  # the question asked open-book, the recalled section as its context
+    assert read.startswith(f"Context:\n[{title}, page ?]\n4.9 Suspension") and read.endswith(
+        generation.prompt_template.format(question=questions[0]))
+    # off, or without the documents' titles: no recall is made
+    assert "recall" not in closed_book_answers(ask, questions, GenerationConfig(continue_recitals=False), titles=[title])
+    assert "recall" not in closed_book_answers(ask, questions, generation)
+
+
+def test_eval_with_recall_sections_keeps_the_recall_and_both_answers_of_each_question_naming_a_section(
+        built, tiny_model_dir):
+    config = load_pipeline("default", {"model": {"base_model": str(tiny_model_dir), "device": "cpu"},
+                                       "generation": {**FAST, "recall_sections": True, "recall_tokens": 10},
+                                       "eval": {"max_questions": 12, "extraction_chunks": 0, "read_back": False}})
+    make_fake_run(built, config, "run-1", (10, 20), 20, targets=("q_proj", "v_proj", "down_proj"))
+    events = []
+    report = evaluate(built, config=config, systems=("base", "finetuned"),
+                      on_progress=lambda stage, done, total: events.append((stage, done, total)))
+    title = (built.read_source(built.doc_ids()[0]) or {})["title"]
+    naming = [r for r in report["records"] if SECTION_NAMED.search(r["question"])]
+    assert naming and len(naming) < len(report["records"])  # the sample's test questions: some name a section
+    for record in report["records"]:
+        assert "recall" not in record["answers"]["base"]  # the base model answers as it always did
+        tuned = record["answers"]["finetuned"]
+        if record not in naming:
+            assert not {"recall", "recalled", "unrecalled"} & set(tuned)
+            continue
+        label = SECTION_NAMED.search(record["question"]).group("label")
+        assert tuned["recall"].startswith(f"{title}\n{label}")
+        # the answer is the one read from the recall when the recall quotes the question, and eval keeps the
+        # other beside it (one that equals the answer is not repeated)
+        kept = recall_quotes(record["question"], tuned["recall"], config.generation.recall_min_overlap)
+        assert "recalled" not in tuned if kept else "unrecalled" not in tuned
+    # three passes of the fine-tuned model: the answers, the recalls, the answers read from them
+    n = len(report["records"])
+    assert ("answering (finetuned), pass 2", len(naming), len(naming)) in events
+    assert ("answering (finetuned), pass 3", len(naming), len(naming)) in events
+    assert ("answering (finetuned)", n, n) in events
 
 
 def test_continue_recitals_answers_again_from_the_plain_text_continuation_of_the_clause(tiny_model_dir):

@@ -221,6 +221,23 @@ class GenerationConfig:
            "(benchmarks/RESULTS.md, \"Knowledge\"). Both runs asked the same question sets (the dev set's, the "
            "sample's and the same contracts' held-out facts): a new training, not new contracts.",
         minimum=0)
+    recall_sections: bool = option(
+        False, "Closed-book (eval and ask; checkpoint selection answers without it), a question that names a "
+               "section (\"Section 4.9\", \"Article IV\") is answered from the model's own recall of that "
+               "section: its reading-text record's header (document title, then the section's number) continued "
+               "from memory for recall_tokens, then the question asked open-book with that text as the context "
+               "(recitation-augmented answering, Sun et al. 2023), kept when the recall holds recall_min_overlap "
+               "of the question's words. Why: the fine-tuned model continues a held-out fact's own record to its "
+               "answer ~90% of the time and answers from retrieved text ~85%, but answers its question "
+               "closed-book 12-28% (benchmarks/RESULTS.md, \"Knowledge\"). Questions naming no section are "
+               "answered as before. Not yet measured on the H200.")
+    recall_tokens: int = option(160, "Longest recall of a section (recall_sections), in tokens: a 512-character "
+                                     "chunk with its heading is ~140.", minimum=1)
+    recall_min_overlap: float = option(
+        0.5, "With recall_sections: the answer read from a section's recall is kept when the recall (title "
+             "included) holds at least this share of the question's words (stopwords and contract boilerplate "
+             "left out), else the answer without it: the model recalled the clause asked about.",
+        minimum=0, maximum=1)
     rag_chunk_template: str = option(
         "[{title}, page {pages}]\n{text}",
         "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "

@@ -382,24 +382,90 @@ def _quoted_words(question: str, answer: str) -> tuple[int, int] | None:
     return len(asked & recited), len(asked)
 
 
-def closed_book_answers(ask: Callable[[list[str], int], list[str]], questions: list[str],
-                        generation: GenerationConfig, recite_both: bool = False) -> dict[str, list[str]]:
+def closed_book_answers(ask: Callable[..., list[str]], questions: list[str], generation: GenerationConfig,
+                        recite_both: bool = False, titles: Sequence[str] = ()) -> dict[str, list[str]]:
     """Closed-book answers to `questions`, `ask(prompts, max_new_tokens)` generating greedily, as
     checkpoint selection, eval and ask answer: {"answer": what the pipeline answers, "recited": the
     answers before reading on (continue_recitals)}, and with recite_both "plain" and "read_on". With
     recite_both each question is asked plainly (prompt_template) and for a recital
     (recite_prompt_template), and the recited answer, read on, is kept when its recital holds
     `recital_min_overlap` of the question's words: a question quoting its clause is answered from
-    the memory of the text, a topic question plainly."""
+    the memory of the text, a topic question plainly.
+
+    With generation.recall_sections and the workspace's document `titles`, a question naming a
+    section is also answered from the model's recall of that section (`recall_sections`; `ask` is
+    then also called with stop_at_line_end=False): "recall" (the recalled text, "" for a question
+    naming none), "recalled" (the answer read from it) and "unrecalled" (the answer without it)
+    are returned too."""
     plain = ask([format_prompt(generation.prompt_template, q) for q in questions], generation.max_new_tokens)
     recited = (ask([format_prompt(generation.recite_prompt_template, q) for q in questions],
                    generation.max_new_tokens) if recite_both else plain)
     read = (read_on(recited, lambda prompts: ask(prompts, generation.continuation_tokens))
             if generation.continue_recitals else recited)
-    if not recite_both:
-        return {"answer": read, "recited": recited}
-    chosen = [plain_or_recited(q, p, r, generation) for q, p, r in zip(questions, plain, read)]
-    return {"answer": chosen, "recited": recited, "plain": plain, "read_on": read}
+    got = {"answer": read, "recited": recited}
+    if recite_both:
+        got = {"answer": [plain_or_recited(q, p, r, generation) for q, p, r in zip(questions, plain, read)],
+               "recited": recited, "plain": plain, "read_on": read}
+    if generation.recall_sections and titles:
+        recall, recalled = recall_sections(ask, questions, titles, generation)
+        got["unrecalled"] = got["answer"]
+        got["answer"] = [answer if not text or not recall_quotes(q, text, generation.recall_min_overlap) else new
+                         for q, answer, text, new in zip(questions, got["answer"], recall, recalled)]
+        got["recall"], got["recalled"] = recall, recalled
+    return got
+
+
+# "Section 4.9", "Article IV", "clause 8": a numbered part of the contract a question names
+SECTION_NAMED = re.compile(r"\b(?:Section|SECTION|Article|ARTICLE|Clause|clause)\s+"
+                           r"(?P<label>\d{1,3}(?:\.\d{1,3})*|[IVXL]{1,6}|[A-Z]\.\d{1,3}(?:\.\d{1,3})*)(?!\w|\.\d)")
+
+
+def recall_prompt(question: str, titles: Sequence[str]) -> str | None:
+    """The start of the reading-text record of the section `question` names (build.cpt's header:
+    the document title, then the heading, which starts with the section's number in most contracts:
+    "4.9 Suspension for Non-Payment", "IV. TRAINING"), for the model to continue from memory; None
+    when the question names no section. Of several documents, the one whose title shares most words
+    with the question."""
+    named = SECTION_NAMED.search(question)
+    if named is None or not titles:
+        return None
+    asked = set(tokenize(question))
+    title = max(titles, key=lambda t: len(asked & set(tokenize(t))))  # the first of equals
+    return f"{title}\n{named.group('label')}"
+
+
+def recall_sections(ask: Callable[..., list[str]], questions: list[str], titles: Sequence[str],
+                    generation: GenerationConfig) -> tuple[list[str], list[str]]:
+    """Each question that names a section answered from the model's own recall of it (recitation-
+    augmented answering, Sun et al. 2023): the section's record header (`recall_prompt`) continued
+    greedily for generation.recall_tokens as plain text, then the question asked open-book
+    (rag_template) with that text as the context. Returns (the recalled texts, header included, and
+    the answers read from them), "" for a question naming no section. Why: the fine-tuned model continues a held-out
+    fact's own record to its answer ~90% of the time and answers it from retrieved text ~85%, but
+    answers its question closed-book 12-28% (benchmarks/RESULTS.md, "Knowledge")."""
+    prompts = {i: p for i, q in enumerate(questions) if (p := recall_prompt(q, titles)) is not None}
+    recall, recalled = [""] * len(questions), [""] * len(questions)
+    if not prompts:
+        return recall, recalled
+    continued = ask(list(prompts.values()), generation.recall_tokens, stop_at_line_end=False)
+    contexts = {}
+    for (i, prompt), text in zip(prompts.items(), continued):
+        recall[i] = prompt + text
+        title, section = recall[i].split("\n", 1)
+        context = generation.rag_chunk_template.format(title=title, pages="?", heading="", text=section.strip())
+        contexts[i] = generation.rag_template.format(
+            context=context, prompt=format_prompt(generation.prompt_template, questions[i]))
+    for i, answer in zip(contexts, ask(list(contexts.values()), generation.max_new_tokens)):
+        recalled[i] = answer
+    return recall, recalled
+
+
+def recall_quotes(question: str, recall: str, min_share: float) -> bool:
+    """Whether a section's recalled text holds at least `min_share` of the question's words
+    (stopwords and contract boilerplate left out): the model recalled the clause asked about, not
+    another part of the section or another section."""
+    asked = {w for w in tokenize(question) if w not in LEGAL_STOPWORDS}
+    return bool(asked) and len(asked & set(tokenize(recall))) >= min_share * len(asked)
 
 
 def plain_or_recited(question: str, plain: str, recited: str, generation: GenerationConfig) -> str:

@@ -164,8 +164,8 @@ def evaluate(
 
         index = BM25Index.from_workspace(workspace, pipeline.retrieval)
     rag_prompts: list[str] = []
+    titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
     if any(s.endswith("+rag") for s in systems):
-        titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
         rag_prompts = [rag_prompt(q, [c for c, _ in index.search(q, eval_config.rag_k)], titles, pipeline.generation)
                        for q in texts]
 
@@ -210,6 +210,9 @@ def evaluate(
     plain: dict[str, list[str]] = {}  # build.recite_both: the plain closed-book answers ...
     read_on: dict[str, list[str]] = {}  # ... and the recited ones read on, the answer chosen from the two
     confidence: dict[str, dict[str, list[float]]] = {}  # ... and how sure the model was of the plain and recited
+    unrecalled: dict[str, list[str]] = {}  # generation.recall_sections: the answers without a section's recall ...
+    recalled: dict[str, list[str]] = {}  # ... the answers read from it ...
+    recall: dict[str, list[str]] = {}  # ... and the recalled text ("" for a question naming no section)
     continued: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
     read_sentence: dict[str, list[str]] = {}
@@ -234,16 +237,21 @@ def evaluate(
                     continue
                 passes = [0]  # closed-book may ask more than once (for a recital, reading on): a stage each
 
-                def ask(prompts: list[str], tokens: int, stage: str = stage) -> list[str]:
+                def ask(prompts: list[str], tokens: int, stage: str = stage,
+                        stop_at_line_end: bool = True) -> list[str]:
                     passes[0] += 1
                     named = stage if passes[0] == 1 else f"{stage}, pass {passes[0]}"
                     progress(named, 0, len(prompts))
                     return generate(answering, tokenizer, prompts, max_new_tokens=tokens,
-                                    batch_size=generation.batch_size,
+                                    batch_size=generation.batch_size, stop_at_line_end=stop_at_line_end,
                                     on_progress=lambda done: progress(named, done, len(prompts)))
 
-                got = closed_book_answers(ask, texts, generation, pipeline.build.recite_both and name == "finetuned")
+                got = closed_book_answers(ask, texts, generation, pipeline.build.recite_both and name == "finetuned",
+                                          titles=list(titles.values()) if name == "finetuned" else ())
                 answers[system], recited[system] = got["answer"], got["recited"]
+                if "recall" in got:
+                    unrecalled[system], recalled[system] = got["unrecalled"], got["recalled"]
+                    recall[system] = got["recall"]
                 if "plain" in got:
                     plain[system], read_on[system] = got["plain"], got["read_on"]
                     # how sure the model was of each, in the prompt it was asked: what a choice by confidence
@@ -338,10 +346,13 @@ def evaluate(
     def answered(s: str, i: int, q) -> dict:
         row = {"answer": answers[s][i], "correct": verdicts[s][i]}
         # the decodings of one training the answer came from, to compare
-        for key, given in (("recited", recited), ("plain", plain), ("read_on", read_on)):
-            if s in given and given[s][i] != answers[s][i]:
+        for key, given in (("recited", recited), ("plain", plain), ("read_on", read_on), ("unrecalled", unrecalled),
+                           ("recalled", recalled)):
+            if s in given and given[s][i] != answers[s][i] and (key != "recalled" or recall[s][i]):
                 row[key] = {"answer": given[s][i], "correct": answer_matches(given[s][i], q.reference, q.field or None)
                             if q.reference is not None else None}
+        if s in recall and recall[s][i]:
+            row["recall"] = recall[s][i]
         if s in confidence:
             row["confidence"] = {key: round(values[i], 4) for key, values in confidence[s].items()}
         return row
