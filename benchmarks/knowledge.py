@@ -183,6 +183,9 @@ VARIANTS = {
     # continued from memory, then asked open-book with that text (generation.recall_sections; eval keeps the
     # answer without it, so one training scores both); not yet measured
     "recall": {"generation": {"recall_sections": True}},
+    # ... and a question quoting its clause read on from the quote as plain text (generation.read_quotes; eval keeps
+    # the answers without it too); not yet measured
+    "recall_quotes": {"generation": {"recall_sections": True, "read_quotes": True}},
     "recite_both_all_recall": {"build": {"recite": True, "recite_both": True, "recite_both_rows": "all"},
                                "generation": {"max_new_tokens": 112, "continue_recitals": True,
                                               "recall_sections": True}},
@@ -564,15 +567,15 @@ def run_task(out: Path, results: Path, base_model: str, variant: str, contract: 
                               # build.recite_both: the plain and the read-on answers the answer was chosen from
                               # generation.recall_sections: the answers without and from the section's recall
                               **{f"finetuned_{key}": r["answers"]["finetuned"][key]["correct"]
-                                 for key in ("plain", "read_on", "unrecalled", "recalled")
+                                 for key in ("plain", "read_on", "unrecalled", "recalled", "unquoted", "quoted")
                                  if key in r["answers"]["finetuned"]},
                               # ... and their texts (the recited one's and the recall too), so another choice
                               # rule can be scored on them (`recitals`)
                               **{f"finetuned_{key}_answer": r["answers"]["finetuned"][key]["answer"]
-                                 for key in ("plain", "read_on", "recited", "unrecalled", "recalled")
-                                 if key in r["answers"]["finetuned"]},
-                              **({"finetuned_recall": r["answers"]["finetuned"]["recall"]}
-                                 if "recall" in r["answers"]["finetuned"] else {}),
+                                 for key in ("plain", "read_on", "recited", "unrecalled", "recalled", "unquoted",
+                                             "quoted") if key in r["answers"]["finetuned"]},
+                              **{f"finetuned_{key}": r["answers"]["finetuned"][key]
+                                 for key in ("recall", "quote") if key in r["answers"]["finetuned"]},
                               # ... and how sure the model was of the plain and the recited one
                               **({"finetuned_confidence": r["answers"]["finetuned"]["confidence"]}
                                  if "confidence" in r["answers"]["finetuned"] else {})}
@@ -1221,7 +1224,7 @@ def report(results: Path, write: bool, rescored: bool = False, baselines: list[s
                              f"| {_pct((sum(short), len(short))) if short else '–'} |")
         lines += _recited_lines(variant, rows)
         lines += _read_on_lines(variant, rows)
-        lines += _recall_lines(variant, rows)
+        lines += _answering_lines(variant, rows)
         lines += _both_ways_lines(variant, rows)
         lines += _confidence_lines(variant, rows)
         lines += _teaching_lines(variant, rows)
@@ -1449,30 +1452,35 @@ def _read_on_lines(variant: str, rows: list[dict]) -> list[str]:
     return lines
 
 
-def _recall_lines(variant: str, rows: list[dict]) -> list[str]:
-    """With generation.recall_sections: the same training's closed-book answers without and with the
-    answers read from a named section's recall (a question naming none scores the same in both), the
-    recall's own answers where one was made, and where they come from."""
+def _answering_lines(variant: str, rows: list[dict]) -> list[str]:
+    """With generation.recall_sections or read_quotes: the same training's closed-book answers without and
+    with the answers read from a named section's recall / from a quoted clause read on (a question with
+    neither scores the same in both), and those answers' own accuracy where one was made."""
     held = [h for r in rows for h in r.get("held_out_records", [])]
-    if not any("finetuned_recall" in h or "finetuned_unrecalled" in h for h in held):
-        return []
-    lines = ["", f"Variant `{variant}`, closed-book without and with answers read from the recall of the section a "
-                 "question names (generation.recall_sections; one training, two decodings):", "",
-             "| questions | asked | naming a section | without | with | gained / lost | the recall's answer, "
-             "all recalled |", "|---|---|---|---|---|---|---|"]
-    named = {"lawyers' + hand-written": [q["answers"]["finetuned"] for r in rows for q in r["lawyers_records"]],
-             "hand-written (sample)": [q["answers"]["finetuned"] for r in rows if r["contract"].startswith("quillmere")
-                                       for q in r["lawyers_records"]],
-             "held-out facts": [{"correct": h["finetuned"], "recall": h.get("finetuned_recall"),
-                                 **{k: {"correct": h[f"finetuned_{k}"]} for k in ("unrecalled", "recalled")
-                                    if f"finetuned_{k}" in h}} for h in held]}
-    for name, answers in named.items():
-        pairs = [(a.get("unrecalled", a)["correct"], a["correct"]) for a in answers]
-        was, now = sum(b for b, _ in pairs), sum(a for _, a in pairs)
-        gained, lost = sum(a and not b for b, a in pairs), sum(b and not a for b, a in pairs)
-        recalled = [a.get("recalled", a)["correct"] for a in answers if a.get("recall")]
-        lines.append(f"| {name} | {len(pairs)} | {len(recalled)} | {_pct((was, len(pairs)))} | "
-                     f"{_pct((now, len(pairs)))} | {gained} / {lost} | {_pct((sum(recalled), len(recalled)))} |")
+    lines = []
+    for made, without, read, what in (("recall", "unrecalled", "recalled", "read from the recall of the section a "
+                                       "question names (generation.recall_sections)"),
+                                      ("quote", "unquoted", "quoted", "read on from the clause a question quotes "
+                                       "(generation.read_quotes)")):
+        if not any(f"finetuned_{made}" in h or f"finetuned_{without}" in h for h in held):
+            continue
+        lines += ["", f"Variant `{variant}`, closed-book without and with the answers {what}; one training, two "
+                      "decodings:", "",
+                  f"| questions | asked | with a {made} | without | with | gained / lost | the {made}'s answers |",
+                  "|---|---|---|---|---|---|---|"]
+        sets = {"lawyers' + hand-written": [q["answers"]["finetuned"] for r in rows for q in r["lawyers_records"]],
+                "hand-written (sample)": [q["answers"]["finetuned"] for r in rows
+                                          if r["contract"].startswith("quillmere") for q in r["lawyers_records"]],
+                "held-out facts": [{"correct": h["finetuned"], made: h.get(f"finetuned_{made}"),
+                                    **{k: {"correct": h[f"finetuned_{k}"]} for k in (without, read)
+                                       if f"finetuned_{k}" in h}} for h in held]}
+        for name, answers in sets.items():
+            pairs = [(a.get(without, a)["correct"], a["correct"]) for a in answers]
+            was, now = sum(b for b, _ in pairs), sum(a for _, a in pairs)
+            gained, lost = sum(a and not b for b, a in pairs), sum(b and not a for b, a in pairs)
+            own = [a.get(read, a)["correct"] for a in answers if a.get(made)]
+            lines.append(f"| {name} | {len(pairs)} | {len(own)} | {_pct((was, len(pairs)))} | "
+                         f"{_pct((now, len(pairs)))} | {gained} / {lost} | {_pct((sum(own), len(own)))} |")
     return lines
 
 

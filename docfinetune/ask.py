@@ -157,8 +157,9 @@ class Asker:
         """The closed-book `answer` (already streamed) after the model's recital decodings, as eval
         and checkpoint selection answer (`closed_book_answers`): with build.recite_both the question
         asked again for a recital, read on, and kept when its recital quotes the question; otherwise
-        a recited answer read on (generation.continue_recitals); and with generation.recall_sections,
-        for a question naming a section, the answer read from the model's recall of it."""
+        a recited answer read on (generation.continue_recitals); with generation.recall_sections, for a
+        question naming a section, the answer read from the model's recall of it; with read_quotes, for a
+        question quoting its clause, the value read on from the quote."""
         generation = self.config.generation
         both = self.config.build.recite_both and self.chosen is not None
         streamed = format_prompt(generation.prompt_template, question)
@@ -173,7 +174,9 @@ class Asker:
         got = closed_book_answers(ask_more, [question], generation, both, titles=titles)
         chosen = got["answer"][0]
         if chosen != answer and on_token is not None:
-            if got.get("recall", [""])[0] and chosen == got["recalled"][0]:
+            if got.get("quoted", [""])[0] and chosen == got["quoted"][0]:
+                on_token(f"\n(read on from the clause the question quotes: {chosen.rsplit(RECITAL_MARK, 1)[1]})")
+            elif got.get("recall", [""])[0] and chosen == got["recalled"][0]:
                 on_token(f"\n(from its recall of the section the question names: {chosen})")
             elif both:
                 on_token(f"\n(recited, the clause the question quotes: {chosen})")

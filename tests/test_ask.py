@@ -332,3 +332,25 @@ def test_ask_answers_a_question_naming_a_section_from_its_recall_and_says_so(mon
     calls.clear(), printed.clear()
     assert Asker.recalled(asker, "When are invoices due?", "thirty (30) days", printed.append) == "thirty (30) days"
     assert not calls and not printed
+
+
+def test_ask_reads_on_from_the_clause_a_question_quotes_and_says_so(monkeypatch):
+    from types import SimpleNamespace
+
+    import docfinetune.ask as ask_module
+    from docfinetune.ask import Asker
+
+    config = load_pipeline("default", {"generation": {"read_quotes": True}})
+    calls = []
+
+    def generate(model, tokenizer, prompts, stop_at_line_end=True, **kw):
+        calls.append((list(prompts), stop_at_line_end))
+        return [" forty-five (45) days of receipt, without set-off."]
+
+    monkeypatch.setattr(ask_module, "generate", generate)
+    asker = SimpleNamespace(config=config, chosen=object(), model=None, tokenizer=None, titles={})
+    printed = []
+    question = 'What fills the blank: "Customer shall pay each undisputed invoice within ___ of receipt"?'
+    got = Asker.recalled(asker, question, "thirty (30) days", printed.append)
+    assert got.endswith(" ⇒ forty-five (45) days") and calls == [(["Customer shall pay each undisputed invoice within"], False)]
+    assert printed == ["\n(read on from the clause the question quotes: forty-five (45) days)"]

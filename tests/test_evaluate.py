@@ -22,6 +22,7 @@ from docfinetune.core.generate import (
     closed_book_answers,
     continue_recitals,
     generate,
+    quoted_clause,
     rag_prompt,
     recall_prompt,
     recall_quotes,
@@ -571,7 +572,8 @@ def test_a_question_naming_a_section_is_answered_from_the_models_recall_of_that_
 def test_eval_with_recall_sections_keeps_the_recall_and_both_answers_of_each_question_naming_a_section(
         built, tiny_model_dir):
     config = load_pipeline("default", {"model": {"base_model": str(tiny_model_dir), "device": "cpu"},
-                                       "generation": {**FAST, "recall_sections": True, "recall_tokens": 10},
+                                       "generation": {**FAST, "recall_sections": True, "recall_tokens": 10,
+                                                      "read_quotes": True},
                                        "eval": {"max_questions": 12, "extraction_chunks": 0, "read_back": False}})
     make_fake_run(built, config, "run-1", (10, 20), 20, targets=("q_proj", "v_proj", "down_proj"))
     events = []
@@ -580,23 +582,74 @@ def test_eval_with_recall_sections_keeps_the_recall_and_both_answers_of_each_que
     title = (built.read_source(built.doc_ids()[0]) or {})["title"]
     naming = [r for r in report["records"] if SECTION_NAMED.search(r["question"])]
     assert naming and len(naming) < len(report["records"])  # the sample's test questions: some name a section
+    quoting = [r for r in report["records"] if quoted_clause(r["question"])]
+    assert quoting  # the sample's held-out questions: some quote their clause
     for record in report["records"]:
-        assert "recall" not in record["answers"]["base"]  # the base model answers as it always did
         tuned = record["answers"]["finetuned"]
+        # the quote read on from is kept for each question that quotes its clause, and only for those; the base
+        # model is asked the same way
+        for answers in record["answers"]["base"], tuned:
+            assert answers.get("quote") == (quoted_clause(record["question"]) or [None])[0]
+            assert ("recall" in answers) == (record in naming)
         if record not in naming:
-            assert not {"recall", "recalled", "unrecalled"} & set(tuned)
+            assert not {"recall", "recalled"} & set(tuned)
             continue
         label = SECTION_NAMED.search(record["question"]).group("label")
         assert tuned["recall"].startswith(f"{title}\n{label}")
         # the answer is the one read from the recall when the recall quotes the question, and eval keeps the
         # other beside it (one that equals the answer is not repeated)
         kept = recall_quotes(record["question"], tuned["recall"], config.generation.recall_min_overlap)
-        assert "recalled" not in tuned if kept else "unrecalled" not in tuned
-    # three passes of the fine-tuned model: the answers, the recalls, the answers read from them
+        if not tuned.get("quote"):  # a quote read on would override both
+            assert "recalled" not in tuned if kept else "unrecalled" not in tuned
+    # four passes of the fine-tuned model: the answers, the recalls, the answers read from them, the quotes read on
     n = len(report["records"])
     assert ("answering (finetuned), pass 2", len(naming), len(naming)) in events
     assert ("answering (finetuned), pass 3", len(naming), len(naming)) in events
+    assert ("answering (finetuned), pass 4", len(quoting), len(quoting)) in events
+    assert ("answering (base), pass 4", len(quoting), len(quoting)) in events
     assert ("answering (finetuned)", n, n) in events
+
+
+def test_a_question_quoting_its_clause_is_answered_by_reading_on_from_the_quote():
+    # a blank in a quoted clause; the clause around a wh-phrase after a lead naming its section (a relative
+    # "which" of the clause is not what is asked); a quoted clause whose defined term is asked
+    cloze = ('In Section 4.9 of the Master Services Agreement, what fills the blank: "if any undisputed amount remains '
+             'unpaid for more than ___ after its due date"?')
+    forward = ("Under Section 4.7 of this agreement, any individual trip for which the expected expenses exceed what "
+               "amount requires Customer's prior written approval?")
+    term = ('What term does Section 2.4 of the Master Services Agreement use for "Customer designates Henrika '
+            'Ostvald-Pryce as its contract manager"?')
+    assert quoted_clause(cloze) == ("if any undisputed amount remains unpaid for more than", "after its due date", "value")
+    assert quoted_clause(forward) == ("any individual trip for which the expected expenses exceed",
+                                      "requires Customer's prior written approval", "value")
+    assert quoted_clause(term) == ("Customer designates Henrika Ostvald-Pryce as its contract manager", "", "term")
+    assert quoted_clause("Under Section 4.2, within how many days must Customer pay?") is None  # too little quoted
+    assert quoted_clause("What is the governing law of this agreement?") is None  # asked by topic
+    memory = {"if any undisputed amount remains unpaid for more than":
+              " sixty (60) days after its due date, Provider may suspend access.",
+              "any individual trip for which the expected expenses exceed":
+              " Two Thousand Five Hundred Dollars ($2,500) requires Customer's prior approval.",
+              "Customer designates Henrika Ostvald-Pryce as its contract manager":
+              ' (the "Customer Contract Manager"). Provider designates'}
+    asked = []
+
+    def ask(prompts: list[str], tokens: int, stop_at_line_end: bool = True) -> list[str]:
+        asked.append((list(prompts), tokens, stop_at_line_end))
+        return [memory[p] for p in prompts] if not stop_at_line_end else ["thirty (30) days"] * len(prompts)
+
+    topic = "What is the governing law of this agreement?"
+    generation = GenerationConfig(read_quotes=True, continue_recitals=False, continuation_tokens=24)
+    got = closed_book_answers(ask, [cloze, forward, term, topic], generation)
+    # the value is the continuation up to where the clause goes on; for a term, the quoted term
+    assert [a.rsplit(" ⇒ ", 1)[-1] for a in got["answer"]] == [
+        "sixty (60) days", "Two Thousand Five Hundred Dollars ($2,500)", "Customer Contract Manager", "thirty (30) days"]
+    assert got["answer"][0] == ("if any undisputed amount remains unpaid for more than sixty (60) days after its due "
+                                "date, Provider may suspend access. ⇒ sixty (60) days")
+    assert got["quoted"][3] == "" and got["quote"][3] == "" and got["unquoted"] == ["thirty (30) days"] * 4
+    assert asked[1] == ([p for p, _, _ in map(quoted_clause, (cloze, forward, term))], 24, False)  # as plain text
+    # nothing read off the continuation: the answer stays
+    memory[quoted_clause(term)[0]] = " and shall meet monthly."
+    assert closed_book_answers(ask, [term], generation)["answer"] == ["thirty (30) days"]
 
 
 def test_continue_recitals_answers_again_from_the_plain_text_continuation_of_the_clause(tiny_model_dir):

@@ -238,6 +238,15 @@ class GenerationConfig:
              "included) holds at least this share of the question's words (stopwords and contract boilerplate "
              "left out), else the answer without it: the model recalled the clause asked about.",
         minimum=0, maximum=1)
+    read_quotes: bool = option(
+        False, "Closed-book (checkpoint selection, eval and ask), a question that quotes its clause — with a blank "
+               "(\"what fills the blank: '... within ___ after ...'\"), around its wh-phrase after a lead naming "
+               "its section (\"Under Section 4.9, ... for more than how many days after ...?\"), or asking the "
+               "defined term of a quoted clause — is answered by continuing the quote's words before what it asks as "
+               "plain text from memory, the value read off the continuation up to where the clause goes on (for a "
+               "term, the first quoted term). Why: the fine-tuned model continues a held-out fact's sentence to its "
+               "answer 87% of the time but answers its question 13% (benchmarks/RESULTS.md, \"Knowledge\"). A "
+               "question asked by topic quotes nothing and is answered as before. Not yet measured on the H200.")
     rag_chunk_template: str = option(
         "[{title}, page {pages}]\n{text}",
         "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "

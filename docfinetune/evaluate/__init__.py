@@ -213,6 +213,9 @@ def evaluate(
     unrecalled: dict[str, list[str]] = {}  # generation.recall_sections: the answers without a section's recall ...
     recalled: dict[str, list[str]] = {}  # ... the answers read from it ...
     recall: dict[str, list[str]] = {}  # ... and the recalled text ("" for a question naming no section)
+    unquoted: dict[str, list[str]] = {}  # generation.read_quotes: the answers without reading on from a quote ...
+    quoted: dict[str, list[str]] = {}  # ... the ones read on from it ("" where none was read) ...
+    quote: dict[str, list[str]] = {}  # ... and the quote's words read on from ("" for a question quoting no clause)
     continued: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
     read_sentence: dict[str, list[str]] = {}
@@ -247,11 +250,13 @@ def evaluate(
                                     on_progress=lambda done: progress(named, done, len(prompts)))
 
                 got = closed_book_answers(ask, texts, generation, pipeline.build.recite_both and name == "finetuned",
-                                          titles=list(titles.values()) if name == "finetuned" else ())
+                                          titles=list(titles.values()))
                 answers[system], recited[system] = got["answer"], got["recited"]
                 if "recall" in got:
                     unrecalled[system], recalled[system] = got["unrecalled"], got["recalled"]
                     recall[system] = got["recall"]
+                if "quoted" in got:
+                    unquoted[system], quoted[system], quote[system] = got["unquoted"], got["quoted"], got["quote"]
                 if "plain" in got:
                     plain[system], read_on[system] = got["plain"], got["read_on"]
                     # how sure the model was of each, in the prompt it was asked: what a choice by confidence
@@ -347,12 +352,16 @@ def evaluate(
         row = {"answer": answers[s][i], "correct": verdicts[s][i]}
         # the decodings of one training the answer came from, to compare
         for key, given in (("recited", recited), ("plain", plain), ("read_on", read_on), ("unrecalled", unrecalled),
-                           ("recalled", recalled)):
-            if s in given and given[s][i] != answers[s][i] and (key != "recalled" or recall[s][i]):
-                row[key] = {"answer": given[s][i], "correct": answer_matches(given[s][i], q.reference, q.field or None)
-                            if q.reference is not None else None}
-        if s in recall and recall[s][i]:
-            row["recall"] = recall[s][i]
+                           ("recalled", recalled), ("unquoted", unquoted), ("quoted", quoted)):
+            if s not in given or given[s][i] == answers[s][i]:
+                continue
+            if given[s][i] == "" and key in ("recalled", "quoted"):  # none made for this question
+                continue
+            row[key] = {"answer": given[s][i], "correct": answer_matches(given[s][i], q.reference, q.field or None)
+                        if q.reference is not None else None}
+        for key, given in (("recall", recall), ("quote", quote)):
+            if s in given and given[s][i]:
+                row[key] = given[s][i]
         if s in confidence:
             row["confidence"] = {key: round(values[i], 4) for key, values in confidence[s].items()}
         return row

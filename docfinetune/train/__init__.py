@@ -565,7 +565,8 @@ class RunRecorder(TrainerCallback):
         learn what it was taught?), scored by the project's one scorer."""
         asked = self.questions + self.taught
         # as eval and ask answer: read on from recitals, both ways with build.recite_both
-        predictions = closed_book_answers(lambda prompts, tokens: self.answers(model, prompts, tokens),
+        predictions = closed_book_answers(lambda prompts, tokens, stop_at_line_end=True:
+                                          self.answers(model, prompts, tokens, stop_at_line_end),
                                           [q["question"] for q in asked], self.generation,
                                           self.config.build.recite_both)["answer"]
         results = [answer_matches(p, q["answer"], q.get("field")) for p, q in zip(predictions, asked)]
@@ -586,14 +587,17 @@ class RunRecorder(TrainerCallback):
                 "taught_open_book_accuracy": sum(taught_open) / len(taught_open) if taught_open else None,
                 "examples": examples}
 
-    def answers(self, model, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
-        """Greedy answers in order (at most `max_new_tokens`, default generation.max_new_tokens); with
+    def answers(self, model, prompts: list[str], max_new_tokens: int | None = None,
+                stop_at_line_end: bool = True) -> list[str]:
+        """Greedy answers in order (at most `max_new_tokens`, default generation.max_new_tokens; each its
+        first line unless not `stop_at_line_end`); with
         several processes each answers its share of the prompts and all get every answer (an FSDP
         model: shares of one length, generated in step)."""
         in_step = self.sharded
         mine, real = distributed.share(prompts, equal=in_step)
         answers = generate(model, self.tokenizer, mine, max_new_tokens=max_new_tokens or self.generation.max_new_tokens,
-                           batch_size=self.generation.batch_size, synced_gpus=in_step) if mine else []
+                           batch_size=self.generation.batch_size, stop_at_line_end=stop_at_line_end,
+                           synced_gpus=in_step) if mine else []
         return distributed.gather(answers[:real])
 
     def on_save(self, args, state, control, **kwargs):
