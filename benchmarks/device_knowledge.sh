@@ -56,6 +56,10 @@
 #   The twenty-fifth (recite_both_all on the same 12, 6 teaching passes): none, then 11 in calls of 584 and 581 s
 #   (MINUTES 7, 5), then the sample alone resumed in 144 s ("…@quillmere" 1 2); 25.5 of 30 minutes with a
 #   refused start and the pieces. A recite variant and a second one do not fit one session.
+#   The twenty-sixth (recall, the default answering a second way, on the same 12): 4, then 8 in calls of 584 and
+#   228 s (MINUTES 7, 5); after the machine was released, the pieces again (~120 s, the first call's start included)
+#   and recall_quotes on the 7 smallest (7 jobs, MINUTES 3) in one call of 491 s. A default-recipe variant on the
+#   12 fits one session with ~10 minutes to spare; keep the machine warm (a call within 30 s) to spare the pieces.
 #   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
 #   ~1-2 minutes a task for each.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and

@@ -299,10 +299,12 @@ def test_eval_answers_every_question_with_all_four_systems_and_writes_the_report
     questions = [r["question"] for r in test_rows]
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     plain = answer_questions(base, tokenizer, questions, GenerationConfig(batch_size=4, max_new_tokens=6))
-    assert [r["answers"]["base"]["answer"] for r in report["records"]] == plain
+    # the answer as asked (before any quote read on, generation.read_quotes, which eval keeps beside it)
+    assert [r["answers"]["base"].get("unquoted", r["answers"]["base"])["answer"] for r in report["records"]] == plain
     tuned = PeftModel.from_pretrained(base, str(run_dir / "checkpoints/checkpoint-20"))
     fine = answer_questions(tuned, tokenizer, questions, GenerationConfig(batch_size=4, max_new_tokens=6))
-    assert [r["answers"]["finetuned"]["answer"] for r in report["records"]] == fine
+    assert [r["answers"]["finetuned"].get("unquoted", r["answers"]["finetuned"])["answer"]
+            for r in report["records"]] == fine
     assert fine != plain
 
     memo = report["memorization"]
@@ -488,7 +490,7 @@ def test_eval_with_recite_both_answers_closed_book_both_ways_and_keeps_both_in_e
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = load_pipeline("default", {"model": {"base_model": str(tiny_model_dir), "device": "cpu"},
-                                       "generation": {**FAST, "max_new_tokens": 112},
+                                       "generation": {**FAST, "max_new_tokens": 112, "read_quotes": False},
                                        "eval": {"max_questions": 8, "extraction_chunks": 0, "read_back": False},
                                        "build": {"recite": True, "recite_both": True}})
     make_fake_run(built, config, "run-1", (10, 20), 20, targets=("q_proj", "v_proj", "down_proj"))  # answers in its config
@@ -551,7 +553,7 @@ def test_a_question_naming_a_section_is_answered_from_the_models_recall_of_that_
                  "due date may Provider suspend access?",
                  "Under Section 7.1, for how long may Customer terminate for convenience?",  # recalls another clause
                  "What is the notice period for renewal?"]  # names no section
-    generation = GenerationConfig(recall_sections=True, recall_tokens=99, continue_recitals=False)
+    generation = GenerationConfig(recall_sections=True, recall_tokens=99, continue_recitals=False, read_quotes=False)
     got = closed_book_answers(ask, questions, generation, titles=[title])
     assert got["unrecalled"] == ["thirty (30) days"] * 3  # the plain answers
     assert got["recall"] == [f"{title}\n4.9{memory[title + chr(10) + '4.9']}",
@@ -565,7 +567,8 @@ def test_a_question_naming_a_section_is_answered_from_the_models_recall_of_that_
     assert read.startswith(f"Context:\n[{title}, page ?]\n4.9 Suspension") and read.endswith(
         generation.prompt_template.format(question=questions[0]))
     # off, or without the documents' titles: no recall is made
-    assert "recall" not in closed_book_answers(ask, questions, GenerationConfig(continue_recitals=False), titles=[title])
+    assert "recall" not in closed_book_answers(ask, questions, GenerationConfig(continue_recitals=False, read_quotes=False),
+                                               titles=[title])
     assert "recall" not in closed_book_answers(ask, questions, generation)
 
 
@@ -714,7 +717,7 @@ def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_q
         asked.extend((p, max_new_tokens) for p in prompts)
         return [said[p] for p in prompts]
 
-    generation = GenerationConfig(max_new_tokens=112, continuation_tokens=20)
+    generation = GenerationConfig(max_new_tokens=112, continuation_tokens=20, read_quotes=False)
     got = closed_book_answers(ask, [quoting, topic], generation, recite_both=True)
     read = "the obligations of this Article VII shall survive for a period of five (5) years. The Customer ⇒ five (5) years"
     assert got["plain"] == ["three (3) years", "two (2) years"]
@@ -725,7 +728,7 @@ def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_q
     asked.clear()
     plain = closed_book_answers(ask, [quoting], generation)
     assert plain == {"answer": ["three (3) years"], "recited": ["three (3) years"]} and len(asked) == 1
-    looser = GenerationConfig(max_new_tokens=112, recital_min_overlap=0.0, recital_min_words=0)
+    looser = GenerationConfig(max_new_tokens=112, recital_min_overlap=0.0, recital_min_words=0, read_quotes=False)
     assert closed_book_answers(ask, [topic], looser, recite_both=True)["answer"][0].endswith("five (5) years")
     # a short question shares half its words with any clause on its topic: recital_min_words (3) keeps it plain
     short, recital = "How long do obligations survive?", f"{clause} ⇒ five (5) years"
@@ -742,10 +745,10 @@ def test_recite_both_keeps_the_recited_answer_only_when_its_recital_quotes_the_q
     said[f"Question: {short}\nAnswer:"] = "two (2) years"
     said[f"Question: {short}\nRecite the clause, then answer:"] = f"{wrong} ⇒ six (6) years"
     assert closed_book_answers(ask, [short], generation, recite_both=True)["answer"] == ["two (2) years"]
-    fewer = GenerationConfig(max_new_tokens=112, continuation_tokens=20, recital_min_words=2)
+    fewer = GenerationConfig(max_new_tokens=112, continuation_tokens=20, recital_min_words=2, read_quotes=False)
     assert closed_book_answers(ask, [short], fewer, recite_both=True)["answer"] == [read]
     said[f"Question: {long_one}\nAnswer:"] = "two (2) years"
     said[f"Question: {long_one}\nRecite the clause, then answer:"] = f"{wrong} ⇒ six (6) years"
     assert closed_book_answers(ask, [long_one], generation, recite_both=True)["answer"] == [read]  # 5 words
-    share_only = GenerationConfig(max_new_tokens=112, continuation_tokens=20, recital_enough_words=0)
+    share_only = GenerationConfig(max_new_tokens=112, continuation_tokens=20, recital_enough_words=0, read_quotes=False)
     assert closed_book_answers(ask, [long_one], share_only, recite_both=True)["answer"] == ["two (2) years"]

@@ -316,6 +316,16 @@ def test_the_model_card_says_what_a_recite_model_answers_beyond_the_served_promp
     assert "With retrieved chunks in the prompt, answers quote the sentence" in quoted and "Recite" not in quoted
 
 
+def test_the_model_card_says_what_ask_reads_beyond_the_served_prompt():
+    from docfinetune.export.card import _reading_lines
+
+    default = "\n".join(_reading_lines(load_pipeline("default")))
+    assert "generation.read_quotes" in default and "recall_sections" not in default  # quotes are read on by default
+    both = "\n".join(_reading_lines(load_pipeline("default", {"generation": {"recall_sections": True}})))
+    assert "generation.read_quotes" in both and "generation.recall_sections" in both
+    assert _reading_lines(load_pipeline("default", {"generation": {"read_quotes": False}})) == []
+
+
 def test_the_cli_exports_the_selected_checkpoint_into_the_workspace(trained: Workspace, run_cli, tmp_path):
     workspace = Workspace(tmp_path / "ws")
     shutil.copytree(trained.root, workspace.root)

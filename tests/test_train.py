@@ -495,8 +495,10 @@ def test_with_recite_both_checkpoints_are_scored_on_the_answers_ask_would_give(r
     run_dir = train(workspace, config, run_id="both")
     rows = lines(run_dir)
     assert [r["step"] for r in rows] == [2] and rows[0]["questions"] > 0
-    # each checkpoint's questions asked plainly and for a recital, the answer chosen as eval and ask choose
-    assert calls and all(both and set(got) == {"answer", "recited", "plain", "read_on"} for both, got in calls)
+    # each checkpoint's questions asked plainly and for a recital, the answer chosen as eval and ask choose (and
+    # a question quoting its clause read on from the quote, generation.read_quotes)
+    assert calls and all(both and set(got) == {"answer", "recited", "plain", "read_on", "quote", "quoted", "unquoted"}
+                         for both, got in calls)
     assert any(r.get("recital") for r in workspace.read_dataset("qa_train"))
 
 
@@ -745,7 +747,9 @@ def test_eval_merges_the_adapter_only_after_the_base_systems_answered(reference,
     prompts = [format_prompt(config.generation.prompt_template, q) for q in questions]
     expected = generate(unmerged, tokenizer, prompts, max_new_tokens=config.generation.max_new_tokens,
                         batch_size=config.generation.batch_size)
-    assert [r["answers"]["finetuned"]["answer"] for r in report["records"]] == expected
+    # the answers as asked (before any quote read on, generation.read_quotes, kept beside them)
+    assert [r["answers"]["finetuned"].get("unquoted", r["answers"]["finetuned"])["answer"]
+            for r in report["records"]] == expected
     merged, _ = load_answerer(config, checkpoint.path, merged=True)
     assert all(layer.merged for name, layer in merged.named_modules() if hasattr(layer, "merged") and "lora" not in name)
 

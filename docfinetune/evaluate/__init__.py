@@ -251,7 +251,9 @@ def evaluate(
 
                 got = closed_book_answers(ask, texts, generation, pipeline.build.recite_both and name == "finetuned",
                                           titles=list(titles.values()))
-                answers[system], recited[system] = got["answer"], got["recited"]
+                answers[system] = got["answer"]
+                if pipeline.build.recite:  # else "recited" is the answer as asked, before any quote or recall
+                    recited[system] = got["recited"]
                 if "recall" in got:
                     unrecalled[system], recalled[system] = got["unrecalled"], got["recalled"]
                     recall[system] = got["recall"]

@@ -188,6 +188,22 @@ def _recital_lines(c) -> list[str]:
     return [*lines, "", *quotes]
 
 
+def _reading_lines(c) -> list[str]:
+    """What `docfinetune ask` does closed-book beyond the served prompt with generation.read_quotes or
+    recall_sections: a server given the chat template or Modelfile answers the question as asked."""
+    lines = []
+    if c.generation.read_quotes:
+        lines += ["`docfinetune ask` answers a question that quotes its clause (a blank `___`, or the clause around "
+                  "what it asks after \"Under Section ...,\") by continuing the quote's words as plain text and "
+                  "reading the value off that continuation (generation.read_quotes); a server returns the answer to "
+                  "the question as asked.", ""]
+    if c.generation.recall_sections:
+        lines += ["For a question naming a section, `docfinetune ask` first has the model write that section from "
+                  "memory (its title and number continued as plain text) and asks the question with it as the context "
+                  "(generation.recall_sections); a server does not.", ""]
+    return lines
+
+
 def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt: str, dtype: str, full: bool,
            docs: list[dict], found: dict | None, serving: list[str], taught: dict | None = None) -> str:
     """README.md's text. `taught`: selection.json's taught_all entry when the checkpoint is that adapter."""
@@ -232,6 +248,6 @@ def render(*, workspace: Workspace, run: Run, step: int | None, reason: str, fmt
             "The tokenizer's chat template (tokenizer_config.json, chat_template.jinja) and the Modelfile write "
             "exactly this: the last user message is the question, a system message is the context. Answers are "
             f"greedy and end at the first line break (at most {c.generation.max_new_tokens} tokens).", "",
-            *_recital_lines(c),
+            *_recital_lines(c), *_reading_lines(c),
             "## Serving", "", *serving, ""]
     return "\n".join(out)
