@@ -223,16 +223,15 @@ class GenerationConfig:
         minimum=0)
     recall_sections: bool = option(
         False, "Closed-book (eval and ask; checkpoint selection answers without it), a question that names a "
-               "section (\"Section 4.9\", \"Article IV\") is answered from the model's own recall of that "
-               "section: its reading-text record's header (document title, then the section's number) continued "
-               "from memory for recall_tokens, then the question asked open-book with that text as the context "
-               "(recitation-augmented answering, Sun et al. 2023), kept when the recall holds recall_min_overlap "
-               "of the question's words. Why: the fine-tuned model continues a held-out fact's own record to its "
-               "answer ~90% of the time and answers from retrieved text ~85%, but answers its question "
-               "closed-book 12-28% (benchmarks/RESULTS.md, \"Knowledge\"). Questions naming no section are "
-               "answered as before. Off: on the H200 (2026-12-03, one training each) held-out facts 43 -> 62 of 330 on 12 "
-               "contracts, 16 of the 20 gained also quoting their clause (read_quotes); beside read_quotes 0 gained of "
-               "104 on 7; none of the users' 118 questions names a section; ~160 more tokens for each that does "
+               "section (\"Section 4.9\", \"Article IV\") is answered from the model's own recall of that section: its "
+               "reading-text record's header (document title, then the section's number) continued from memory for "
+               "recall_tokens, then the question asked open-book with that text as the context "
+               "(recitation-augmented answering, Sun et al. 2023), kept when the recall holds recall_min_overlap of "
+               "the question's words. Questions naming no section are answered as before. Off: on the H200 "
+               "(2026-12-03, one training each) held-out facts 43 -> 62 of 330 on 12 contracts, but 16 of the 20 "
+               "gained also quote their clause (read_quotes reaches them), and beside read_quotes it gained 0 of "
+               "104 on 7; the recall held the answer for 44 of 219 (a section number rarely brings back its text); "
+               "none of the users' 118 questions names a section; ~160 more tokens for each that does "
                "(benchmarks/RESULTS.md, \"Knowledge\", twenty-sixth run).")
     recall_tokens: int = option(160, "Longest recall of a section (recall_sections), in tokens: a 512-character "
                                      "chunk with its heading is ~140.", minimum=1)
@@ -243,16 +242,15 @@ class GenerationConfig:
         minimum=0, maximum=1)
     read_quotes: bool = option(
         True, "Closed-book (checkpoint selection, eval and ask), a question that quotes its clause — with a blank "
-               "(\"what fills the blank: '... within ___ after ...'\"), around its wh-phrase after a lead naming "
-               "its section (\"Under Section 4.9, ... for more than how many days after ...?\"), or asking the "
-               "defined term of a quoted clause — is answered by continuing the quote's words before what it asks as "
-               "plain text from memory, the value read off the continuation up to where the clause goes on (for a "
-               "term, the first quoted term). Why: the fine-tuned model continues a held-out fact's sentence to its "
-               "answer 87% of the time but answers its question 13% (benchmarks/RESULTS.md, \"Knowledge\"). A "
-               "question asked by topic quotes nothing and is answered as before. On the H200 (2026-12-03, 7 contracts, one "
-               "training, two decodings): held-out facts 9 -> 33 of 104 (24 gained, none lost; the quotes' own answers "
-               "27 of 45), the users' 40 unchanged (none quotes a clause) (benchmarks/RESULTS.md, \"Knowledge\", "
-               "twenty-sixth run).")
+              "(\"what fills the blank: '... within ___ after ...'\"), around its wh-phrase after a lead naming its "
+              "section (\"Under Section 4.9, ... for more than how many days after ...?\"), or asking the defined "
+              "term of a quoted clause — is answered by continuing the quote's words before what it asks as plain "
+              "text from memory, the value read off the continuation up to where the clause goes on (for a term, "
+              "the first quoted term). A question asked by topic quotes nothing and is answered as before. Why: the "
+              "fine-tuned model continues a held-out fact's sentence to its answer 87% of the time but answers its "
+              "question 13%. On the H200 (2026-12-03, 7 contracts, one training, two decodings): held-out facts 9 "
+              "-> 33 of 104 (24 gained, none lost; the quotes' own answers 27 of 45), the users' 40 unchanged (none "
+              "quotes a clause) (benchmarks/RESULTS.md, \"Knowledge\", twenty-sixth run).")
     rag_chunk_template: str = option(
         "[{title}, page {pages}]\n{text}",
         "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "
