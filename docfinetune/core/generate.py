@@ -396,7 +396,9 @@ def closed_book_answers(ask: Callable[..., list[str]], questions: list[str], gen
     section is also answered from the model's recall of that section (`recall_sections`; `ask` is
     then also called with stop_at_line_end=False): "recall" (the recalled text, "" for a question
     naming none), "recalled" (the answer read from it) and "unrecalled" (the answer without it)
-    are returned too."""
+    are returned too. With generation.read_quotes a question quoting its clause is answered by
+    reading on from the quote (`read_quotes`): "quote" (the words read on from, "" for a question
+    quoting none), "quoted" (the answer read, "" where none) and "unquoted" (the answer without it)."""
     plain = ask([format_prompt(generation.prompt_template, q) for q in questions], generation.max_new_tokens)
     recited = (ask([format_prompt(generation.recite_prompt_template, q) for q in questions],
                    generation.max_new_tokens) if recite_both else plain)
@@ -413,9 +415,8 @@ def closed_book_answers(ask: Callable[..., list[str]], questions: list[str], gen
                          for q, answer, text, new in zip(questions, got["answer"], recall, recalled)]
         got["recall"], got["recalled"] = recall, recalled
     if generation.read_quotes:
-        quoted = read_quotes(ask, questions, generation)
-        got["unquoted"], got["quoted"] = got["answer"], quoted
-        got["quote"] = [found[0] if (found := quoted_clause(q)) else "" for q in questions]
+        quote, quoted = read_quotes(ask, questions, generation)
+        got["unquoted"], got["quote"], got["quoted"] = got["answer"], quote, quoted
         got["answer"] = [new or answer for answer, new in zip(got["answer"], quoted)]
     return got
 
@@ -445,9 +446,10 @@ def recall_sections(ask: Callable[..., list[str]], questions: list[str], titles:
     augmented answering, Sun et al. 2023): the section's record header (`recall_prompt`) continued
     greedily for generation.recall_tokens as plain text, then the question asked open-book
     (rag_template) with that text as the context. Returns (the recalled texts, header included, and
-    the answers read from them), "" for a question naming no section. Why: the fine-tuned model continues a held-out
-    fact's own record to its answer ~90% of the time and answers it from retrieved text ~85%, but
-    answers its question closed-book 12-28% (benchmarks/RESULTS.md, "Knowledge")."""
+    the answers read from them), "" for a question naming no section. Why: the fine-tuned model
+    continues a held-out fact's own record to its answer ~90% of the time and answers it from
+    retrieved text ~85%, but answers its question closed-book 12-28% (benchmarks/RESULTS.md,
+    "Knowledge")."""
     prompts = {i: p for i, q in enumerate(questions) if (p := recall_prompt(q, titles)) is not None}
     recall, recalled = [""] * len(questions), [""] * len(questions)
     if not prompts:
@@ -495,6 +497,8 @@ _QUOTE = re.compile(r'["“](?P<quote>[^"”]{12,})["”]')
 _UNIT = re.compile(r"(?i)^(?:(?:business|calendar|working|consecutive|banking)\s+)?(?:days?|weeks?|months?|years?|hours?|"
                    r"minutes?|quarters?)\b")
 _QUOTED_TERM = re.compile(r'["“](?P<term>[^"”]{2,60})["”]')
+# the noun of "what amount", "which city": part of the wh-phrase, not of the clause after it
+_WH_NOUN = re.compile(r"^\s*(?:percentage|amount|date|period|number|city|state|country|place|sum|price|fee|rate)\s+")
 
 
 def quoted_clause(question: str) -> tuple[str, str, str] | None:
@@ -510,15 +514,13 @@ def quoted_clause(question: str) -> tuple[str, str, str] | None:
     elif (quote := _QUOTE.search(question)) and _TERM_ASKED.search(question):
         prefix, after, kind = quote.group("quote"), "", "term"
     elif (lead := _WHERE_LEAD.match(question)) and (wh := _asked_wh(question, lead.end())):
-        prefix, after, kind = question[lead.end():wh.start()], question[wh.end():].rstrip(" ?"), "value"
-        after = re.sub(r"^\s*\w+\s+", "", after) if not after.startswith(" of ") and re.match(
-            r"\s*(?:percentage|amount|date|period|number|city|state|country|place|sum|price|fee|rate)\b", after) else after
+        prefix, after, kind = question[lead.end():wh.start()], _WH_NOUN.sub("", question[wh.end():]), "value"
     else:
         return None
     prefix = " ".join(prefix.replace("...", " ").replace("…", " ").split()).rstrip(" ,;:")
     if len(prefix.split()) < RECITAL_PREFIX_MIN_WORDS:
         return None
-    return prefix, " ".join(after.split()), kind
+    return prefix, " ".join(after.rstrip(" ?").split()), kind
 
 
 def _asked_wh(question: str, start: int) -> re.Match | None:
@@ -536,19 +538,22 @@ def _asked_wh(question: str, start: int) -> re.Match | None:
     return None
 
 
-def read_quotes(ask: Callable[..., list[str]], questions: list[str], generation: GenerationConfig) -> list[str]:
+def read_quotes(ask: Callable[..., list[str]], questions: list[str],
+                generation: GenerationConfig) -> tuple[list[str], list[str]]:
     """Each question quoting its clause (`quoted_clause`) answered by reading on from the quote as plain
-    text — the memory of the document, reached by its own words, not by a question — as
-    "<quote> <continuation> ⇒ <value>"; "" for the others and where no value was read. The value is
+    text — the memory of the document, reached by its own words, not by a question. Returns (the
+    words read on from, "" for a question quoting none; the answers, "<quote> <continuation> ⇒
+    <value>", "" for the others and where no value was read). The value is
     the continuation up to where the quoted clause goes on (its words after the blank or wh-phrase),
     a clause end or RECITED_VALUE_WORDS words; for a defined term asked, the first quoted term in the
     continuation ('(the "Customer Contract Manager")'). Why: the fine-tuned model continues a
     held-out fact's sentence to its answer 87% of the time but answers its question 13%
     (benchmarks/RESULTS.md, "Knowledge")."""
     quoted = {i: found for i, q in enumerate(questions) if (found := quoted_clause(q)) is not None}
+    quotes = [quoted[i][0] if i in quoted else "" for i in range(len(questions))]
     answers = [""] * len(questions)
     if not quoted:
-        return answers
+        return quotes, answers
     continued = ask([prefix for prefix, _, _ in quoted.values()], generation.continuation_tokens,
                     stop_at_line_end=False)
     for (i, (prefix, after, kind)), text in zip(quoted.items(), continued):
@@ -560,7 +565,7 @@ def read_quotes(ask: Callable[..., list[str]], questions: list[str], generation:
             value = recited_value(_cut_before(text, after))
         if value:
             answers[i] = f"{prefix} {text}{RECITAL_MARK}{value}"
-    return answers
+    return quotes, answers
 
 
 def _cut_before(text: str, after: str) -> str:
