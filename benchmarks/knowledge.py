@@ -189,6 +189,10 @@ VARIANTS = {
     # read_quotes is the default since
     "recall_quotes": {"generation": {"recall_sections": True, "read_quotes": True}},
     "no_read_quotes": {"generation": {"read_quotes": False}},  # the default's answering until the twenty-sixth run
+    # a defined term's meaning read on from the term in quotes ('"Territory" means ...', generation.read_definitions;
+    # eval keeps the answer without it): the rules' definitions were 44 of the twenty-sixth run's 330 held-out facts,
+    # none of them quoting a clause; not yet measured
+    "read_definitions": {"generation": {"read_definitions": True}},
     # every training fact also asked as multiple choice (3 of its phrasings) among same-type training values of its
     # contract: most wrong closed-book answers are another training answer of the same field (tenth run); unmeasured
     "choices": {"build": {"choice_share": 1.0, "choice_phrasings": 3}},

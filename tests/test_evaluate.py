@@ -653,6 +653,22 @@ def test_a_question_quoting_its_clause_is_answered_by_reading_on_from_the_quote(
     # nothing read off the continuation: the answer stays
     memory[quoted_clause(term)[0]] = " and shall meet monthly."
     assert closed_book_answers(ask, [term], generation)["answer"] == ["thirty (30) days"]
+    # with read_definitions, a defined term's meaning is read on from the term in quotes, as contracts define it,
+    # in a continuation of definition_tokens, to the sentence's end
+    meaning = 'How does the Supply Agreement define "Territory"?'
+    assert quoted_clause(meaning) is None and quoted_clause(meaning, definitions=True) == ('"Territory"', "", "definition")
+    assert quoted_clause('Which party is defined as "HONG KONG"?', definitions=True) is None  # the reverse is asked
+    assert quoted_clause('What term means "the date on which the Parties sign"?', definitions=True)[2] == "term"
+    memory['"Territory"'] = '" means the GCC States and the Republic of Yemen. "Products" means'
+    asked.clear()
+    defining = GenerationConfig(read_quotes=True, read_definitions=True, definition_tokens=77, continue_recitals=False)
+    got = closed_book_answers(ask, [meaning, cloze], defining)
+    assert [a.rsplit(" ⇒ ", 1)[-1] for a in got["answer"]] == ["the GCC States and the Republic of Yemen",
+                                                                "sixty (60) days"]
+    assert [(prompts, tokens) for prompts, tokens, lines in asked if not lines] == [
+        ([quoted_clause(cloze)[0]], defining.continuation_tokens), (['"Territory"'], 77)]
+    memory['"Territory"'] = '" shall be as set out in Schedule A.'  # a continuation that does not define
+    assert closed_book_answers(ask, [meaning], defining)["answer"] == ["thirty (30) days"]
 
 
 def test_continue_recitals_answers_again_from_the_plain_text_continuation_of_the_clause(tiny_model_dir):

@@ -251,6 +251,15 @@ class GenerationConfig:
               "question 13%. On the H200 (2026-12-03, 7 contracts, one training, two decodings): held-out facts 9 "
               "-> 33 of 104 (24 gained, none lost; the quotes' own answers 27 of 45), the users' 40 unchanged (none "
               "quotes a clause) (benchmarks/RESULTS.md, \"Knowledge\", twenty-sixth run).")
+    read_definitions: bool = option(
+        False, "With read_quotes: a question asking what a quoted defined term means (\"How does the Agreement "
+               "define 'Territory'?\") is read on from the term in quotes, as contracts define it ('\"Territory\" "
+               "means ...'), the meaning taken to its sentence's end (at most 40 words) when the continuation "
+               "defines. Why: a third of the held-out facts are defined terms, and the rules generator's definitions "
+               "(44 of 330 in the twenty-sixth run) quote nothing read_quotes reads on from. Not yet measured on the "
+               "H200.")
+    definition_tokens: int = option(96, "Longest continuation of a defined term (read_definitions), in tokens: a "
+                                        "definition cut at ~250 characters is ~60.", minimum=1)
     rag_chunk_template: str = option(
         "[{title}, page {pages}]\n{text}",
         "How one retrieved chunk is shown: {title} (its document), {pages} (e.g. 3 or 3-4), "

@@ -497,14 +497,26 @@ _QUOTE = re.compile(r'["“](?P<quote>[^"”]{12,})["”]')
 _UNIT = re.compile(r"(?i)^(?:(?:business|calendar|working|consecutive|banking)\s+)?(?:days?|weeks?|months?|years?|hours?|"
                    r"minutes?|quarters?)\b")
 _QUOTED_TERM = re.compile(r'["“](?P<term>[^"”]{2,60})["”]')
+# "How does the Agreement define "Territory"?", "What is meant by "Act"?": a defined term's meaning asked
+_DEFINITION_ASKED = re.compile(r'\b(?:define|defines|definition of|meant by)\s+["“](?P<term>[^"”]{1,60})["”]'
+                               r'|["“](?P<term2>[^"”]{1,60})["”]\s+(?:mean|refer to)\b')
+_DEFINES = re.compile(r'^[\s"”:,]*(?:shall\s+)?(?:means?|refers?\s+to|has\s+the\s+meaning)\b[\s:,]*')
+_DEFINITION_END = re.compile(r"(?<=[a-z0-9)\]])\.(?:\s|$)|;(?:\s|$)")
+DEFINITION_WORDS = 40  # a rules-generator definition is cut at ~250 characters: ~40 words
 # the noun of "what amount", "which city": part of the wh-phrase, not of the clause after it
 _WH_NOUN = re.compile(r"^\s*(?:percentage|amount|date|period|number|city|state|country|place|sum|price|fee|rate)\s+")
 
 
-def quoted_clause(question: str) -> tuple[str, str, str] | None:
+def quoted_clause(question: str, definitions: bool = False) -> tuple[str, str, str] | None:
     """(the question's quoted clause up to what it asks, the clause's words after it, the kind of
-    value: "value" or "term"); None for a question that quotes no clause or too little of one
-    (fewer than RECITAL_PREFIX_MIN_WORDS words)."""
+    value: "value", "term" or, with `definitions`, "definition" — the quoted term whose meaning is
+    asked, read on from its opening quote as contracts define it: '"Territory" means ...'); None
+    for a question that quotes no clause or too little of one (fewer than RECITAL_PREFIX_MIN_WORDS
+    words)."""
+    # one quoted term, its meaning asked ('"X" is defined as' or a quoted clause around it asks the reverse)
+    asked = _DEFINITION_ASKED.search(question) if definitions and len(re.findall('["“”]', question)) == 2 else None
+    if asked and len((term := asked.group("term") or asked.group("term2")).split()) <= 8:
+        return f'"{term.strip()}"', "", "definition"
     found = _CLOZE.search(question)
     if found:
         before, _, after = re.split(r"(_{3,})", found.group("clause"), maxsplit=1)
@@ -549,23 +561,38 @@ def read_quotes(ask: Callable[..., list[str]], questions: list[str],
     continuation ('(the "Customer Contract Manager")'). Why: the fine-tuned model continues a
     held-out fact's sentence to its answer 87% of the time but answers its question 13%
     (benchmarks/RESULTS.md, "Knowledge")."""
-    quoted = {i: found for i, q in enumerate(questions) if (found := quoted_clause(q)) is not None}
+    quoted = {i: found for i, q in enumerate(questions)
+              if (found := quoted_clause(q, generation.read_definitions)) is not None}
     quotes = [quoted[i][0] if i in quoted else "" for i in range(len(questions))]
     answers = [""] * len(questions)
-    if not quoted:
-        return quotes, answers
-    continued = ask([prefix for prefix, _, _ in quoted.values()], generation.continuation_tokens,
-                    stop_at_line_end=False)
-    for (i, (prefix, after, kind)), text in zip(quoted.items(), continued):
-        text = _before_mark(" ".join(text.split()))
-        if kind == "term":
-            term = _QUOTED_TERM.search(" ".join(text.split()[:20]))
-            value = term.group("term").strip() if term else ""
-        else:
-            value = recited_value(_cut_before(text, after))
-        if value:
-            answers[i] = f"{prefix} {text}{RECITAL_MARK}{value}"
+    for kinds, tokens in ((("value", "term"), generation.continuation_tokens),
+                          (("definition",), generation.definition_tokens)):
+        asked = {i: found for i, found in quoted.items() if found[2] in kinds}
+        if not asked:
+            continue
+        continued = ask([prefix for prefix, _, _ in asked.values()], tokens, stop_at_line_end=False)
+        for (i, (prefix, after, kind)), text in zip(asked.items(), continued):
+            text = _before_mark(" ".join(text.split()))
+            if value := _value_read(text, after, kind):
+                answers[i] = f"{prefix} {text}{RECITAL_MARK}{value}"
     return quotes, answers
+
+
+def _value_read(text: str, after: str, kind: str) -> str:
+    """The value a quote's continuation `text` gives: for a term, the first quoted term in its first
+    20 words; for a definition, what follows "means" to the sentence's end (at most DEFINITION_WORDS
+    words; "" when the continuation does not define); else `recited_value` up to where the clause
+    goes on (`after`)."""
+    if kind == "term":
+        term = _QUOTED_TERM.search(" ".join(text.split()[:20]))
+        return term.group("term").strip() if term else ""
+    if kind == "definition":
+        defines = _DEFINES.match(text)
+        if defines is None:
+            return ""
+        meaning = _DEFINITION_END.split(text[defines.end():], maxsplit=1)[0]
+        return " ".join(meaning.split()[:DEFINITION_WORDS]).rstrip(" ,;:")
+    return recited_value(_cut_before(text, after))
 
 
 def _cut_before(text: str, after: str) -> str:
