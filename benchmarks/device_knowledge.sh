@@ -60,6 +60,9 @@
 #   228 s (MINUTES 7, 5); after the machine was released, the pieces again (~120 s, the first call's start included)
 #   and recall_quotes on the 7 smallest (7 jobs, MINUTES 3) in one call of 491 s. A default-recipe variant on the
 #   12 fits one session with ~10 minutes to spare; keep the machine warm (a call within 30 s) to spare the pieces.
+#   Next: "read_definitions@$S" 8 7, then 8 5 — the default (read_quotes on) with definitions read on too, on all 12:
+#   eval keeps each answer as asked beside the one read on, so one training gives the default's figures, read_quotes'
+#   held-out gain on 12 contracts, and read_definitions' on the definition questions (the only ones it changes).
 #   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
 #   ~1-2 minutes a task for each.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and

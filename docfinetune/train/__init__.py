@@ -564,7 +564,8 @@ class RunRecorder(TrainerCallback):
         model answer what it only read?) and to a sample of the training questions (did it
         learn what it was taught?), scored by the project's one scorer."""
         asked = self.questions + self.taught
-        # as eval and ask answer: read on from recitals, both ways with build.recite_both
+        # as eval and ask answer: read on from recitals, both ways with build.recite_both, a quoted clause read
+        # on (generation.read_quotes); not a section's recall (recall_sections: eval and ask only, ~160 tokens more)
         predictions = closed_book_answers(lambda prompts, tokens, stop_at_line_end=True:
                                           self.answers(model, prompts, tokens, stop_at_line_end),
                                           [q["question"] for q in asked], self.generation,
@@ -589,10 +590,10 @@ class RunRecorder(TrainerCallback):
 
     def answers(self, model, prompts: list[str], max_new_tokens: int | None = None,
                 stop_at_line_end: bool = True) -> list[str]:
-        """Greedy answers in order (at most `max_new_tokens`, default generation.max_new_tokens; each its
-        first line unless not `stop_at_line_end`); with
-        several processes each answers its share of the prompts and all get every answer (an FSDP
-        model: shares of one length, generated in step)."""
+        """Greedy answers in order (at most `max_new_tokens`, default generation.max_new_tokens; the first
+        line of each, or the whole continuation without `stop_at_line_end`); with several processes each
+        answers its share of the prompts and all get every answer (an FSDP model: shares of one length,
+        generated in step)."""
         in_step = self.sharded
         mine, real = distributed.share(prompts, equal=in_step)
         answers = generate(model, self.tokenizer, mine, max_new_tokens=max_new_tokens or self.generation.max_new_tokens,
