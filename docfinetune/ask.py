@@ -108,7 +108,7 @@ class Asker:
         self.open_book, self.why = bool(open_book), why
         self.index = None
         # the document titles: retrieval's chunks show them, and generation.recall_sections starts from them
-        self.titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
+        self.titles = workspace.titles()
         self.chunk_at: dict[tuple[str, int], Chunk] = {}
         if sources or self.open_book:
             from docfinetune.core.retrieve import BM25Index

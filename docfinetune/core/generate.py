@@ -377,9 +377,14 @@ def _quoted_words(question: str, answer: str) -> tuple[int, int] | None:
     recites nothing."""
     if RECITAL_MARK not in answer:
         return None
+    return _words_held(question, answer.rsplit(RECITAL_MARK, 1)[0])
+
+
+def _words_held(question: str, text: str) -> tuple[int, int]:
+    """(the question's words `text` holds, the question's words), stopwords and contract boilerplate
+    left out."""
     asked = {w for w in tokenize(question) if w not in LEGAL_STOPWORDS}
-    recited = set(tokenize(answer.rsplit(RECITAL_MARK, 1)[0]))
-    return len(asked & recited), len(asked)
+    return len(asked & set(tokenize(text))), len(asked)
 
 
 def closed_book_answers(ask: Callable[..., list[str]], questions: list[str], generation: GenerationConfig,
@@ -471,8 +476,8 @@ def recall_quotes(question: str, recall: str, min_share: float) -> bool:
     """Whether a section's recalled text holds at least `min_share` of the question's words
     (stopwords and contract boilerplate left out): the model recalled the clause asked about, not
     another part of the section or another section."""
-    asked = {w for w in tokenize(question) if w not in LEGAL_STOPWORDS}
-    return bool(asked) and len(asked & set(tokenize(recall))) >= min_share * len(asked)
+    held, asked = _words_held(question, recall)
+    return asked > 0 and held >= min_share * asked
 
 
 def plain_or_recited(question: str, plain: str, recited: str, generation: GenerationConfig) -> str:

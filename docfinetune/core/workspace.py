@@ -324,6 +324,10 @@ class Workspace:
     def chunks_file(self, doc_id: str) -> Path:
         return self.document_dir(doc_id) / CHUNKS_FILE
 
+    def titles(self) -> dict[str, str]:
+        """doc id -> the document's title (its id when it has none), for every ingested document."""
+        return {d: (self.read_source(d) or {}).get("title") or d for d in self.doc_ids()}
+
     def read_corpus(self) -> tuple[list[Document], list[Chunk]]:
         """Every ingested document and its chunks, in document-id then chunk order (after
         repairing an interrupted swap: never 1 of 2 documents)."""

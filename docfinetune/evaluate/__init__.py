@@ -164,7 +164,7 @@ def evaluate(
 
         index = BM25Index.from_workspace(workspace, pipeline.retrieval)
     rag_prompts: list[str] = []
-    titles = {d: (workspace.read_source(d) or {}).get("title") or d for d in workspace.doc_ids()}
+    titles = workspace.titles()
     if any(s.endswith("+rag") for s in systems):
         rag_prompts = [rag_prompt(q, [c for c, _ in index.search(q, eval_config.rag_k)], titles, pipeline.generation)
                        for q in texts]
