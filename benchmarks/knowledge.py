@@ -819,6 +819,7 @@ def variant_rows(results: Path, variant: str) -> list[dict]:
     return rows[variant]
 
 
+from docfinetune.core.generate import quoted_clause  # noqa: E402
 from docfinetune.core.score import RECITAL_MARK  # noqa: E402  (after the sys.path line)
 from docfinetune.train.select import CHECKPOINT_FIELDS, _choose  # noqa: E402
 
@@ -1479,6 +1480,15 @@ def _answering_lines(variant: str, rows: list[dict]) -> list[str]:
                 "held-out facts": [{"correct": h["finetuned"], made: h.get(f"finetuned_{made}"),
                                     **{k: {"correct": h[f"finetuned_{k}"]} for k in (without, read, then)
                                        if f"finetuned_{k}" in h}} for h in held]}
+        if made == "quote" and any(r["overrides"].get("generation", {}).get("read_definitions") for r in rows):
+            # generation.read_definitions reads on from a defined term too: its questions apart, and the
+            # held-out facts as the default decodes them (a definition's question answered as asked)
+            asked = [(h, quoted_clause(h["question"], definitions=True)) for h in held]
+            meant = [a for a, (_, found) in zip(sets["held-out facts"], asked) if found and found[2] == "definition"]
+            sets["held-out: a defined term's meaning asked"] = meant
+            sets["held-out facts, definitions not read on"] = [
+                {**a, "correct": a.get(without, a)["correct"], made: None} if any(a is m for m in meant) else a
+                for a in sets["held-out facts"]]
         for name, answers in sets.items():
             pairs = [(a.get(without, a)["correct"], a.get(then, a)["correct"]) for a in answers]
             was, now = sum(b for b, _ in pairs), sum(a for _, a in pairs)

@@ -484,6 +484,11 @@ def test_a_recital_is_cut_before_its_value_and_the_value_read_off_the_continuati
     assert recited_value("Veltrane Cold Chain Logistics, LLC\nSection 2") == "Veltrane Cold Chain Logistics, LLC"
     assert recited_value("$5,000,000 in the aggregate") == "$5,000,000 in the aggregate"  # a comma in a number stays
     assert len(recited_value(" ".join(["word"] * 40)).split()) == 12
+    # the reading text's citation of the section is not the value; a parenthesis of the contract's is
+    assert recited_value("thirty (30) days (Distributor Agreement, Section 9.02) thereof") == "thirty (30) days"
+    assert recited_value("one hundred fifty (150) days (Master Services Agreement between Quillmere Data") == \
+        "one hundred fifty (150) days"
+    assert recited_value('Two Thousand Dollars ($2,000) (the "Fee")') == 'Two Thousand Dollars ($2,000) (the "Fee")'
 
 
 def test_eval_with_recite_both_answers_closed_book_both_ways_and_keeps_both_in_each_record(built, tiny_model_dir):

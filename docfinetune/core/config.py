@@ -250,14 +250,16 @@ class GenerationConfig:
               "fine-tuned model continues a held-out fact's sentence to its answer 87% of the time but answers its "
               "question 13%. On the H200 (2026-12-03, 7 contracts, one training, two decodings): held-out facts 9 "
               "-> 33 of 104 (24 gained, none lost; the quotes' own answers 27 of 45), the users' 40 unchanged (none "
-              "quotes a clause) (benchmarks/RESULTS.md, \"Knowledge\", twenty-sixth run).")
+              "quotes a clause); on 12 contracts (twenty-seventh run): 44 -> 133 of 330, 91 gained, 2 lost (benchmarks/"
+              "RESULTS.md, \"Knowledge\").")
     read_definitions: bool = option(
         False, "With read_quotes: a question asking what a quoted defined term means (\"How does the Agreement "
                "define 'Territory'?\") is read on from the term in quotes, as contracts define it ('\"Territory\" "
                "means ...'), the meaning taken to its sentence's end (at most 40 words) when the continuation "
                "defines. Why: a third of the held-out facts are defined terms, and the rules generator's definitions "
-               "(44 of 330 in the twenty-sixth run) quote nothing read_quotes reads on from. Not yet measured on the "
-               "H200.")
+               "(44 of 330 in the twenty-sixth run) quote nothing read_quotes reads on from. Off: on the H200 "
+               "(2026-12-03, 12 contracts, one training) the 48 held-out definition questions went 11 -> 13 (6 gained, "
+               "4 lost); the continuation often defines another term (benchmarks/RESULTS.md, \"Knowledge\").")
     definition_tokens: int = option(96, "Longest continuation of a defined term (read_definitions), in tokens: a "
                                         "definition cut at ~250 characters is ~60.", minimum=1)
     rag_chunk_template: str = option(
