@@ -60,9 +60,14 @@
 #   228 s (MINUTES 7, 5); after the machine was released, the pieces again (~120 s, the first call's start included)
 #   and recall_quotes on the 7 smallest (7 jobs, MINUTES 3) in one call of 491 s. A default-recipe variant on the
 #   12 fits one session with ~10 minutes to spare; keep the machine warm (a call within 30 s) to spare the pieces.
-#   Next: "read_definitions@$S" 8 7, then 8 5 — the default (read_quotes on) with definitions read on too, on all 12:
-#   eval keeps each answer as asked beside the one read on, so one training gives the default's figures, read_quotes'
-#   held-out gain on 12 contracts, and read_definitions' on the definition questions (the only ones it changes).
+#   The twenty-seventh ("read_definitions@$S": the default with definitions read on too; eval keeps each answer as
+#   asked beside the one read on): 2, then 10 in calls of 584 and 438 s (MINUTES 7, 5), after one refused start (91 s)
+#   and the pieces; then "default@duos+waste2energy" 2 1 (the two median contracts, 2 sharing) in 383 s: 1,646 s.
+#   read_quotes in checkpoint selection doubled its evaluating at 8 sharing (~2.2 minutes a median contract).
+#   Next: buffalowildwings (458 chunks, three times the others; never trained since the fourteenth run), alone:
+#   "default@buffalowildwings" 1 9, then the same at once with MINUTES 1 to finish it resumed; and the training
+#   minutes with less sharing, e.g. "default@duos+waste2energy+electra+ccreal" 4 3 beside the stored 8-sharing figures
+#   (a fresh machine's /tmp/knowledge is empty; on a warm one a task already there is skipped).
 #   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
 #   ~1-2 minutes a task for each.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and
