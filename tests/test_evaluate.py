@@ -655,6 +655,13 @@ def test_a_question_quoting_its_clause_is_answered_by_reading_on_from_the_quote(
                                 "date, Provider may suspend access. ⇒ sixty (60) days")
     assert got["quoted"][3] == "" and got["quote"][3] == "" and got["unquoted"] == ["thirty (30) days"] * 4
     assert asked[1] == ([p for p, _, _ in map(quoted_clause, (cloze, forward, term))], 24, False)  # as plain text
+    # a leading duration is the value, not the words the continuation writes after it
+    remembered = dict(memory)
+    memory[quoted_clause(cloze)[0]] = " (60) days] thereof (Master Services Agreement, Section 4.9)"
+    memory[quoted_clause(forward)[0]] = " fifteen (15) business days to confirm whether the goods are suitable"
+    got = closed_book_answers(ask, [cloze, forward], generation)
+    assert [a.rsplit(" ⇒ ", 1)[-1] for a in got["answer"]] == ["(60) days", "fifteen (15) business days"]
+    memory.update(remembered)
     # nothing read off the continuation: the answer stays
     memory[quoted_clause(term)[0]] = " and shall meet monthly."
     assert closed_book_answers(ask, [term], generation)["answer"] == ["thirty (30) days"]

@@ -514,6 +514,11 @@ _DEFINITION_ASKED = re.compile(r'\b(?:define|defines|definition of|meant by)\s+[
 _DEFINES = re.compile(r'^[\s"”:,]*(?:shall\s+)?(?:means?|refers?\s+to|has\s+the\s+meaning)\b[\s:,]*')
 _DEFINITION_END = re.compile(r"(?<=[a-z0-9)\]])\.(?:\s|$)|;(?:\s|$)")
 DEFINITION_WORDS = 40  # a rules-generator definition is cut at ~250 characters: ~40 words
+# A value that starts with a duration ("thirty (30) days", "(30) days] thereof"): the duration, not the clause's
+# words after it, which the continuation may write differently ("fifteen (15) business days to confirm whether ...")
+# (13 of 151 read-on values of two H200 runs, 2026-12-03; none scored otherwise)
+_DURATION_VALUE = re.compile(r"^(?:[A-Za-z-]+\s+){0,4}?\(?\d[\d,.]*\)?\s*(?:business\s+|calendar\s+|working\s+|"
+                             r"consecutive\s+)?(?:day|week|month|year|hour|minute)s?\b", re.IGNORECASE)
 # the noun of "what amount", "which city": part of the wh-phrase, not of the clause after it
 _WH_NOUN = re.compile(r"^\s*(?:percentage|amount|date|period|number|city|state|country|place|sum|price|fee|rate)\s+")
 
@@ -593,7 +598,7 @@ def _value_read(text: str, after: str, kind: str) -> str:
     """The value a quote's continuation `text` gives: for a term, the first quoted term in its first
     20 words; for a definition, what follows "means" to the sentence's end (at most DEFINITION_WORDS
     words; "" when the continuation does not define); else `recited_value` up to where the clause
-    goes on (`after`)."""
+    goes on (`after`), a leading duration alone (`_DURATION_VALUE`)."""
     if kind == "term":
         term = _QUOTED_TERM.search(" ".join(text.split()[:20]))
         return term.group("term").strip() if term else ""
@@ -603,7 +608,9 @@ def _value_read(text: str, after: str, kind: str) -> str:
             return ""
         meaning = _DEFINITION_END.split(text[defines.end():], maxsplit=1)[0]
         return " ".join(meaning.split()[:DEFINITION_WORDS]).rstrip(" ,;:")
-    return recited_value(_cut_before(text, after))
+    value = recited_value(_cut_before(text, after))
+    duration = _DURATION_VALUE.match(value)
+    return duration.group(0) if duration else value
 
 
 def _cut_before(text: str, after: str) -> str:
