@@ -1483,12 +1483,13 @@ def _answering_lines(variant: str, rows: list[dict]) -> list[str]:
         if made == "quote" and any(r["overrides"].get("generation", {}).get("read_definitions") for r in rows):
             # generation.read_definitions reads on from a defined term too: its questions apart, and the
             # held-out facts as the default decodes them (a definition's question answered as asked)
-            asked = [(h, quoted_clause(h["question"], definitions=True)) for h in held]
-            meant = [a for a, (_, found) in zip(sets["held-out facts"], asked) if found and found[2] == "definition"]
-            sets["held-out: a defined term's meaning asked"] = meant
+            defines = [(found := quoted_clause(h["question"], definitions=True)) is not None
+                       and found[2] == "definition" for h in held]
+            sets["held-out: a defined term's meaning asked"] = [
+                a for a, meant in zip(sets["held-out facts"], defines) if meant]
             sets["held-out facts, definitions not read on"] = [
-                {**a, "correct": a.get(without, a)["correct"], made: None} if any(a is m for m in meant) else a
-                for a in sets["held-out facts"]]
+                {**a, "correct": a.get(without, a)["correct"], made: None} if meant else a
+                for a, meant in zip(sets["held-out facts"], defines)]
         for name, answers in sets.items():
             pairs = [(a.get(without, a)["correct"], a.get(then, a)["correct"]) for a in answers]
             was, now = sum(b for b, _ in pairs), sum(a for _, a in pairs)
