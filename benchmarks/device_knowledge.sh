@@ -84,8 +84,7 @@ case "${1:-}" in
     git archive HEAD docfinetune benchmarks ':(exclude)benchmarks/results' pipelines pyproject.toml | tar -x -C .bench/code
     git rev-parse HEAD > .bench/code/COMMIT
     echo "froze $(cat .bench/code/COMMIT) into .bench/code" ;;
-  run)
-    variants=$2 jobs=$3 minutes=$4
+  run|profile)
     if [ ! -f /tmp/gemma-3-270m-q4_k_m.gguf ]; then
       bash .device/on-device.sh install >/dev/null
       bash .device/on-device.sh piece p4 >/dev/null
@@ -93,6 +92,13 @@ case "${1:-}" in
     fi
     export PYTHONPATH=/tmp/site:$PWD/.bench/code PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
     export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # many processes share each GPU
+    if [ "$1" = profile ]; then  # one contract alone: where its minutes go (train_profile.py)
+      timeout "${TIMEOUT_S:-555}" python3 .bench/code/benchmarks/train_profile.py --prepared .bench/knowledge \
+        --contract "$2" --base-model /tmp/gemma-3-270m-q4_k_m.gguf --out "$OUT/profile" ${3:+--max-steps "$3"} \
+        2>&1 | grep -v -i "warn" | tail -120 || true
+      exit 0
+    fi
+    variants=$2 jobs=$3 minutes=$4
     gpus=$(python3 -c 'import torch; print(torch.cuda.device_count())')
     echo "code $(cat .bench/code/COMMIT); $gpus GPU(s)"
     if [ -n "${LIGER_CHECK:-}" ]; then  # beside the benchmark, on GPU 0
@@ -106,5 +112,5 @@ case "${1:-}" in
     nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv || true
     tar czf "$OUT/knowledge.tgz" -C /tmp knowledge
     ls /tmp/knowledge/* | head -100 ;;
-  *) echo "usage: device_knowledge.sh freeze | run VARIANTS JOBS MINUTES" >&2; exit 2 ;;
+  *) echo "usage: device_knowledge.sh freeze | run VARIANTS JOBS MINUTES | profile CONTRACT [MAX_STEPS]" >&2; exit 2 ;;
 esac
