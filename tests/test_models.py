@@ -167,6 +167,26 @@ def test_nf4_asks_transformers_for_4bit_nf4_with_double_quantization(monkeypatch
     assert asked["device_map"] == {"": 0} and asked["attn_implementation"] == "sdpa"
 
 
+@pytest.mark.parametrize("cudnn", [False, True])
+def test_cuda_attention_uses_cudnn_only_when_asked(monkeypatch, tiny_model_dir, cudnn):
+    """cuDNN's attention plans per sequence length (train_profile on the H200: 3.9 ms of CPU a call):
+    off on CUDA unless model.cudnn_attention; what load_model sets for the process, checked on a CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import docfinetune.core.models as models
+
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setattr(models, "resolve_device", lambda train: "cuda")
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda location, **kwargs: None)
+    torch.backends.cuda.enable_cudnn_sdp(not cudnn)
+    try:
+        models.load_model(ModelConfig(base_model=str(tiny_model_dir), quantization="nf4", cudnn_attention=cudnn))
+        assert torch.backends.cuda.cudnn_sdp_enabled() is cudnn
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)
+
+
 def test_weights_too_large_for_the_gpu_say_to_use_nf4(monkeypatch, tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM

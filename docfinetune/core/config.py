@@ -155,6 +155,12 @@ class ModelConfig:
     quantization: str = option(
         "none", "none, or nf4: 4-bit NF4 base weights with double quantization (QLoRA; CUDA only).",
         choices=QUANTIZATIONS)
+    cudnn_attention: bool = option(
+        False, "On CUDA, let PyTorch's attention use cuDNN's kernels, which it prefers on Hopper GPUs (otherwise "
+               "flash or memory-efficient attention). Off: cuDNN plans its attention for each new sequence length, "
+               "and packed training rows and every generated token bring one: 3.9 ms of CPU a call, 36 calls a "
+               "step, where the embedded model's whole step is 83 ms of GPU work in 626 ms (H200, "
+               "benchmarks/train_profile.py, 2026-12-03).")
 
     def __post_init__(self) -> None:
         raise_problems(check_fields(self))

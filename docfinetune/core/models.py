@@ -307,6 +307,8 @@ def load_model(model: ModelConfig, *, shardable: bool = False):
     device = resolve_device(model)
     if device == "cuda" and world_size() > 1:
         torch.cuda.set_device(local_rank())  # `.to("cuda")` below then means this process's GPU
+    if device == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(model.cudnn_attention)  # process-wide: every later attention call
     dtype = resolve_dtype(model, device)
     source = resolve(model)
     kwargs: dict = {"dtype": dtype, "attn_implementation": "sdpa", "use_safetensors": True}
