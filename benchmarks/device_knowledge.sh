@@ -64,10 +64,17 @@
 #   asked beside the one read on): 2, then 10 in calls of 584 and 438 s (MINUTES 7, 5), after one refused start (91 s)
 #   and the pieces; then "default@duos+waste2energy" 2 1 (the two median contracts, 2 sharing) in 383 s: 1,646 s.
 #   read_quotes in checkpoint selection doubled its evaluating at 8 sharing (~2.2 minutes a median contract).
+#   The twenty-eighth (code 99c95d0, model.cudnn_attention off, the same 12): after one refused start (91 s) and the
+#   pieces, `profile waste2energy…` alone (349 s with setup: a 4.64-minute training), pieces again (the machine was
+#   released while this side changed the code), then none, then 10 in calls of 578 and 475 s (MINUTES 7, 5): oasys and
+#   quillmere never finished, the device time spent. Training without cuDNN was 1.46x slower with 8 sharing.
 #   Next: buffalowildwings (458 chunks, three times the others; never trained since the fourteenth run), alone:
 #   "default@buffalowildwings" 1 9, then the same at once with MINUTES 1 to finish it resumed; and the training
 #   minutes with less sharing, e.g. "default@duos+waste2energy+electra+ccreal" 4 3 beside the stored 8-sharing figures
-#   (a fresh machine's /tmp/knowledge is empty; on a warm one a task already there is skipped).
+#   (a fresh machine's /tmp/knowledge is empty; on a warm one a task already there is skipped). A profile and a run
+#   do not both fit one session with a code change between them: each start costs the pieces again.
+#   `profile CONTRACT [MAX_STEPS]` (carry as `run`): one contract alone through benchmarks/train_profile.py, its
+#   summary.json and operator tables under $OUT/profile.
 #   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
 #   ~1-2 minutes a task for each.
 #   NO_CURVES=1 skips answering with every checkpoint (the selection-rule table, with retrieval and

@@ -134,6 +134,11 @@ VARIANTS = {
     "no_table_rows": {"build": {"coverage": {"table_rows": False}}},  # the default until the 18th run
     "no_section_in_questions": {"build": {"coverage": {"section_in_questions": False}}},  # as a user asks (20th run, sample only: 24 against 23 of 56)
     "12_epochs": {"train": {"epochs": 12}},
+    # training's attention without cuDNN: the twenty-eighth run measured it as its code's default (99c95d0)
+    "cudnn_off": {"model": {"cudnn_attention": False}},
+    # the same 32 examples a step in one micro-batch: half the kernel launches that hold a step up alone
+    # (train_profile: 83 ms of GPU work in a 626 ms step); memory with 8 sharing unmeasured (not yet run)
+    "micro_batch_32": {"train": {"micro_batch_size": 32, "gradient_accumulation_steps": 1}},
     # EDA's random deletion on the closed-book questions, a new draw each epoch (21st run)
     "question_dropout": {"train": {"question_dropout": 0.5}},
     "question_dropout_all": {"train": {"question_dropout": 1.0, "question_dropout_words": 0.4}},

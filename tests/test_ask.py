@@ -257,6 +257,27 @@ def test_a_frozen_output_layer_gets_a_contiguous_input_while_generating(tiny_mod
     assert len(model.get_output_embeddings()._forward_pre_hooks) == 0
 
 
+def test_decoding_on_cuda_leaves_cudnn_attention_out_and_restores_it():
+    """core.generate: cuDNN re-plans its attention for each new key length (every generated token); on
+    CUDA generation runs without it, and training's choice (model.cudnn_attention) is back afterwards.
+    On a CPU nothing changes. The flags are process-wide, so a torch.device is enough to check them."""
+    import torch
+
+    from docfinetune.core.generate import _decoding_attention
+
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    try:
+        with _decoding_attention(torch.device("cuda")):
+            assert not torch.backends.cuda.cudnn_sdp_enabled()
+            assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        with _decoding_attention(torch.device("cpu")):
+            assert torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)
+
+
 def test_ask_with_recite_both_prints_the_recital_only_when_it_quotes_the_question(monkeypatch):
     from types import SimpleNamespace
 

@@ -156,11 +156,13 @@ class ModelConfig:
         "none", "none, or nf4: 4-bit NF4 base weights with double quantization (QLoRA; CUDA only).",
         choices=QUANTIZATIONS)
     cudnn_attention: bool = option(
-        False, "On CUDA, let PyTorch's attention use cuDNN's kernels, which it prefers on Hopper GPUs (otherwise "
-               "flash or memory-efficient attention). Off: cuDNN plans its attention for each new sequence length, "
-               "and packed training rows and every generated token bring one: 3.9 ms of CPU a call, 36 calls a "
-               "step, where the embedded model's whole step is 83 ms of GPU work in 626 ms (H200, "
-               "benchmarks/train_profile.py, 2026-12-03).")
+        True, "On CUDA, let training's attention (and the val loss) use cuDNN's kernels, which PyTorch prefers on "
+              "Hopper GPUs; off: flash or memory-efficient attention. Generation never uses them (core.generate: "
+              "a new key length each token). cuDNN plans for each new sequence length: 3.9 ms of CPU a call, 36 "
+              "calls a training step whose GPU work is 83 ms of its 626 (one contract alone, H200, "
+              "benchmarks/train_profile.py). Yet off in the whole process, with 8 contracts sharing the H200 (GPU "
+              "busy), teaching took 1.46x as long (median of 10 contracts), the evaluations 0.74x, and the median "
+              "training 6.1 against 6.2 minutes on the same 10 (twenty-eighth run, benchmarks/RESULTS.md).")
 
     def __post_init__(self) -> None:
         raise_problems(check_fields(self))

@@ -158,9 +158,9 @@ def generate(model, tokenizer, prompts: Sequence[str | list[int]], *, max_new_to
     texts: dict[int, str] = {}
     was_training = model.training
     model.eval()
-    with _contiguous_output_layer_input(model):
+    device = next(model.parameters()).device
+    with _contiguous_output_layer_input(model), _decoding_attention(device):
         try:
-            device = next(model.parameters()).device
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 encoded = _left_padded([rows[i] for i in batch], pad_id, device)
@@ -227,6 +227,22 @@ def answer_confidence(model, tokenizer, prompts: Sequence[str], answers: Sequenc
     finally:
         model.train(was_training)
     return scores
+
+
+@contextlib.contextmanager
+def _decoding_attention(device):
+    """Generate without cuDNN's attention on CUDA (flash, memory-efficient, or plain): every new token
+    is a new key length, and cuDNN plans its attention anew for each (3.9 ms of CPU a call in the H200
+    profile of a training step, benchmarks/train_profile.py). With cuDNN off in the whole process and
+    8 contracts sharing the H200, the evaluations took 0.74x as long (median of 10, twenty-eighth run,
+    benchmarks/RESULTS.md); training keeps it (model.cudnn_attention), where it was faster."""
+    if device.type != "cuda":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield
 
 
 @contextlib.contextmanager
