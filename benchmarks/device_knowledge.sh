@@ -68,7 +68,10 @@
 #   pieces, `profile waste2energy…` alone (349 s with setup: a 4.64-minute training), pieces again (the machine was
 #   released while this side changed the code), then none, then 10 in calls of 578 and 475 s (MINUTES 7, 5): oasys and
 #   quillmere never finished, the device time spent. Training without cuDNN was 1.46x slower with 8 sharing.
-#   Next: buffalowildwings (458 chunks, three times the others; never trained since the fourteenth run), alone:
+#   Next, first: the default as committed since (training with cuDNN, generation without) on the same 12, 8 jobs,
+#   MINUTES 7 then 5, for the median minutes beside the twenty-seventh's 6.2 (its evaluating was ~2.2 of them);
+#   then micro_batch_32 (one micro-batch of 32 a step) on "…@duos+waste2energy" 2 1, as its memory with 8 sharing
+#   is unknown. Then buffalowildwings (458 chunks, three times the others; never trained since the fourteenth run), alone:
 #   "default@buffalowildwings" 1 9, then the same at once with MINUTES 1 to finish it resumed; and the training
 #   minutes with less sharing, e.g. "default@duos+waste2energy+electra+ccreal" 4 3 beside the stored 8-sharing figures
 #   (a fresh machine's /tmp/knowledge is empty; on a warm one a task already there is skipped). A profile and a run

@@ -169,8 +169,8 @@ def test_nf4_asks_transformers_for_4bit_nf4_with_double_quantization(monkeypatch
 
 @pytest.mark.parametrize("cudnn", [False, True])
 def test_cuda_attention_uses_cudnn_only_when_asked(monkeypatch, tiny_model_dir, cudnn):
-    """cuDNN's attention plans per sequence length (train_profile on the H200: 3.9 ms of CPU a call):
-    off on CUDA unless model.cudnn_attention; what load_model sets for the process, checked on a CPU."""
+    """cuDNN's attention plans per sequence length (train_profile on the H200: 3.9 ms of CPU a call), yet
+    trains faster on a shared GPU: load_model sets model.cudnn_attention for the process (checked on a CPU)."""
     import torch
     from transformers import AutoModelForCausalLM
 
