@@ -162,7 +162,7 @@ class ModelConfig:
               "calls a training step whose GPU work is 83 ms of its 626 (one contract alone, H200, "
               "benchmarks/train_profile.py). Yet off in the whole process, with 8 contracts sharing the H200 (GPU "
               "busy), teaching took 1.46x as long (median of 10 contracts), the evaluations 0.74x, and the median "
-              "training 6.1 against 6.2 minutes on the same 10 (twenty-eighth run, benchmarks/RESULTS.md).")
+              "training minutes 6.10 against 6.13 on the same 10 (twenty-eighth run, benchmarks/RESULTS.md).")
 
     def __post_init__(self) -> None:
         raise_problems(check_fields(self))
