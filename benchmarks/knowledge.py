@@ -76,12 +76,15 @@ def prepare(out: Path) -> int:
 # each contract's 2.3-7.1 training minutes: half the batches). liger-kernel off: its patches stay in the worker
 # process, and the first run with them answered far worse after training in that process
 # (base + RAG 3% against 20% before; benchmarks/liger_generation_check.py checks why).
-# Micro-batches of 16 with 2 accumulated: the same steps as 32 at once, without the 42 GB of
-# logits a packed row of 32 open-book rows (~500 tokens each) asked for (out of memory, 2026-11-30).
+# One micro-batch of 32 a step since the twenty-ninth run (16 with 2 accumulated before: the same
+# steps, twice the kernel launches, and a step alone waits on the CPU's launches: 83 ms of GPU work
+# in a 626 ms step, train_profile 2026-12-03). 16 x 2 was chosen on 2026-11-30 when a packed row of
+# 32 open-book rows (~500 tokens each) asked for 42 GB of logits and ran out of memory; since
+# train.label_only_logits (the same evening) logits exist only where a token has a label.
 # Runs before 2026-12-01 (second session) also set "epochs": 4 here, then the default was 4 epochs at
 # r=16; the default is now 8 epochs at r=64 (the run's `8_epochs_r64`), variant `4_epochs_r16` the old.
 GPU = {"model": {"device": "cuda"}, "generation": {"batch_size": 128},
-       "train": {"micro_batch_size": 16, "gradient_accumulation_steps": 2, "eval_every_steps": 100000,
+       "train": {"micro_batch_size": 32, "gradient_accumulation_steps": 1, "eval_every_steps": 100000,
                  "eval_max_questions": 100, "fused_kernels": "off"},
        "eval": {"extraction_chunks": 10}}
 # Each task's workspace. The device machine keeps /tmp while it stays warm between calls, so a
@@ -94,7 +97,7 @@ VARIANTS = {
     "qa_with_text": {"train": {"schedule": "qa_with_text"}},
     "phased": {"train": {"schedule": "phased"}},  # PIT++: Q&A alone first, text alone last (not yet measured)
     "old_mix": OLD_MIX,  # the recipe before coverage Q&A and restatements
-    "old_mix_8_epochs": {**OLD_MIX, "train": {"epochs": 8, "micro_batch_size": 16}},  # exactly the old benchmark
+    "old_mix_8_epochs": {**OLD_MIX, "train": {"epochs": 8, "micro_batch_size": 16, "gradient_accumulation_steps": 1}},  # exactly the old benchmark
     "no_coverage": {"build": {"generators": ["rules"]}},
     "no_restatements": {"build": {"augment_variants": 0}},
     "restatements_4": {"build": {"augment_variants": 4}},
@@ -136,9 +139,8 @@ VARIANTS = {
     "12_epochs": {"train": {"epochs": 12}},
     # training's attention without cuDNN: the twenty-eighth run measured it as its code's default (99c95d0)
     "cudnn_off": {"model": {"cudnn_attention": False}},
-    # the same 32 examples a step in one micro-batch: half the kernel launches that hold a step up alone
-    # (train_profile: 83 ms of GPU work in a 626 ms step); memory with 8 sharing unmeasured (not yet run)
-    "micro_batch_32": {"train": {"micro_batch_size": 32, "gradient_accumulation_steps": 1}},
+    # the benchmark's batching until the twenty-ninth run: the same 32 examples a step as 16 x 2 accumulated
+    "micro_batch_16x2": {"train": {"micro_batch_size": 16, "gradient_accumulation_steps": 2}},
     # EDA's random deletion on the closed-book questions, a new draw each epoch (21st run)
     "question_dropout": {"train": {"question_dropout": 0.5}},
     "question_dropout_all": {"train": {"question_dropout": 1.0, "question_dropout_words": 0.4}},
