@@ -104,7 +104,7 @@ case "${1:-}" in
     export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # many processes share each GPU
     if [ "$1" = profile ]; then  # one contract alone: where its minutes go (train_profile.py)
       timeout "${TIMEOUT_S:-555}" python3 .bench/code/benchmarks/train_profile.py --prepared .bench/knowledge \
-        --contract "$2" --base-model /tmp/gemma-3-270m-q4_k_m.gguf --out "$OUT/profile" ${3:+--max-steps "$3"} \
+        --contract "$2" --base-model /tmp/gemma-3-270m-q4_k_m.gguf --out "$OUT/profile" ${3:+--max-steps "$3"} ${VARIANT:+--variant "$VARIANT"} \
         2>&1 | grep -v -i "warn" | tail -120 || true
       exit 0
     fi

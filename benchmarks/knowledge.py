@@ -141,6 +141,10 @@ VARIANTS = {
     "cudnn_off": {"model": {"cudnn_attention": False}},
     # the benchmark's batching until the twenty-ninth run: the same 32 examples a step as 16 x 2 accumulated
     "micro_batch_16x2": {"train": {"micro_batch_size": 16, "gradient_accumulation_steps": 2}},
+    # the label-only loss 1,024 labelled tokens at a time (train.loss_chunk_tokens): a micro-batch of 32 holding
+    # ~2,900-4,400 labelled tokens of reading text asked for 2-4.3 GiB of fp32 logits at once, and 5 of 12 tasks
+    # ran out of the H200's memory with 8 sharing (twenty-ninth run)
+    "loss_chunk_1024": {"train": {"loss_chunk_tokens": 1024}},
     # EDA's random deletion on the closed-book questions, a new draw each epoch (21st run)
     "question_dropout": {"train": {"question_dropout": 0.5}},
     "question_dropout_all": {"train": {"question_dropout": 1.0, "question_dropout_words": 0.4}},
