@@ -68,15 +68,17 @@
 #   pieces, `profile waste2energy…` alone (349 s with setup: a 4.64-minute training), pieces again (the machine was
 #   released while this side changed the code), then none, then 10 in calls of 578 and 475 s (MINUTES 7, 5): oasys and
 #   quillmere never finished, the device time spent. Training without cuDNN was 1.46x slower with 8 sharing.
-#   Next, first: the default as committed since (training with cuDNN, generation without) on the same 12, 8 jobs,
-#   MINUTES 7 then 5, for the median minutes beside the twenty-seventh's 6.2 (its evaluating was ~2.2 of them);
-#   then micro_batch_32 (one micro-batch of 32 a step) on "…@duos+waste2energy" 2 1, as its memory with 8 sharing
-#   is unknown. Then buffalowildwings (458 chunks, three times the others; never trained since the fourteenth run), alone:
-#   "default@buffalowildwings" 1 9, then the same at once with MINUTES 1 to finish it resumed; and the training
-#   minutes with less sharing, e.g. "default@duos+waste2energy+electra+ccreal" 4 3 beside the stored 8-sharing figures
-#   (a fresh machine's /tmp/knowledge is empty; on a warm one a task already there is skipped). A profile and a run
-#   do not both fit one session with a code change between them: each start costs the pieces again.
-#   `profile CONTRACT [MAX_STEPS]` (carry as `run`): one contract alone through benchmarks/train_profile.py, its
+#   The twenty-ninth (code 65efc18: one micro-batch of 32 a step; the same 12): pieces, `profile waste2energy…` alone
+#   (253 s with setup: 3.46 minutes, peak 16.6 GiB allocated), then 7 finished in one call of 526 s (MINUTES 7) while
+#   5 ran out of memory with 8 sharing (a micro-batch of 32 holds up to ~4,400 labelled tokens: 4.3 GiB of fp32
+#   logits), and those 5 in one call of 323 s (MINUTES 5, 5 sharing; 2 resumed). 1,340 s of device time in all.
+#   Next: VARIANT=loss_chunk_1024 `profile waste2energy…` (its peak memory and step time alone); if the peak falls
+#   to ~11 GiB at the same step time, put train.loss_chunk_tokens 1024 into knowledge.py's GPU settings so 8 fit.
+#   Then buffalowildwings (458 chunks, three times the others; never trained since the fourteenth run), alone:
+#   "default@buffalowildwings" 1 9, then the same at once with MINUTES 1 to finish it resumed (a fresh machine's
+#   /tmp/knowledge is empty; on a warm one a task already there is skipped). A profile and a run do not both fit
+#   one session with a code change between them: each start costs the pieces again.
+#   `profile CONTRACT [MAX_STEPS]` (carry as `run`; VARIANT=<a knowledge.py variant>, default the default): one contract alone through benchmarks/train_profile.py, its
 #   summary.json and operator tables under $OUT/profile.
 #   ALSO_TEACH=replay_rules,passes_2 teaches each selected checkpoint those other ways too (knowledge.py TEACHINGS),
 #   ~1-2 minutes a task for each.

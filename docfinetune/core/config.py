@@ -629,9 +629,9 @@ class TrainConfig:
     """The fine-tune: schedule, batching, evaluation cadence, checkpoint selection."""
 
     epochs: float = option(
-        8.0, "Passes over the training mix (ignored when max_steps > 0). 8 took 1.8-7.3 minutes a contract "
-             "(median 4.1) with the embedded model on a shared H200 (benchmarks/RESULTS.md, \"Knowledge\"); "
-             "the cpu-demo pipeline trains 1.", minimum=0)
+        8.0, "Passes over the training mix (ignored when max_steps > 0). 8 took 1.2-7.4 minutes a contract "
+             "(median 4.6, 12 contracts) with the embedded model on an H200 shared by 5-8 contracts, 32 examples "
+             "a step (benchmarks/RESULTS.md, twenty-ninth run); the cpu-demo pipeline trains 1.", minimum=0)
     max_steps: int = option(0, "Stop after this many optimizer steps; 0 trains for `epochs`.", minimum=0)
     method: str = option(
         "lora", "lora: train a LoRA adapter (the lora section) on the frozen model; full: train every "
