@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -136,3 +137,19 @@ def test_errors_keep_square_brackets(run_cli, tmp_path: Path, workspace_dir: Pat
     result = run_cli("ingest", missing)
     assert result.exit_code == 2 and "scan[draft].pdf" in result.stderr
     assert not workspace_dir.exists()
+
+
+def test_the_knowledge_benchmark_measures_the_shipped_gpu_pipeline():
+    """benchmarks/knowledge.py trains "default" with its shared GPU settings: those are the
+    embedded-gpu pipeline's, so `--pipeline embedded-gpu` is the recipe its figures describe."""
+    import importlib.util
+
+    path = PIPELINES_DIR.parent / "benchmarks" / "knowledge.py"
+    spec = importlib.util.spec_from_file_location("knowledge_benchmark", path)
+    knowledge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(knowledge)
+    measured = load_pipeline("default", knowledge.merged(knowledge.GPU, knowledge.VARIANTS["default"]))
+    shipped = load_pipeline("embedded-gpu")
+    assert dataclasses.replace(measured, name=shipped.name, description=shipped.description) == shipped
+    assert shipped.train.micro_batch_size == 32 and shipped.train.gradient_accumulation_steps == 1
+    assert shipped.train.fused_kernels == "off"
