@@ -72,6 +72,8 @@
 #   (253 s with setup: 3.46 minutes, peak 16.6 GiB allocated), then 7 finished in one call of 526 s (MINUTES 7) while
 #   5 ran out of memory with 8 sharing (a micro-batch of 32 holds up to ~4,400 labelled tokens: 4.3 GiB of fp32
 #   logits), and those 5 in one call of 323 s (MINUTES 5, 5 sharing; 2 resumed). 1,340 s of device time in all.
+#   Then VARIANT=loss_chunk_1024 `profile waste2energy… 40` stopped at its first step (bf16 hidden-state dtype, mended
+#   in train/loss.py since) with the device time spent.
 #   Next: VARIANT=loss_chunk_1024 `profile waste2energy…` (its peak memory and step time alone); if the peak falls
 #   to ~11 GiB at the same step time, put train.loss_chunk_tokens 1024 into knowledge.py's GPU settings so 8 fit.
 #   Then buffalowildwings (458 chunks, three times the others; never trained since the fourteenth run), alone:

@@ -117,6 +117,23 @@ def test_the_chunked_loss_is_the_same_loss_and_gradients(layout, softcap):
             torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_the_chunked_loss_under_trainer_mixed_precision():
+    """Trainer's bf16 (accelerate wraps the model's forward in autocast and hands its outputs back in
+    fp32) on bf16 weights: the chunks' output layer runs outside that forward and must read the fp32
+    hidden states in its own dtype (the H200 run of 2026-12-03 stopped at the first step: "expected
+    mat1 and mat2 to have the same dtype"). The same loss as unchunked, to bf16's precision."""
+    from accelerate.utils import convert_outputs_to_fp32
+
+    model = tiny_gemma(None)
+    model.base_model.model.to(torch.bfloat16)
+    model.forward = convert_outputs_to_fp32(torch.autocast("cpu", dtype=torch.bfloat16)(model.forward))
+    batch = packed_batch()
+    whole, _ = loss_and_grads(model, lambda: label_only_loss(model, batch, 40))
+    for chunk in (1, 4):
+        loss, _ = loss_and_grads(model, lambda: label_only_loss(model, batch, 40, chunk_tokens=chunk))
+        torch.testing.assert_close(loss, whole, rtol=2e-2, atol=2e-2)
+
+
 def test_the_chunked_loss_keeps_no_logits_for_the_backward_pass():
     """What the loss keeps for its backward pass (autograd's saved tensors), on a row of 600
     labelled tokens over a 50,000-word vocabulary: the whole row's logits without chunks, only

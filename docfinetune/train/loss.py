@@ -77,10 +77,13 @@ def _labelled_logits(model, inputs: dict, keep):
 
 def _output_layer(causal, hidden):
     """What the model's forward does after its decoder: the output layer, then Gemma's final-logit
-    softcapping where the config has it."""
+    softcapping where the config has it. `hidden` is read in the output layer's dtype: under
+    Trainer's bf16 the model's forward returns its hidden states in fp32 (accelerate's autocast
+    wrapper), and the chunks of `chunked_sum` run outside that forward, on bf16 weights."""
     import torch
 
-    logits = causal.get_output_embeddings()(hidden)
+    layer = causal.get_output_embeddings()
+    logits = layer(hidden.to(layer.weight.dtype))
     cap = getattr(causal.config, "final_logit_softcapping", None)
     return logits if cap is None else torch.tanh(logits / cap) * cap
 
