@@ -18,7 +18,7 @@ of each GPU, and the project's estimate for 1 GPU and for the variant's share.
 
 Knowledge (`knowledge`): one workspace holding several contracts of the knowledge benchmark,
 trained by `docfinetune train` once on 1 GPU and once with `--num-gpus 2` (the same global
-batch: 16 x 2 accumulated, against 16 on each of 2 GPUs), each evaluated on the contracts'
+batch: 32 in one micro-batch, against 16 on each of 2 GPUs), each evaluated on the contracts'
 questions by `eval` on one GPU.
 
     python benchmarks/multi_gpu.py prepare                      # here (CPU): the workspaces
@@ -189,25 +189,24 @@ def save(results: Path, key: str, rows, write_json) -> None:
 def knowledge(results: Path, base_model: str, gpus: list[int]) -> int:
     """Train the several-contract workspace on 1 GPU and on 2 (the CLI, as a user runs it) and
     evaluate each on the contracts' questions."""
-    from knowledge import GPU, _summary
+    from knowledge import GPU_PIPELINE, _summary
 
     from docfinetune.core.config import load_pipeline
     from docfinetune.core.workspace import Workspace, write_json
     from docfinetune.evaluate import evaluate
 
-    t = GPU["train"]
-    flags = ["--base-model", base_model, "--device", "cuda", "--batch-size", str(GPU["generation"]["batch_size"]),
-             "--epochs", str(t["epochs"]), "--eval-every-steps", str(t["eval_every_steps"]),
-             "--eval-max-questions", str(t["eval_max_questions"]), "--fused-kernels", "off",
-             "--micro-batch-size", str(t["micro_batch_size"])]
+    # The knowledge benchmark's recipe as a user runs it: the shipped embedded-gpu pipeline.
+    shipped = load_pipeline(str(GPU_PIPELINE), {"model": {"base_model": base_model}})
+    t = shipped.train
+    flags = ["--pipeline", str(GPU_PIPELINE), "--base-model", base_model]
     rows = json.loads(results.read_text()).get("knowledge", []) if results.is_file() else []
     for n in gpus:
         folder = Path("/tmp") / "multi-gpu-ws" / f"gpus-{n}"
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(KNOWLEDGE_WS, folder)
-        # the same global batch of 32: 16 x 2 accumulated on one GPU, 16 on each of two
-        extra = ["--gradient-accumulation-steps", str(t["gradient_accumulation_steps"])] if n == 1 else [
-            "--num-gpus", str(n), "--gradient-accumulation-steps", str(t["gradient_accumulation_steps"] // n)]
+        # the same global batch on any number of GPUs: the pipeline's 32 in one micro-batch on one GPU,
+        # 16 on each of two (DDP sums their gradients)
+        extra = [] if n == 1 else ["--num-gpus", str(n), "--micro-batch-size", str(t.micro_batch_size // n)]
         command = [sys.executable, "-m", "docfinetune", "--workspace", str(folder), "train", *flags, *extra]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -218,9 +217,7 @@ def knowledge(results: Path, base_model: str, gpus: list[int]) -> int:
             print(f"{n} GPU(s): train failed\n{done.stderr[-3000:]}", flush=True)
             continue
         workspace = Workspace(folder)
-        config = load_pipeline("default", {"model": {"base_model": base_model, "device": "cuda"},
-                                           "generation": {"batch_size": GPU["generation"]["batch_size"]}})
-        report = evaluate(workspace, config=config, questions_file=folder / "questions.jsonl", include_test=False)
+        report = evaluate(workspace, config=shipped, questions_file=folder / "questions.jsonl", include_test=False)
         run_dir = Path((folder / "runs" / "latest").read_text().strip())
         selection = json.loads((folder / "runs" / run_dir.name / "selection.json").read_text())
         row = {"gpus": n, "train_s": round(train_s, 1), "command": " ".join(["docfinetune", *command[3:]]),
