@@ -83,7 +83,9 @@ def _output_layer(causal, hidden):
     import torch
 
     layer = causal.get_output_embeddings()
-    logits = layer(hidden.to(layer.weight.dtype))
+    if layer.weight.dtype.is_floating_point:  # not a quantized layer's packed bytes
+        hidden = hidden.to(layer.weight.dtype)
+    logits = layer(hidden)
     cap = getattr(causal.config, "final_logit_softcapping", None)
     return logits if cap is None else torch.tanh(logits / cap) * cap
 
