@@ -238,6 +238,7 @@ def train(ctx: click.Context, resume: bool, run_id: str | None, num_gpus: int, p
     Builds the datasets first when they are missing or stale.
     """
     from docfinetune.core import distributed
+    from docfinetune.core.models import resolve_device
     from docfinetune.core.runs import SELECTION_FILE
     from docfinetune.display import progress_bars, selection_table, train_events
     from docfinetune.pipeline import fresh_datasets
@@ -246,6 +247,7 @@ def train(ctx: click.Context, resume: bool, run_id: str | None, num_gpus: int, p
 
     overrides = _overrides(flags)
     config = load_pipeline(pipeline_name, overrides, COMMAND_LINE)
+    resolve_device(config.model)  # a GPU recipe on a machine without one: said before anything is built
     if num_gpus > 1 and distributed.world_size() == 1:
         sys.exit(_launch(num_gpus))
     main = distributed.is_main()

@@ -13,6 +13,7 @@ from typing import Callable
 from docfinetune.build import build, datasets_stale
 from docfinetune.core import distributed
 from docfinetune.core.config import PipelineConfig
+from docfinetune.core.models import resolve_device
 from docfinetune.core.workspace import Workspace
 from docfinetune.train import EventFn, resume_point, train
 
@@ -34,7 +35,9 @@ def fresh_datasets(workspace: Workspace, config: PipelineConfig,
 def build_then_train(workspace: Workspace, config: PipelineConfig, *, resume: bool = False,
                      run_id: str | None = None, on_event: EventFn | None = None,
                      on_progress: Callable[[str, int, int], None] | None = None) -> Path:
-    """`train`, after building the datasets its config needs (a resumed run's own config)."""
+    """`train`, after building the datasets its config needs (a resumed run's own config). A device
+    that is not there (`--pipeline embedded-gpu` on a laptop) is said before anything is built."""
+    resolve_device(config.model)
     if distributed.is_main():  # under `accelerate launch` the others wait for these datasets
         data_config = resume_point(workspace, run_id)[0].config if resume else config
         fresh_datasets(workspace, data_config, on_progress)

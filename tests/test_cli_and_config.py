@@ -153,3 +153,16 @@ def test_the_knowledge_benchmark_measures_the_shipped_gpu_pipeline():
     assert dataclasses.replace(measured, name=shipped.name, description=shipped.description) == shipped
     assert shipped.train.micro_batch_size == 32 and shipped.train.gradient_accumulation_steps == 1
     assert shipped.train.fused_kernels == "off"
+
+
+def test_a_gpu_recipe_without_a_gpu_is_one_line_before_anything_is_built(run_cli, contract_pdf: Path,
+                                                                          workspace_dir: Path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_cli("ingest", contract_pdf).exit_code == 0
+    before = sorted(p.relative_to(workspace_dir) for p in workspace_dir.rglob("*"))
+    result = run_cli("train", "--pipeline", "embedded-gpu")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == ["error: model.device: cuda was asked for, but no CUDA device is visible"]
+    assert sorted(p.relative_to(workspace_dir) for p in workspace_dir.rglob("*")) == before  # no datasets built
